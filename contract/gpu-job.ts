@@ -1,0 +1,88 @@
+// The one contract between the TypeScript orchestrator and the Python GPU worker.
+// `npm run contract` turns these schemas into contract/schema/*.json, which the
+// worker validates against; a test fails when the committed files drift.
+import { z } from 'zod';
+
+export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a lowercase hex sha256');
+
+/** Trigger words end up in every caption: one token-ish word, no spaces. */
+export const TriggerWord = z
+  .string()
+  .min(2)
+  .max(40)
+  .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" or "-" only');
+
+/** An image the worker fetches by presigned GET; `id` is its content sha256. */
+export const ImageRef = z.object({ id: Sha256, url: z.url() });
+
+export const TrainingParams = z.object({
+  steps: z.int().min(1).max(100_000).default(200),
+  rank: z.int().min(1).max(256).default(8),
+  /** LoRA alpha; defaults to the rank (scale 1.0). */
+  alpha: z.number().positive().max(1024).optional(),
+  learningRate: z.number().positive().max(1).default(1e-4),
+  batchSize: z.int().min(1).max(64).default(1),
+  /** Square training size in pixels; absent means the base model's native size. */
+  resolution: z.int().min(32).max(2048).multipleOf(8).optional(),
+  seed: z.int().min(0).max(2 ** 31 - 1).default(42),
+});
+export type TrainingParams = z.infer<typeof TrainingParams>;
+
+export const CaptionJobInput = z.object({
+  task: z.literal('caption'),
+  triggerWord: TriggerWord,
+  images: z.array(ImageRef).min(1).max(5000),
+});
+
+export const TrainJobInput = z.object({
+  task: z.literal('train'),
+  /** A model name the worker resolves in its own model directory (baked into its image). */
+  baseModel: z.string().regex(/^[A-Za-z0-9._-]+$/),
+  triggerWord: TriggerWord,
+  images: z.array(ImageRef.extend({ caption: z.string().min(1).max(1000) })).min(1).max(5000),
+  params: TrainingParams,
+  /** Presigned PUT for the finished `.safetensors`; the worker has no S3 credentials. */
+  output: z.object({ loraUrl: z.url() }),
+});
+
+export const GpuJobInput = z.discriminatedUnion('task', [CaptionJobInput, TrainJobInput]);
+export type CaptionJobInput = z.infer<typeof CaptionJobInput>;
+export type TrainJobInput = z.infer<typeof TrainJobInput>;
+export type GpuJobInput = z.infer<typeof GpuJobInput>;
+
+export const CaptionJobOutput = z.object({
+  captioner: z.string(),
+  captions: z.array(z.object({ id: Sha256, caption: z.string().min(1) })),
+});
+export type CaptionJobOutput = z.infer<typeof CaptionJobOutput>;
+
+export const TrainJobOutput = z.object({
+  lora: z.object({ sha256: Sha256, bytes: z.int().positive() }),
+  metrics: z.object({
+    steps: z.int().nonnegative(),
+    finalLoss: z.number(),
+    /** At most 200 points, evenly downsampled, so it fits any payload limit. */
+    lossCurve: z.array(z.number()).max(200),
+    /** Seconds per phase: download, load, caching, training, upload. */
+    seconds: z.record(z.string(), z.number().nonnegative()),
+    device: z.string(),
+    peakMemoryBytes: z.int().nonnegative().optional(),
+  }),
+});
+export type TrainJobOutput = z.infer<typeof TrainJobOutput>;
+
+/** What `runpod.serverless.progress_update` carries while a job runs. */
+export const GpuProgress = z.object({
+  phase: z.enum(['download', 'load', 'caching', 'captioning', 'training', 'upload']),
+  step: z.int().nonnegative().optional(),
+  totalSteps: z.int().positive().optional(),
+  loss: z.number().optional(),
+});
+export type GpuProgress = z.infer<typeof GpuProgress>;
+
+/**
+ * Error classes the worker puts in front of its error message as "[CLASS] message"
+ * (a plain string survives every RunPod layer). The orchestrator maps them to retries.
+ */
+export const GpuErrorClass = z.enum(['OOM', 'INPUT', 'TRANSIENT', 'INTERNAL']);
+export type GpuErrorClass = z.infer<typeof GpuErrorClass>;

@@ -1,0 +1,35 @@
+// Every setting loraflow reads, in one place, with the local stack's defaults.
+// Production points the same variables at RunPod and any S3; see README "Configuration".
+import { z } from 'zod';
+
+const Env = z.object({
+  LORAFLOW_DATA_DIR: z.string().default('data'),
+  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_UI_PORT: z.coerce.number().int().default(8233),
+  LORAFLOW_TASK_QUEUE: z.string().default('loraflow'),
+  LORAFLOW_S3_ENDPOINT: z.url().optional().default('http://127.0.0.1:7070'),
+  LORAFLOW_S3_BUCKET: z.string().default('loraflow'),
+  AWS_REGION: z.string().default('us-east-1'),
+  AWS_ACCESS_KEY_ID: z.string().default('loraflow'),
+  AWS_SECRET_ACCESS_KEY: z.string().default('loraflow-local-secret'),
+  RUNPOD_API_BASE: z.url().default('http://127.0.0.1:8300/v2'),
+  RUNPOD_API_KEY: z.string().default('local-dev-key'),
+  RUNPOD_ENDPOINT_ID: z.string().default('local'),
+  /** Base model name the GPU worker resolves; the local stack ships `tiny-sd`. */
+  LORAFLOW_BASE_MODEL: z.string().default('tiny-sd'),
+  RUNPOD_LOCAL_PORT: z.coerce.number().int().default(8300),
+  LORAFLOW_S3_PORT: z.coerce.number().int().default(7070),
+  TEMPORAL_PORT: z.coerce.number().int().default(7233),
+});
+export type Config = z.infer<typeof Env>;
+
+/** Reads the environment; a bad value fails with the variable's name. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`config: ${issue.path.join('.')}=${JSON.stringify(env[String(issue.path[0])])}: ${issue.message}`);
+  }
+  return parsed.data;
+}
