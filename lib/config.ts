@@ -18,6 +18,8 @@ const Env = z.object({
   RUNPOD_ENDPOINT_ID: z.string().default('local'),
   /** Base model name the GPU worker resolves; the local stack ships `tiny-sd`. */
   LORAFLOW_BASE_MODEL: z.string().default('tiny-sd'),
+  /** How often GPU activities poll RunPod for a job's status. */
+  LORAFLOW_POLL_MS: z.coerce.number().int().min(100).default(1000),
   RUNPOD_LOCAL_PORT: z.coerce.number().int().default(8300),
   LORAFLOW_S3_PORT: z.coerce.number().int().default(7070),
   TEMPORAL_PORT: z.coerce.number().int().default(7233),

@@ -1,0 +1,10 @@
+// What activities need from the world, passed in by worker.ts (and by tests).
+import type { RunpodClient } from '../lib/runpod-client.js';
+import type { Storage } from '../lib/s3.js';
+
+export interface ActivityDeps {
+  storage: Storage;
+  runpod: Pick<RunpodClient, 'run' | 'status' | 'cancel'>;
+  /** How often a GPU job's status is polled. */
+  pollIntervalMs: number;
+}

@@ -1,0 +1,18 @@
+// Activities bound to their dependencies, the way Temporal's samples inject clients.
+import { captionDataset } from './caption.js';
+import type { ActivityDeps } from './deps.js';
+import { ingestDataset } from './ingest.js';
+import { publishLora } from './publish.js';
+import { trainOnGpu } from './train.js';
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ingestDataset: (input: Parameters<typeof ingestDataset>[1]) => ingestDataset(deps, input),
+    captionDataset: (input: Parameters<typeof captionDataset>[1]) => captionDataset(deps, input),
+    trainOnGpu: (input: Parameters<typeof trainOnGpu>[1]) => trainOnGpu(deps, input),
+    publishLora: (input: Parameters<typeof publishLora>[1]) => publishLora(deps, input),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+export type { ActivityDeps } from './deps.js';

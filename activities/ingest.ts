@@ -1,0 +1,121 @@
+// ingest: a local directory or .zip → decoded, metadata-stripped, deduplicated images stored
+// content-addressed in S3, plus a manifest whose sha256 identifies the dataset.
+import { createHash } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure, heartbeat, log } from '@temporalio/activity';
+import sharp from 'sharp';
+import { z } from 'zod';
+import { Sha256 } from '../contract/gpu-job.js';
+import type { DatasetManifest, DatasetManifestImage, IngestResult } from '../contract/pipeline.js';
+import { exists, putBytes } from '../lib/s3.js';
+import { readZip } from '../lib/zip.js';
+import type { ActivityDeps } from './deps.js';
+
+export const IngestInput = z.object({ dataset: z.object({ path: z.string().min(1), fingerprint: Sha256 }) });
+
+const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
+/** Larger inputs are refused before decoding (decompression bombs). */
+const MAX_PIXELS = 40_000_000;
+
+interface DatasetFile {
+  name: string;
+  read(): Promise<Buffer>;
+}
+
+export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof IngestInput>): Promise<IngestResult> {
+  const { dataset } = parseInput(IngestInput, raw);
+  const files = await listDataset(dataset.path);
+  const sidecars = new Map<string, string>();
+  const images: DatasetManifestImage[] = [];
+  const rejected: string[] = [];
+
+  let done = 0;
+  for (const file of files) {
+    const ext = path.extname(file.name).toLowerCase();
+    if (ext === '.txt') {
+      const caption = (await file.read()).toString('utf8').trim();
+      if (caption) sidecars.set(stem(file.name), caption.slice(0, 1000));
+    } else if (IMAGE_EXT.has(ext)) {
+      try {
+        images.push(await storeImage(deps, file.name, await file.read()));
+      } catch (err) {
+        rejected.push(`${file.name} (${err instanceof Error ? err.message : String(err)})`);
+      }
+    }
+    heartbeat({ done: ++done, total: files.length });
+  }
+
+  if (rejected.length) {
+    throw ApplicationFailure.nonRetryable(
+      `${rejected.length} file(s) in ${dataset.path} are not decodable images: ${rejected.join('; ')}`,
+      'InvalidDataset',
+    );
+  }
+  if (!images.length) {
+    throw ApplicationFailure.nonRetryable(`no images in ${dataset.path} (looked for ${[...IMAGE_EXT].join(', ')})`, 'InvalidDataset');
+  }
+
+  // Dedupe by content; the first source name (sorted) wins so the manifest is reproducible.
+  images.sort((a, b) => a.source.localeCompare(b.source));
+  const unique = new Map<string, DatasetManifestImage>();
+  for (const image of images) {
+    const caption = sidecars.get(stem(image.source));
+    if (!unique.has(image.id)) unique.set(image.id, caption ? { ...image, caption } : image);
+  }
+  const manifest: DatasetManifest = { version: 1, images: [...unique.values()].sort((a, b) => a.id.localeCompare(b.id)) };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  const manifestSha256 = sha256(bytes);
+  const manifestKey = `manifests/${manifestSha256}.json`;
+  if (!(await exists(deps.storage, manifestKey))) await putBytes(deps.storage, manifestKey, bytes, 'application/json');
+
+  log.info('dataset ingested', { images: manifest.images.length, duplicates: images.length - unique.size, manifestSha256 });
+  return {
+    manifestKey,
+    manifestSha256,
+    imageCount: manifest.images.length,
+    sidecarCaptions: manifest.images.filter((i) => i.caption).length,
+    duplicatesDropped: images.length - unique.size,
+  };
+}
+
+/** Decodes fully (so truncated files fail here, not on the GPU), strips metadata, stores as PNG. */
+async function storeImage(deps: ActivityDeps, source: string, input: Buffer): Promise<DatasetManifestImage> {
+  const { data, info } = await sharp(input, { limitInputPixels: MAX_PIXELS, failOn: 'error' })
+    .rotate() // apply EXIF orientation before the metadata goes
+    .png()
+    .toBuffer({ resolveWithObject: true });
+  const id = sha256(data);
+  const key = `images/sha256/${id}.png`;
+  if (!(await exists(deps.storage, key))) await putBytes(deps.storage, key, data, 'image/png');
+  return { id, key, source, width: info.width, height: info.height };
+}
+
+async function listDataset(datasetPath: string): Promise<DatasetFile[]> {
+  const info = await stat(datasetPath).catch(() => undefined);
+  if (!info) throw ApplicationFailure.nonRetryable(`dataset not found: ${datasetPath}`, 'InvalidDataset');
+  if (info.isFile() && datasetPath.toLowerCase().endsWith('.zip')) {
+    return (await readZip(datasetPath)).map((e) => ({ name: e.name, read: async () => e.data }));
+  }
+  if (!info.isDirectory()) throw ApplicationFailure.nonRetryable(`dataset must be a directory or a .zip: ${datasetPath}`, 'InvalidDataset');
+  const entries = await readdir(datasetPath, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => {
+      const full = path.join(e.parentPath, e.name);
+      return { name: path.relative(datasetPath, full), read: () => readFile(full) };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function parseInput<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw ApplicationFailure.nonRetryable(`invalid input: ${issue.path.join('.') || '(root)'}: ${issue.message}`, 'InvalidInput');
+  }
+  return parsed.data;
+}
+
+const stem = (name: string) => name.slice(0, name.length - path.extname(name).length);
+export const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');

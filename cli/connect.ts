@@ -1,0 +1,18 @@
+// A Temporal client for the CLI, with the error a user can act on when the stack is down.
+import { Client, Connection } from '@temporalio/client';
+import type { Config } from '../lib/config.js';
+
+export async function connect(config: Config): Promise<Client> {
+  try {
+    const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 3_000 });
+    return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  } catch {
+    throw new CliError(`cannot reach Temporal at ${config.TEMPORAL_ADDRESS}: is the stack running? Start it with \`make dev\` (or set TEMPORAL_ADDRESS)`);
+  }
+}
+
+/** An error whose message is the whole story: printed without a stack trace, exit code 1. */
+export class CliError extends Error {}
+
+export const webUiLink = (config: Config, workflowId: string) =>
+  `http://127.0.0.1:${config.TEMPORAL_UI_PORT}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows/${encodeURIComponent(workflowId)}`;

@@ -1,0 +1,70 @@
+// `status`, `list`, `cancel` and `download`: reading pipelines back from Temporal and S3.
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import type { PipelineProgress, PublishedLora } from '../contract/pipeline.js';
+import type { Config } from '../lib/config.js';
+import { getBytes, makeStorage } from '../lib/s3.js';
+import { LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
+import { CliError } from './connect.js';
+import { sha256 } from '../activities/ingest.js';
+
+export async function status(client: Client, id: string): Promise<PipelineProgress & { workflowId: string; status: string }> {
+  const handle = client.workflow.getHandle(id);
+  const description = await handle.describe().catch((err: unknown) => {
+    throw err instanceof WorkflowNotFoundError ? new CliError(`no pipeline with id ${id} (see \`loraflow list\`)`) : err;
+  });
+  const progress = await handle.query(progressQuery).catch(() => undefined);
+  const stage = description.typedSearchAttributes.get(LoraStageKey) ?? 'unknown';
+  return {
+    ...(progress ?? { stage: stage as PipelineProgress['stage'], name: description.typedSearchAttributes.get(LoraNameKey) ?? '', stageStartedAt: {}, updatedAt: '' }),
+    workflowId: id,
+    status: description.status.name,
+  };
+}
+
+export async function list(client: Client, limit = 50) {
+  const rows = [];
+  for await (const wf of client.workflow.list({ query: `WorkflowType = 'trainLora'` })) {
+    rows.push({
+      workflowId: wf.workflowId,
+      status: wf.status.name,
+      stage: wf.typedSearchAttributes.get(LoraStageKey) ?? '',
+      name: wf.typedSearchAttributes.get(LoraNameKey) ?? '',
+      started: wf.startTime.toISOString(),
+    });
+    if (rows.length >= limit) break;
+  }
+  return rows;
+}
+
+export async function cancel(client: Client, id: string): Promise<string> {
+  const handle = client.workflow.getHandle(id);
+  await handle.cancel().catch((err: unknown) => {
+    throw err instanceof WorkflowNotFoundError ? new CliError(`no running pipeline with id ${id}`) : err;
+  });
+  // The workflow closes only after its GPU job is cancelled (WAIT_CANCELLATION_COMPLETED).
+  await handle.result().catch(() => undefined);
+  return (await handle.describe()).status.name;
+}
+
+/** Writes lora.safetensors and metadata.json into `out`, checked against the published sha256. */
+export async function download(client: Client, config: Config, id: string, out: string): Promise<{ lora: string; metadata: string }> {
+  const handle = client.workflow.getHandle(id);
+  const description = await handle.describe().catch(() => undefined);
+  if (!description) throw new CliError(`no pipeline with id ${id}`);
+  if (description.status.name !== 'COMPLETED') throw new CliError(`pipeline ${id} is ${description.status.name}, nothing published to download`);
+  const published = (await handle.result()) as PublishedLora;
+  const storage = makeStorage(config);
+  const keyOf = (uri: string) => uri.replace(`s3://${storage.bucket}/`, '');
+  const [lora, metadata] = await Promise.all([getBytes(storage, keyOf(published.uri)), getBytes(storage, keyOf(published.metadataUri))]);
+  if (sha256(lora) !== published.sha256) throw new CliError(`${published.uri} does not match its published sha256; not writing it`);
+  await mkdir(out, { recursive: true });
+  const files = { lora: path.join(out, 'lora.safetensors'), metadata: path.join(out, 'metadata.json') };
+  // Write beside, then rename: never a half-written file under the final name.
+  for (const [file, bytes] of [[files.lora, lora], [files.metadata, metadata]] as const) {
+    await writeFile(`${file}.partial`, bytes);
+    await rename(`${file}.partial`, file);
+  }
+  return files;
+}

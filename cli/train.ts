@@ -1,0 +1,66 @@
+// `loraflow train`: validate the request, start (or attach to) its workflow, optionally watch it.
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
+import type { Config } from '../lib/config.js';
+import { trainLora } from '../workflows/index.js';
+import { CliError } from './connect.js';
+import { fingerprintDataset } from './fingerprint.js';
+
+/** CLI flag for each request field, so validation errors name what the user typed. */
+const FLAG: Record<string, string> = {
+  name: '--name',
+  triggerWord: '--trigger',
+  'dataset.path': '--images',
+  baseModel: '--base-model',
+  'params.steps': '--steps',
+  'params.rank': '--rank',
+  'params.alpha': '--alpha',
+  'params.learningRate': '--lr',
+  'params.batchSize': '--batch-size',
+  'params.resolution': '--resolution',
+  'params.seed': '--seed',
+};
+
+export async function buildRequest(input: Omit<TrainRequestInput, 'dataset'> & { images: string }): Promise<TrainRequest> {
+  const datasetPath = path.resolve(input.images);
+  const fingerprint = await fingerprintDataset(datasetPath).catch((err: Error) => {
+    throw new CliError(err.message);
+  });
+  const parsed = TrainRequest.safeParse({ ...input, images: undefined, dataset: { path: datasetPath, fingerprint } });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.join('.');
+    throw new CliError(`${FLAG[field] ?? field}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Same request (same files, same parameters) → same id → one run. */
+export function workflowIdFor(request: TrainRequest): string {
+  const digest = createHash('sha256').update(JSON.stringify(request)).digest('hex').slice(0, 12);
+  return `lora-${request.name}-${digest}`;
+}
+
+export async function startTraining(
+  client: Client,
+  config: Config,
+  request: TrainRequest,
+): Promise<{ handle: WorkflowHandle<typeof trainLora>; attached: boolean }> {
+  const workflowId = workflowIdFor(request);
+  try {
+    const handle = await client.workflow.start(trainLora, {
+      taskQueue: config.LORAFLOW_TASK_QUEUE,
+      workflowId,
+      args: [request],
+      // A running or published twin is attached to; a failed or cancelled one may be retried.
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+    });
+    return { handle, attached: false };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { handle: client.workflow.getHandle(workflowId), attached: true };
+    throw err;
+  }
+}

@@ -1,0 +1,106 @@
+// The `loraflow` CLI. Every command takes --json; configuration comes from the environment (lib/config.ts).
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from './lib/config.js';
+import { CliError, connect, webUiLink } from './cli/connect.js';
+import { cancel, download, list, status } from './cli/inspect.js';
+import { buildRequest, startTraining } from './cli/train.js';
+import { describeProgress, watch } from './cli/watch.js';
+
+const int = (v: string) => {
+  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError('expected an integer');
+  return Number(v);
+};
+const num = (v: string) => {
+  if (Number.isNaN(Number(v))) throw new InvalidArgumentError('expected a number');
+  return Number(v);
+};
+const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value, null, 2) : text);
+
+const program = new Command('loraflow').description('Durable LoRA training: Temporal pipelines, RunPod GPU workers, S3 storage.').showHelpAfterError();
+
+program
+  .command('train')
+  .description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)')
+  .requiredOption('--name <name>', 'LoRA name (lowercase letters, digits, "-")')
+  .requiredOption('--images <dir|zip>', 'dataset: a directory or .zip of images')
+  .requiredOption('--trigger <word>', 'trigger word put in front of every caption')
+  .option('--steps <n>', 'training steps', int)
+  .option('--rank <n>', 'LoRA rank', int)
+  .option('--alpha <n>', 'LoRA alpha (default: the rank)', num)
+  .option('--lr <x>', 'learning rate', num)
+  .option('--batch-size <n>', 'batch size', int)
+  .option('--resolution <px>', "training size in pixels (default: the base model's)", int)
+  .option('--seed <n>', 'random seed', int)
+  .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
+  .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
+  .option('--json', 'machine-readable output')
+  .action(async (o) => {
+    const config = loadConfig();
+    const request = await buildRequest({
+      name: o.name,
+      images: o.images,
+      triggerWord: o.trigger,
+      baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
+      params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
+    });
+    const client = await connect(config);
+    const { handle, attached } = await startTraining(client, config, request);
+    const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };
+    if (!o.json) console.error(`${attached ? 'attached to existing' : 'started'} pipeline ${handle.workflowId}\n  Web UI: ${info.webUi}`);
+    if (!o.wait) return print(o.json, info, handle.workflowId);
+    const published = await watch(handle, { quiet: o.json });
+    print(o.json, { ...info, published }, published.uri);
+  });
+
+program
+  .command('status <id>')
+  .description("a pipeline's stage, GPU job, step and loss")
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    const s = await status(await connect(loadConfig()), id);
+    const extra = s.result ? `\n  published: ${s.result.uri}` : s.error ? `\n  error: ${s.error}` : '';
+    print(o.json, s, `${id}: ${s.status} ${describeProgress(s)}${extra}`);
+  });
+
+program
+  .command('cancel <id>')
+  .description('cancel a pipeline and its GPU job; returns when both are stopped')
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    const final = await cancel(await connect(loadConfig()), id);
+    print(o.json, { workflowId: id, status: final }, `${id}: ${final}`);
+  });
+
+program
+  .command('list')
+  .description('recent pipelines')
+  .option('--json', 'machine-readable output')
+  .action(async (o) => {
+    const rows = await list(await connect(loadConfig()));
+    const text = rows.map((r) => `${r.workflowId}  ${r.status.padEnd(10)} ${r.stage.padEnd(9)} ${r.started}`).join('\n') || 'no pipelines yet';
+    print(o.json, rows, text);
+  });
+
+program
+  .command('download <id>')
+  .description("download a published pipeline's lora.safetensors and metadata.json")
+  .requiredOption('--out <dir>', 'directory to write into')
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    const config = loadConfig();
+    const files = await download(await connect(config), config, id, o.out);
+    print(o.json, files, `${files.lora}\n${files.metadata}`);
+  });
+
+program
+  .command('dev')
+  .description('run the embedded local stack in the foreground (Temporal + Web UI, S3, RunPod endpoint, workers); Ctrl-C stops it')
+  .action(async () => {
+    const { runDev } = await import('./stack/dev.js');
+    await runDev();
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  console.error(err instanceof CliError || (err instanceof Error && err.message.startsWith('config:')) ? `loraflow: ${err.message}` : err);
+  process.exit(1);
+});

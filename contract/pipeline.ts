@@ -1,0 +1,99 @@
+// Messages between the CLI, the workflow and its activities. Small metadata only:
+// keys, ids and hashes; never image bytes, presigned URLs or secrets (they would land in history).
+import { z } from 'zod';
+import { Sha256, TrainingParams, TriggerWord } from './gpu-job.js';
+
+export const LoraName = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[a-z0-9][a-z0-9-]*$/, 'lowercase letters, digits and "-", starting with a letter or digit');
+
+export const TrainRequest = z.object({
+  name: LoraName,
+  triggerWord: TriggerWord,
+  /** A directory or .zip on the machine the Temporal worker runs on. */
+  dataset: z.object({
+    path: z.string().min(1),
+    /** sha256 over the dataset's files, computed by the client: same request + same files = same workflow. */
+    fingerprint: Sha256,
+  }),
+  baseModel: z.string().regex(/^[A-Za-z0-9._-]+$/),
+  params: TrainingParams,
+});
+export type TrainRequest = z.infer<typeof TrainRequest>;
+export type TrainRequestInput = z.input<typeof TrainRequest>;
+
+export const Stage = z.enum(['queued', 'ingest', 'caption', 'train', 'publish', 'published', 'failed', 'cancelled']);
+export type Stage = z.infer<typeof Stage>;
+
+/** What the `progress` query returns. */
+export interface PipelineProgress {
+  stage: Stage;
+  name: string;
+  gpuJobId?: string;
+  /** RunPod's status of the current GPU job (IN_QUEUE, IN_PROGRESS, ...). */
+  gpuStatus?: string;
+  phase?: string;
+  step?: number;
+  totalSteps?: number;
+  loss?: number;
+  /** ISO times each stage started, in order. */
+  stageStartedAt: Partial<Record<Stage, string>>;
+  updatedAt: string;
+  error?: string;
+  result?: PublishedLora;
+}
+
+/** Sent by GPU activities to their workflow (throttled), so the query can answer without I/O. */
+export interface GpuProgressSignal {
+  gpuJobId: string;
+  gpuStatus: string;
+  phase?: string;
+  step?: number;
+  totalSteps?: number;
+  loss?: number;
+}
+
+export interface DatasetManifestImage {
+  id: string; // sha256 of the stored (metadata-stripped PNG) bytes
+  key: string;
+  source: string; // file name inside the dataset, for error messages
+  width: number;
+  height: number;
+  caption?: string; // from a sidecar .txt
+}
+export interface DatasetManifest {
+  version: 1;
+  images: DatasetManifestImage[];
+}
+
+export interface IngestResult {
+  manifestKey: string;
+  manifestSha256: string;
+  imageCount: number;
+  sidecarCaptions: number;
+  duplicatesDropped: number;
+}
+
+export interface CaptionResult {
+  captionsKey: string;
+  sidecar: number;
+  gpuCaptioned: number;
+  gpuJobId?: string;
+}
+
+export interface TrainResult {
+  gpuJobId: string;
+  stagingKey: string;
+  lora: { sha256: string; bytes: number };
+  metrics: { steps: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string; peakMemoryBytes?: number };
+}
+
+export interface PublishedLora {
+  uri: string; // s3://bucket/loras/<name>/<version>/lora.safetensors
+  metadataUri: string;
+  version: string;
+  sha256: string;
+  bytes: number;
+}

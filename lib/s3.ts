@@ -1,0 +1,94 @@
+// S3 access for activities: path-style (works with any S3-compatible server and AWS),
+// content-addressed writes, streaming sha256 checks and short-lived presigned URLs.
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import {
+  CopyObjectCommand,
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  NotFound,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { Config } from './config.js';
+
+export interface Storage {
+  client: S3Client;
+  bucket: string;
+}
+
+export function makeStorage(config: Pick<Config, 'LORAFLOW_S3_ENDPOINT' | 'LORAFLOW_S3_BUCKET' | 'AWS_REGION' | 'AWS_ACCESS_KEY_ID' | 'AWS_SECRET_ACCESS_KEY'>): Storage {
+  const client = new S3Client({
+    endpoint: config.LORAFLOW_S3_ENDPOINT,
+    region: config.AWS_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: config.AWS_ACCESS_KEY_ID, secretAccessKey: config.AWS_SECRET_ACCESS_KEY },
+    // Presigned PUTs are sent by a worker that cannot add checksum headers: sign none.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  return { client, bucket: config.LORAFLOW_S3_BUCKET };
+}
+
+export const s3Uri = (s: Storage, key: string) => `s3://${s.bucket}/${key}`;
+
+export async function ensureBucket(s: Storage): Promise<void> {
+  try {
+    await s.client.send(new HeadBucketCommand({ Bucket: s.bucket }));
+  } catch {
+    await s.client.send(new CreateBucketCommand({ Bucket: s.bucket })).catch((err: unknown) => {
+      if (!(err instanceof S3ServiceException && err.name === 'BucketAlreadyOwnedByYou')) throw err;
+    });
+  }
+}
+
+export async function exists(s: Storage, key: string): Promise<{ bytes: number } | undefined> {
+  try {
+    const head = await s.client.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }));
+    return { bytes: head.ContentLength ?? 0 };
+  } catch (err) {
+    if (err instanceof NotFound || (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) return undefined;
+    throw err;
+  }
+}
+
+export async function putBytes(s: Storage, key: string, body: Uint8Array | string, contentType: string): Promise<void> {
+  await s.client.send(new PutObjectCommand({ Bucket: s.bucket, Key: key, Body: body, ContentType: contentType }));
+}
+
+export async function getBytes(s: Storage, key: string): Promise<Buffer> {
+  const res = await s.client.send(new GetObjectCommand({ Bucket: s.bucket, Key: key }));
+  return Buffer.from(await res.Body!.transformToByteArray());
+}
+
+export async function getJson<T>(s: Storage, key: string): Promise<T> {
+  return JSON.parse((await getBytes(s, key)).toString('utf8')) as T;
+}
+
+/** Streams the object through sha256; undefined when it does not exist. */
+export async function sha256OfObject(s: Storage, key: string): Promise<{ sha256: string; bytes: number } | undefined> {
+  if (!(await exists(s, key))) return undefined;
+  const res = await s.client.send(new GetObjectCommand({ Bucket: s.bucket, Key: key }));
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of res.Body as Readable) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+export async function copyObject(s: Storage, from: string, to: string): Promise<void> {
+  await s.client.send(new CopyObjectCommand({ Bucket: s.bucket, CopySource: `${s.bucket}/${from}`, Key: to }));
+}
+
+/** Presigned URLs live only inside activities and GPU job inputs, never in workflow history. */
+export const presignGet = (s: Storage, key: string, expiresIn = 3600) =>
+  getSignedUrl(s.client, new GetObjectCommand({ Bucket: s.bucket, Key: key }), { expiresIn });
+
+export const presignPut = (s: Storage, key: string, expiresIn = 6 * 3600) =>
+  getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key }), { expiresIn });

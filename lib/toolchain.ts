@@ -1,0 +1,20 @@
+// Where `make setup` put the programs and models loraflow runs; each can be overridden.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function tool(envVar: string, relative: string): string {
+  const found = process.env[envVar] ?? path.join(repoRoot, relative);
+  if (!existsSync(found)) throw new Error(`${found} not found: run \`make setup\` (or set ${envVar})`);
+  return found;
+}
+
+export const toolchain = {
+  temporal: () => tool('LORAFLOW_TEMPORAL_BIN', '.tools/bin/temporal'),
+  versitygw: () => tool('LORAFLOW_VERSITYGW_BIN', '.tools/bin/versitygw'),
+  python: () => tool('LORAFLOW_PYTHON', '.tools/python'),
+  modelDir: () => tool('LORAFLOW_MODEL_DIR', '.tools/models'),
+  gpuWorker: () => path.join(repoRoot, 'gpu-worker', 'handler.py'),
+};

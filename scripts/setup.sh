@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Idempotent bootstrap for a fresh machine: Go-built Temporal CLI and S3 server, the GPU
+# worker's Python environment, the tiny offline models, node_modules.
+# Heavy, reproducible things live in a cache outside the repo, keyed by what they depend on,
+# so a fresh clone on a warm machine sets up in seconds; .tools/ only links to them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${LORAFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/loraflow}"
+TEMPORAL_CLI_VERSION=v1.5.1   # last CLI whose go.mod has no replace directives (go install refuses those)
+VERSITYGW_VERSION=v1.7.0
+UV_VERSION=0.13.8
+mkdir -p "$CACHE" .tools/bin
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+hash_of() { cat "$@" | sha256sum | cut -c1-12; }
+
+# --- Go tools, built from official source with `go install` --------------------------------
+command -v go >/dev/null || die "Go >= 1.25 is required to build the Temporal CLI (install Go, then rerun)"
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+[ "$go_minor" -ge 25 ] 2>/dev/null || die "Go >= 1.25 is required, found $(go env GOVERSION)"
+
+go_tool() { # name module version
+  local dest="$CACHE/tools/$1-$3"
+  if [ ! -x "$dest/$1" ]; then
+    say "building $1 $3 from source (first time only, a few minutes)"
+    rm -rf "$dest.tmp" && GOBIN="$dest.tmp" go install "$2@$3" && rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  fi
+  ln -sfn "$dest/$1" ".tools/bin/$1"
+}
+go_tool temporal github.com/temporalio/cli/cmd/temporal "$TEMPORAL_CLI_VERSION"
+go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
+
+# --- Python environment for the GPU worker, keyed by the pinned requirements ----------------
+command -v python3 >/dev/null || die "python3 (>= 3.11) is required"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "python3 >= 3.11 is required"
+UV="$CACHE/uv-$UV_VERSION/bin/uv"
+if [ ! -x "$UV" ]; then
+  say "installing uv $UV_VERSION"
+  rm -rf "$CACHE/uv-$UV_VERSION" && python3 -m venv "$CACHE/uv-$UV_VERSION" \
+    && "$CACHE/uv-$UV_VERSION/bin/pip" install -q "uv==$UV_VERSION"
+fi
+PYENV="$CACHE/pyenv-$(hash_of gpu-worker/requirements.txt)"
+if [ ! -f "$PYENV/.complete" ]; then
+  say "creating the GPU worker's Python environment (torch is large: first time only)"
+  rm -rf "$PYENV"
+  "$UV" venv -q -p "$(command -v python3)" "$PYENV"
+  UV_CACHE_DIR="$CACHE/uv" VIRTUAL_ENV="$PYENV" "$UV" pip install -q -r gpu-worker/requirements.txt
+  touch "$PYENV/.complete"
+fi
+ln -sfn "$PYENV/bin/python" .tools/python
+
+# --- Tiny offline models (no model hub): keyed by the build script and the environment ------
+MODELS="$CACHE/models-$(hash_of gpu-worker/build_tiny_models.py gpu-worker/requirements.txt)"
+if [ ! -f "$MODELS/.complete" ]; then
+  say "building the tiny offline models"
+  rm -rf "$MODELS"
+  HF_HUB_OFFLINE=1 .tools/python gpu-worker/build_tiny_models.py --out "$MODELS"
+  touch "$MODELS/.complete"
+fi
+ln -sfn "$MODELS" .tools/models
+
+# --- node_modules, reinstalled only when the lock file changes -------------------------------
+lock_hash=$(hash_of package-lock.json)
+if [ "$(cat node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+  say "installing node packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.lock-hash
+fi
+say "ready"

@@ -1,0 +1,36 @@
+// `loraflow dev` / `make dev`: the embedded stack in the foreground until Ctrl-C.
+// data/stack.ready exists while it is up, so scripts (make demo) can wait for it.
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadConfig } from '../lib/config.js';
+import { startStack } from './index.js';
+
+export async function runDev(): Promise<void> {
+  const dataDir = path.resolve(loadConfig().LORAFLOW_DATA_DIR);
+  const ready = path.join(dataDir, 'stack.ready');
+  rmSync(ready, { force: true });
+  const stack = await startStack({ say: (msg) => console.error(`dev: ${msg}`) });
+  writeFileSync(path.join(dataDir, 'stack.pid'), String(process.pid));
+  writeFileSync(ready, JSON.stringify({ pid: process.pid, webUi: stack.webUi, runpod: stack.runpod.url }));
+  console.error(`
+loraflow stack is up (data in ${dataDir}, logs in ${stack.logDir})
+  Temporal     ${stack.config.TEMPORAL_ADDRESS}   Web UI ${stack.webUi}
+  S3           ${stack.config.LORAFLOW_S3_ENDPOINT}   bucket ${stack.config.LORAFLOW_S3_BUCKET}
+  RunPod API   ${stack.runpod.url}   endpoint ${stack.config.RUNPOD_ENDPOINT_ID}
+Press Ctrl-C to stop.`);
+
+  let stopping = false;
+  const shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`dev: ${why}, stopping every service`);
+    rmSync(ready, { force: true });
+    rmSync(path.join(dataDir, 'stack.pid'), { force: true });
+    await stack.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('interrupted'));
+  process.on('SIGTERM', () => void shutdown('terminated'));
+  stack.worker?.child.once('exit', (code, signal) => void shutdown(`the Temporal worker exited (${code ?? signal}): see ${stack.logDir}/worker.log`));
+  await new Promise(() => {});
+}

@@ -1,0 +1,116 @@
+// The embedded local stack behind `make dev`, `make demo` and the end-to-end tests:
+// Temporal dev server (SQLite file, Web UI), versitygw (real S3, SigV4 checked), the local
+// RunPod endpoint running the Python GPU worker, and the Temporal worker.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { pino } from 'pino';
+import { type Config, loadConfig } from '../lib/config.js';
+import { ensureBucket, makeStorage } from '../lib/s3.js';
+import { repoRoot, toolchain } from '../lib/toolchain.js';
+import { startRunpodLocal } from '../runpod-local/index.js';
+import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
+import { assertPortFree, type Service, spawnService, stopService, waitUntilReady } from './services.js';
+
+export interface Stack {
+  config: Config;
+  /** Environment for processes that talk to this stack (CLI, worker). */
+  env: NodeJS.ProcessEnv;
+  webUi: string;
+  logDir: string;
+  runpod: Awaited<ReturnType<typeof startRunpodLocal>>;
+  /** The Temporal worker process; tests kill and restart it. */
+  worker?: Service;
+  startWorker(): Promise<Service>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: boolean; say?: (msg: string) => void } = {}): Promise<Stack> {
+  const env = { ...process.env, ...opts.env };
+  const config = loadConfig(env);
+  const say = opts.say ?? (() => {});
+  const dataDir = path.resolve(config.LORAFLOW_DATA_DIR);
+  const logDir = path.join(dataDir, 'logs');
+  mkdirSync(path.join(dataDir, 's3'), { recursive: true });
+
+  await assertPortFree(config.TEMPORAL_PORT, 'Temporal', 'TEMPORAL_PORT');
+  await assertPortFree(config.TEMPORAL_UI_PORT, 'Temporal Web UI', 'TEMPORAL_UI_PORT');
+  await assertPortFree(config.LORAFLOW_S3_PORT, 'S3', 'LORAFLOW_S3_PORT');
+  await assertPortFree(config.RUNPOD_LOCAL_PORT, 'RunPod endpoint', 'RUNPOD_LOCAL_PORT');
+
+  const services: Service[] = [];
+  let runpod: Stack['runpod'] | undefined;
+  const stop = async () => {
+    for (const service of [...services].reverse()) await stopService(service);
+    await runpod?.stop();
+  };
+  try {
+    say(`starting Temporal on 127.0.0.1:${config.TEMPORAL_PORT} (data: ${path.join(dataDir, 'temporal.db')})`);
+    const temporal = spawnService('temporal', toolchain.temporal(), [
+      'server', 'start-dev',
+      '--db-filename', path.join(dataDir, 'temporal.db'),
+      '--ip', '127.0.0.1',
+      '--port', String(config.TEMPORAL_PORT),
+      '--ui-port', String(config.TEMPORAL_UI_PORT),
+      '--namespace', config.TEMPORAL_NAMESPACE,
+      '--log-level', 'warn',
+      ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
+    ], { logDir, env });
+    services.push(temporal);
+    await waitUntilReady(temporal, async () => {
+      const connection = await Connection.connect({ address: `127.0.0.1:${config.TEMPORAL_PORT}`, connectTimeout: 1000 });
+      await connection.workflowService.getSystemInfo({});
+      await connection.close();
+      return true;
+    });
+
+    say(`starting S3 (versitygw) on 127.0.0.1:${config.LORAFLOW_S3_PORT}, bucket ${config.LORAFLOW_S3_BUCKET}`);
+    const s3 = spawnService('s3', toolchain.versitygw(), ['--port', `127.0.0.1:${config.LORAFLOW_S3_PORT}`, '--quiet', 'posix', path.join(dataDir, 's3')], {
+      logDir,
+      env: { ...env, ROOT_ACCESS_KEY: config.AWS_ACCESS_KEY_ID, ROOT_SECRET_KEY: config.AWS_SECRET_ACCESS_KEY },
+    });
+    services.push(s3);
+    const storage = makeStorage({ ...config, LORAFLOW_S3_ENDPOINT: `http://127.0.0.1:${config.LORAFLOW_S3_PORT}` });
+    await waitUntilReady(s3, async () => (await ensureBucket(storage), true));
+
+    say(`starting the RunPod endpoint on 127.0.0.1:${config.RUNPOD_LOCAL_PORT} (endpoint id ${config.RUNPOD_ENDPOINT_ID})`);
+    runpod = await startRunpodLocal({
+      port: config.RUNPOD_LOCAL_PORT,
+      apiKey: config.RUNPOD_API_KEY,
+      endpointId: config.RUNPOD_ENDPOINT_ID,
+      workerCommand: [toolchain.python(), '-u', toolchain.gpuWorker()],
+      workerCwd: repoRoot,
+      workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1' },
+      logger: pino(pino.destination({ dest: path.join(logDir, 'runpod.log'), mkdir: true })),
+    });
+
+    const clientEnv: NodeJS.ProcessEnv = {
+      ...env,
+      TEMPORAL_ADDRESS: `127.0.0.1:${config.TEMPORAL_PORT}`,
+      LORAFLOW_S3_ENDPOINT: `http://127.0.0.1:${config.LORAFLOW_S3_PORT}`,
+      RUNPOD_API_BASE: runpod.url,
+    };
+    const stack: Stack = {
+      config: loadConfig(clientEnv),
+      env: clientEnv,
+      webUi: `http://127.0.0.1:${config.TEMPORAL_UI_PORT}`,
+      logDir,
+      runpod,
+      stop,
+      async startWorker() {
+        const worker = spawnService('worker', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'worker.ts')], { logDir, env: clientEnv, cwd: repoRoot });
+        services.push(worker);
+        stack.worker = worker;
+        return worker;
+      },
+    };
+    if (opts.withWorker !== false) {
+      say('starting the Temporal worker');
+      await stack.startWorker();
+    }
+    return stack;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

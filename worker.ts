@@ -1,0 +1,31 @@
+// The Temporal worker: runs the trainLora workflow and its activities on the loraflow task queue.
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from './activities/index.js';
+import { loadConfig } from './lib/config.js';
+import { RunpodClient } from './lib/runpod-client.js';
+import { makeStorage } from './lib/s3.js';
+
+async function run() {
+  const config = loadConfig();
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.LORAFLOW_TASK_QUEUE,
+    workflowsPath: fileURLToPath(new URL('./workflows/index.ts', import.meta.url)),
+    activities: createActivities({
+      storage: makeStorage(config),
+      runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID }),
+      pollIntervalMs: config.LORAFLOW_POLL_MS,
+    }),
+    // Heartbeats carry cancellation back to GPU activities: keep them frequent.
+    maxHeartbeatThrottleInterval: '2 seconds',
+  });
+  await worker.run();
+}
+
+run().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

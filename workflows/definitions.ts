@@ -1,0 +1,13 @@
+// Names shared by the workflow, its activities, the worker and the CLI.
+// Imports only what is safe inside the deterministic workflow sandbox.
+import { defineSearchAttributeKey } from '@temporalio/common';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { GpuProgressSignal, PipelineProgress } from '../contract/pipeline.js';
+
+export const progressQuery = defineQuery<PipelineProgress>('progress');
+export const gpuProgressSignal = defineSignal<[GpuProgressSignal]>('gpuProgress');
+
+/** Registered on the server by the stack (`--search-attribute NAME=Keyword`) and by tests. */
+export const LoraStageKey = defineSearchAttributeKey('LoraStage', 'KEYWORD');
+export const LoraNameKey = defineSearchAttributeKey('LoraName', 'KEYWORD');
+export const SEARCH_ATTRIBUTES = [LoraStageKey, LoraNameKey];

@@ -1,0 +1,2 @@
+// Entry point the worker bundles (workflowsPath).
+export { trainLora } from './train-lora.js';
