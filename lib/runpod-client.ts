@@ -1,0 +1,177 @@
+// A small typed client for a RunPod serverless endpoint. The same code talks to the real service
+// (base URL https://api.runpod.ai/v2) and to runpod-local. Errors never carry the API key or the
+// request body: job inputs hold presigned URLs.
+import { z } from 'zod';
+
+export const RunpodJobState = z.enum(['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT']);
+export type RunpodJobState = z.infer<typeof RunpodJobState>;
+
+/** GET /status/{id}. Unknown extra fields are kept; nulls are read as absent. */
+export const RunpodJobStatus = z.looseObject({
+  id: z.string(),
+  status: RunpodJobState,
+  delayTime: z.number().nullish().transform((v) => v ?? undefined),
+  executionTime: z.number().nullish().transform((v) => v ?? undefined),
+  /** The result once COMPLETED; while IN_PROGRESS, the latest progress update. */
+  output: z.unknown().optional(),
+  /** FAILED/TIMED_OUT reason; the service sends a string, anything else is JSON-encoded. */
+  error: z
+    .unknown()
+    .optional()
+    .transform((v) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v))),
+  workerId: z.string().nullish().transform((v) => v ?? undefined),
+});
+export type RunpodJobStatus = z.infer<typeof RunpodJobStatus>;
+
+export const RunpodRunResponse = z.looseObject({ id: z.string(), status: RunpodJobState });
+export type RunpodRunResponse = z.infer<typeof RunpodRunResponse>;
+
+export const RunpodCancelResponse = z.looseObject({ id: z.string(), status: RunpodJobState });
+export type RunpodCancelResponse = z.infer<typeof RunpodCancelResponse>;
+
+const count = z.number().int().nonnegative().default(0);
+export const RunpodHealth = z.looseObject({
+  jobs: z.looseObject({ completed: count, failed: count, inProgress: count, inQueue: count, retried: count }),
+  workers: z.looseObject({ idle: count, running: count }),
+});
+export type RunpodHealth = z.infer<typeof RunpodHealth>;
+
+/** A non-2xx answer (or an unreadable one). The message names the operation, never the key or body. */
+export class RunpodHttpError extends Error {
+  override name = 'RunpodHttpError';
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly operation: string,
+  ) {
+    super(message);
+  }
+}
+
+/** /status answered 404: the id is unknown, or its result was purged after completion. */
+export class RunpodJobNotFound extends RunpodHttpError {
+  override name = 'RunpodJobNotFound';
+  constructor(
+    readonly jobId: string,
+    message: string,
+  ) {
+    super(message, 404, 'status');
+  }
+}
+
+export interface RunpodClientOptions {
+  /** e.g. https://api.runpod.ai/v2 or http://127.0.0.1:8300/v2 */
+  baseUrl: string;
+  apiKey: string;
+  endpointId: string;
+  fetch?: typeof fetch;
+  /** Per-request timeout; default 30 s. */
+  timeoutMs?: number;
+}
+
+export interface RunOptions {
+  webhook?: string;
+  /** RunPod's per-request policy, e.g. { executionTimeout: ms }. */
+  policy?: Record<string, unknown>;
+}
+
+export class RunpodClient {
+  private readonly base: string;
+  private readonly fetchImpl: typeof fetch;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: RunpodClientOptions) {
+    this.base = `${opts.baseUrl.replace(/\/+$/, '')}/${encodeURIComponent(opts.endpointId)}`;
+    this.fetchImpl = opts.fetch ?? fetch;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  /** POST /run: queues a job. */
+  async run(input: unknown, options: RunOptions = {}): Promise<RunpodRunResponse> {
+    const body = { input, ...options };
+    return parseOrThrow('run', RunpodRunResponse, await this.request('run', 'POST', '/run', body));
+  }
+
+  /** GET /status/{id}; throws RunpodJobNotFound on 404. */
+  async status(id: string): Promise<RunpodJobStatus> {
+    return parseOrThrow('status', RunpodJobStatus, await this.request('status', 'GET', `/status/${encodeURIComponent(id)}`, undefined, id));
+  }
+
+  /** POST /cancel/{id}. */
+  async cancel(id: string): Promise<RunpodCancelResponse> {
+    return parseOrThrow('cancel', RunpodCancelResponse, await this.request('cancel', 'POST', `/cancel/${encodeURIComponent(id)}`));
+  }
+
+  /** GET /health. */
+  async health(): Promise<RunpodHealth> {
+    return parseOrThrow('health', RunpodHealth, await this.request('health', 'GET', '/health'));
+  }
+
+  private async request(operation: string, method: string, path: string, body?: unknown, jobId?: string): Promise<unknown> {
+    const where = `RunPod ${operation} (${method} ${this.redactedUrl(path)})`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(`${this.base}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.opts.apiKey}`,
+          accept: 'application/json',
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      throw new RunpodHttpError(`${where} failed: ${this.scrub(reason)}`, 0, operation);
+    }
+    const text = await res.text().catch(() => '');
+    if (!res.ok) {
+      const detail = this.scrub(errorDetail(text));
+      const message = `${where} failed: HTTP ${res.status}${detail ? `: ${detail}` : ''}`;
+      if (res.status === 404 && jobId !== undefined) throw new RunpodJobNotFound(jobId, message);
+      throw new RunpodHttpError(message, res.status, operation);
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new RunpodHttpError(`${where}: HTTP ${res.status} with a body that is not JSON`, res.status, operation);
+    }
+  }
+
+  private redactedUrl(path: string): string {
+    return `${this.base}${path}`.replace(/\?.*$/, '');
+  }
+
+  private scrub(text: string): string {
+    let out = text.replace(/(https?:\/\/[^\s?"']+)\?[^\s"']*/g, '$1?<redacted>');
+    if (this.opts.apiKey) out = out.split(this.opts.apiKey).join('<redacted>');
+    return out.length > 300 ? `${out.slice(0, 300)}…` : out;
+  }
+}
+
+function errorDetail(text: string): string {
+  try {
+    const body = JSON.parse(text) as unknown;
+    if (body && typeof body === 'object' && 'error' in body) {
+      const e = (body as { error: unknown }).error;
+      return typeof e === 'string' ? e : JSON.stringify(e);
+    }
+  } catch {
+    // not JSON
+  }
+  return text.trim();
+}
+
+function parseOrThrow<T>(operation: string, schema: z.ZodType<T>, data: unknown): T {
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new RunpodHttpError(
+      `RunPod ${operation}: unexpected response: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`,
+      200,
+      operation,
+    );
+  }
+  return parsed.data;
+}
