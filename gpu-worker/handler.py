@@ -1,0 +1,83 @@
+"""loraflow GPU worker: a stateless RunPod serverless handler.
+
+Accepted inputs (`job["input"]`, validated against contract/schema/gpu-job-input.schema.json):
+
+  {"task": "caption", "triggerWord": str,
+   "images": [{"id": sha256hex, "url": presigned GET}, ...]}
+  -> {"captioner": str, "captions": [{"id": sha256hex, "caption": "<trigger>, ..."}]}
+
+  {"task": "train", "baseModel": str, "triggerWord": str,
+   "images": [{"id": sha256hex, "url": presigned GET, "caption": str}, ...],
+   "params": {"steps", "rank", "alpha"?, "learningRate", "batchSize", "resolution"?, "seed"},
+   "output": {"loraUrl": presigned PUT}}
+  -> {"lora": {"sha256", "bytes"}, "metrics": {"steps", "finalLoss", "lossCurve", "seconds",
+      "device", "peakMemoryBytes"}}
+
+Failures return {"error": "[OOM|INPUT|TRANSIENT|INTERNAL] message"} (see errors.py).
+Importing this module is cheap: torch and the models load on the first job that needs them
+(models then stay cached per name for the life of the worker).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sibling modules, wherever we run from
+
+import runpod  # noqa: E402
+
+from contract import validate_input, validate_output  # noqa: E402
+from errors import error_message, redact  # noqa: E402
+from progress import Progress  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are baked in; never reach for the Hub
+log = logging.getLogger("loraflow.worker")
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def handler(job: dict[str, Any]) -> dict[str, Any]:
+    progress = Progress(lambda payload: runpod.serverless.progress_update(job, payload))
+    workdir = Path(tempfile.mkdtemp(prefix="loraflow-job-", dir=os.environ.get("LORAFLOW_WORK_DIR")))
+    try:
+        job_input = validate_input(job.get("input"))
+        task = job_input["task"]
+        if task == "caption":
+            from caption import run_caption
+
+            output = run_caption(job_input, workdir, progress)
+        else:
+            from train_lora import run_train
+
+            output = run_train(job_input, workdir, progress)
+        validate_output(task, output)
+        return output
+    except Exception as exc:
+        message = error_message(exc)
+        log.error("job %s failed: %s", job.get("id", "?"), message)
+        if message.startswith("[INTERNAL]"):
+            log.error("%s", redact(traceback.format_exc()))
+        return {"error": message}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        _free_memory()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("LORAFLOW_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    runpod.serverless.start({"handler": handler})

@@ -1,0 +1,132 @@
+"""Train jobs end to end against the tiny SD model and a local presigned-URL stand-in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+import handler
+from conftest import WORKER_DIR, png_bytes
+from contract import load_schema, schema_dir
+
+STEPS = 30
+
+
+def train_job(store, n_images: int = 3, **params) -> dict:
+    images = [dict(store.put_image(f"img/{i}.png", png_bytes(i)), caption=f"a photo number {i}") for i in range(n_images)]
+    return {
+        "id": "train-1",
+        "input": {
+            "task": "train",
+            "baseModel": "tiny-sd",
+            "triggerWord": "zxq",
+            "images": images,
+            "params": {"steps": STEPS, "rank": 4, "learningRate": 1e-3, "batchSize": 2, "seed": 7, **params},
+            "output": {"loraUrl": store.url("out/lora.safetensors")},
+        },
+    }
+
+
+def schema_errors(name: str, instance: dict) -> list[str]:
+    validator = Draft202012Validator(load_schema(name, str(schema_dir())))
+    return [e.message for e in validator.iter_errors(instance)]
+
+
+def test_train_job_end_to_end(worker_env, store, progress_log, model_dir: Path, tmp_path: Path) -> None:
+    result = handler.handler(train_job(store))
+
+    assert "error" not in result, result
+    assert schema_errors("train-job-output", result) == []
+    uploaded = store.objects["out/lora.safetensors"]
+    assert result["lora"] == {"sha256": hashlib.sha256(uploaded).hexdigest(), "bytes": len(uploaded)}
+    metrics = result["metrics"]
+    assert metrics["steps"] == STEPS and len(metrics["lossCurve"]) == STEPS
+    assert metrics["finalLoss"] == metrics["lossCurve"][-1]
+    assert set(metrics["seconds"]) == {"download", "load", "caching", "training", "upload"}
+    assert metrics["device"] == "cpu" and metrics["peakMemoryBytes"] > 0
+    assert not any(worker_env.iterdir()), "job temp dir must be removed"
+
+    # The PUT carries exactly the file and nothing a SigV4 signature would have to cover.
+    put_headers = next(h for method, key, h in store.requests if method == "PUT")
+    assert "Content-Type" not in put_headers
+
+    # Progress: valid payloads, every phase, training steps increasing up to the last one.
+    assert all(schema_errors("gpu-progress", p) == [] for p in progress_log)
+    phases = [p["phase"] for p in progress_log]
+    assert [ph for i, ph in enumerate(phases) if ph not in phases[:i]] == ["download", "load", "caching", "training", "upload"]
+    steps = [p["step"] for p in progress_log if p["phase"] == "training"]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps) and steps[-1] == STEPS
+    assert all(p["totalSteps"] == STEPS for p in progress_log if p["phase"] == "training")
+
+    # The published file loads into the base pipeline and changes its output.
+    lora_file = tmp_path / "lora.safetensors"
+    lora_file.write_bytes(uploaded)
+    verify = subprocess.run(
+        [sys.executable, str(WORKER_DIR / "verify_lora.py"), "--model", str(model_dir / "tiny-sd"), "--lora", str(lora_file)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert verify.returncode == 0, verify.stderr[-2000:]
+    report = json.loads(verify.stdout.strip().splitlines()[-1])
+    assert report["loaded"] is True and report["changed"] is True and report["maxAbsDiff"] > 0
+
+
+def test_same_seed_twice_gives_the_same_lora(worker_env, store, progress_log) -> None:
+    first = handler.handler(train_job(store, steps=5, resolution=40, alpha=8))
+    assert not any(worker_env.iterdir())
+    second = handler.handler(train_job(store, steps=5, resolution=40, alpha=8))
+    assert not any(worker_env.iterdir())
+    assert "error" not in first and "error" not in second, (first, second)
+    assert first["lora"]["sha256"] == second["lora"]["sha256"]
+    assert first["metrics"]["lossCurve"] == second["metrics"]["lossCurve"]
+    third = handler.handler(train_job(store, steps=5, resolution=40, alpha=8, seed=8))
+    assert third["lora"]["sha256"] != first["lora"]["sha256"]
+
+
+def test_corrupt_image_is_input_error_naming_its_id(worker_env, store, progress_log) -> None:
+    job = train_job(store)
+    bad = store.put_image("img/bad.png", b"\x89PNG\r\n\x1a\n this is not a png")
+    job["input"]["images"][1].update(bad)
+    result = handler.handler(job)
+    assert result["error"].startswith("[INPUT] images.1: image ")
+    assert bad["id"] in result["error"]
+    assert not any(worker_env.iterdir())
+
+
+def test_missing_image_is_input_error(worker_env, store, progress_log) -> None:
+    job = train_job(store)
+    job["input"]["images"][2]["url"] = store.url("img/absent.png")
+    result = handler.handler(job)
+    assert result["error"].startswith("[INPUT] images.2 (image ") and "HTTP 404" in result["error"]
+    assert "SECRET" not in result["error"]
+
+
+def test_upload_failing_with_500_is_transient(worker_env, store, progress_log) -> None:
+    store.fail["out/lora.safetensors"] = 500
+    result = handler.handler(train_job(store, steps=2))
+    assert result["error"].startswith("[TRANSIENT] output.loraUrl upload: HTTP 500")
+    assert "SECRET" not in result["error"]
+    attempts = [r for r in store.requests if r[0] == "PUT"]
+    assert len(attempts) > 1, "5xx uploads are retried"
+    assert not any(worker_env.iterdir())
+
+
+def test_unknown_base_model_is_input_error(worker_env, store, progress_log) -> None:
+    job = train_job(store, steps=2)
+    job["input"]["baseModel"] = "sd-nope"
+    result = handler.handler(job)
+    assert result["error"].startswith("[INPUT] baseModel: unknown model 'sd-nope'")
+
+
+def test_diverging_loss_is_reported(worker_env, store, progress_log, monkeypatch: pytest.MonkeyPatch) -> None:
+    import train_lora
+
+    real_mse = train_lora.F.mse_loss
+    monkeypatch.setattr(train_lora.F, "mse_loss", lambda *a, **k: real_mse(*a, **k) * float("nan"))
+    result = handler.handler(train_job(store, steps=3))
+    assert result["error"].startswith("[INPUT] params.learningRate: training diverged")

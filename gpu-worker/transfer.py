@@ -1,0 +1,106 @@
+"""Presigned-URL transfers: GET images in, PUT the LoRA out.
+
+The worker holds no storage credentials; every URL is a presigned S3 (SigV4) URL, so
+requests must carry no extra signed headers and the body must be exactly the file bytes.
+URLs are logged and reported without their query string (it is the credential).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import urlsplit
+
+import requests
+
+from errors import InputError, JobError, TransientError
+
+log = logging.getLogger("loraflow.transfer")
+
+ATTEMPTS = 4
+BACKOFF_SECONDS = 1.0  # doubled after each failed attempt
+TIMEOUT = (10, 120)  # (connect, read) seconds
+DOWNLOAD_THREADS = 8
+CHUNK = 1 << 20
+
+
+def safe_url(url: str) -> str:
+    """scheme://host/path, enough to recognise an object without leaking its signature."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class _RetryableStatus(TransientError):
+    """HTTP 429/5xx: the store is overloaded or flaky; worth another attempt."""
+
+
+def _retrying(what: str, attempt_once: Callable[[], None]) -> None:
+    """Retry connection errors, timeouts, 429 and 5xx; anything else fails at once."""
+    delay = BACKOFF_SECONDS
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            attempt_once()
+            return
+        except (requests.ConnectionError, requests.Timeout, _RetryableStatus) as exc:
+            if attempt == ATTEMPTS:
+                if isinstance(exc, _RetryableStatus):
+                    raise
+                raise TransientError(f"{what}: {type(exc).__name__} after {ATTEMPTS} attempts") from exc
+            log.warning("%s failed (attempt %d/%d): %s", what, attempt, ATTEMPTS, type(exc).__name__)
+            time.sleep(delay)
+            delay *= 2
+
+
+def _check_status(what: str, response: requests.Response, client_error: type[JobError]) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    if status >= 500 or status == 429:
+        raise _RetryableStatus(f"{what}: HTTP {status} after {ATTEMPTS} attempts")
+    if status == 403:
+        # S3 answers 403 to an expired presigned URL: fresh URLs on a retry fix it.
+        raise TransientError(f"{what}: HTTP 403 (presigned URL expired or rejected)")
+    raise client_error(f"{what}: HTTP {status}")
+
+
+def download(url: str, dest: Path, what: str) -> None:
+    def once() -> None:
+        with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+            _check_status(what, response, InputError)
+            with open(dest, "wb") as fh:
+                for chunk in response.iter_content(CHUNK):
+                    fh.write(chunk)
+
+    _retrying(what, once)
+
+
+def download_images(images: Sequence[dict], directory: Path, field: str = "images") -> list[Path]:
+    """Fetch every image concurrently; file i is images[i]. Errors name `images.<i>` and the id."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{i:05d}" for i in range(len(images))]
+
+    def fetch(i: int) -> None:
+        download(images[i]["url"], paths[i], f"{field}.{i} (image {images[i]['id']}) download")
+
+    pool = ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(images)))
+    try:
+        for future in [pool.submit(fetch, i) for i in range(len(images))]:
+            future.result()  # re-raises the first failure in input order
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failed job stops fetching the rest
+    return paths
+
+
+def upload(url: str, path: Path, what: str = "output.loraUrl upload") -> None:
+    """HTTP PUT of exactly the file's bytes (no Content-Type: it would have to be signed)."""
+    body = path.read_bytes()
+
+    def once() -> None:
+        response = requests.put(url, data=body, timeout=TIMEOUT)
+        _check_status(what, response, JobError)
+
+    _retrying(what, once)
+    log.info("uploaded %d bytes to %s", len(body), safe_url(url))
