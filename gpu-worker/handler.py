@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sibling modules, wherever we run from
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are baked in; never reach for the Hub
+# The SDK's default DEBUG level logs job payloads, and ours carry presigned URLs (credentials).
+os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
@@ -38,7 +41,6 @@ from contract import validate_input, validate_output  # noqa: E402
 from errors import error_message, redact  # noqa: E402
 from progress import Progress  # noqa: E402
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are baked in; never reach for the Hub
 log = logging.getLogger("loraflow.worker")
 
 

@@ -40,7 +40,9 @@ def main() -> int:
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if dev == "cuda" else torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(args.model, torch_dtype=dtype, safety_checker=None).to(dev)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        args.model, torch_dtype=dtype, safety_checker=None, feature_extractor=None
+    ).to(dev)
     pipe.set_progress_bar_config(disable=True)
     before = render(pipe, args.seed)
     try:
