@@ -76,7 +76,7 @@ def _pixel_tensor(img, device: torch.device, dtype: torch.dtype) -> torch.Tensor
     return arr.to(device, dtype)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: these tensors feed autograd-recorded ops later
 def cache_latents_and_embeddings(sd: models.FrozenSD, pil_images: list, prompts: list[str]):
     """VAE posterior (mean, std) per image and CLIP hidden states per prompt, computed once."""
     dev, dtype = sd.vae.device, sd.vae.dtype
