@@ -45,7 +45,9 @@ export async function runGpuJob<T>(
       await ctx.sleep(deps.pollIntervalMs); // rejects with CancelledFailure when cancelled
     }
   } catch (err) {
-    if (err instanceof CancelledFailure) {
+    // Only a cancel asked for by the workflow stops the GPU job. A worker shutdown or a timeout
+    // leaves it running: the next attempt resumes polling it, so no GPU time is lost.
+    if (err instanceof CancelledFailure && ctx.cancellationDetails?.cancelRequested) {
       await deps.runpod.cancel(gpuJobId).then(
         () => log.info('GPU job cancelled with its activity', { gpuJobId }),
         (cancelErr: unknown) => log.warn('could not cancel GPU job', { gpuJobId, error: String(cancelErr) }),

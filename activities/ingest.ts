@@ -56,12 +56,14 @@ export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof Inge
     throw ApplicationFailure.nonRetryable(`no images in ${dataset.path} (looked for ${[...IMAGE_EXT].join(', ')})`, 'InvalidDataset');
   }
 
-  // Dedupe by content; the first source name (sorted) wins so the manifest is reproducible.
+  // Dedupe by content. Among copies, one with a sidecar caption wins, then the first name
+  // (sorted), so the manifest is reproducible.
   images.sort((a, b) => a.source.localeCompare(b.source));
   const unique = new Map<string, DatasetManifestImage>();
   for (const image of images) {
     const caption = sidecars.get(stem(image.source));
-    if (!unique.has(image.id)) unique.set(image.id, caption ? { ...image, caption } : image);
+    const kept = unique.get(image.id);
+    if (!kept || (caption && !kept.caption)) unique.set(image.id, caption ? { ...image, caption } : image);
   }
   const manifest: DatasetManifest = { version: 1, images: [...unique.values()].sort((a, b) => a.id.localeCompare(b.id)) };
   const bytes = Buffer.from(JSON.stringify(manifest));
@@ -95,7 +97,10 @@ async function listDataset(datasetPath: string): Promise<DatasetFile[]> {
   const info = await stat(datasetPath).catch(() => undefined);
   if (!info) throw ApplicationFailure.nonRetryable(`dataset not found: ${datasetPath}`, 'InvalidDataset');
   if (info.isFile() && datasetPath.toLowerCase().endsWith('.zip')) {
-    return (await readZip(datasetPath)).map((e) => ({ name: e.name, read: async () => e.data }));
+    const entries = await readZip(datasetPath).catch((err: Error) => {
+      throw ApplicationFailure.nonRetryable(err.message, 'InvalidDataset');
+    });
+    return entries.map((e) => ({ name: e.name, read: async () => e.data }));
   }
   if (!info.isDirectory()) throw ApplicationFailure.nonRetryable(`dataset must be a directory or a .zip: ${datasetPath}`, 'InvalidDataset');
   const entries = await readdir(datasetPath, { recursive: true, withFileTypes: true });

@@ -14,7 +14,7 @@ function tool(envVar: string, relative: string): string {
 export const toolchain = {
   temporal: () => tool('LORAFLOW_TEMPORAL_BIN', '.tools/bin/temporal'),
   versitygw: () => tool('LORAFLOW_VERSITYGW_BIN', '.tools/bin/versitygw'),
-  python: () => tool('LORAFLOW_PYTHON', '.tools/python'),
+  python: () => tool('LORAFLOW_PYTHON', '.tools/pyenv/bin/python'),
   modelDir: () => tool('LORAFLOW_MODEL_DIR', '.tools/models'),
   gpuWorker: () => path.join(repoRoot, 'gpu-worker', 'handler.py'),
 };

@@ -49,14 +49,14 @@ if [ ! -f "$PYENV/.complete" ]; then
   UV_CACHE_DIR="$CACHE/uv" VIRTUAL_ENV="$PYENV" "$UV" pip install -q -r gpu-worker/requirements.txt
   touch "$PYENV/.complete"
 fi
-ln -sfn "$PYENV/bin/python" .tools/python
+ln -sfn "$PYENV" .tools/pyenv
 
 # --- Tiny offline models (no model hub): keyed by the build script and the environment ------
 MODELS="$CACHE/models-$(hash_of gpu-worker/build_tiny_models.py gpu-worker/requirements.txt)"
 if [ ! -f "$MODELS/.complete" ]; then
   say "building the tiny offline models"
   rm -rf "$MODELS"
-  HF_HUB_OFFLINE=1 .tools/python gpu-worker/build_tiny_models.py --out "$MODELS"
+  HF_HUB_OFFLINE=1 .tools/pyenv/bin/python gpu-worker/build_tiny_models.py --out "$MODELS"
   touch "$MODELS/.complete"
 fi
 ln -sfn "$MODELS" .tools/models

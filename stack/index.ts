@@ -6,10 +6,10 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { pino } from 'pino';
 import { type Config, loadConfig } from '../lib/config.js';
-import { ensureBucket, makeStorage } from '../lib/s3.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { startRunpodLocal } from '../runpod-local/index.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
+import { startS3Server } from './s3.js';
 import { assertPortFree, type Service, spawnService, stopService, waitUntilReady } from './services.js';
 
 export interface Stack {
@@ -31,7 +31,7 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
   const say = opts.say ?? (() => {});
   const dataDir = path.resolve(config.LORAFLOW_DATA_DIR);
   const logDir = path.join(dataDir, 'logs');
-  mkdirSync(path.join(dataDir, 's3'), { recursive: true });
+  mkdirSync(dataDir, { recursive: true });
 
   await assertPortFree(config.TEMPORAL_PORT, 'Temporal', 'TEMPORAL_PORT');
   await assertPortFree(config.TEMPORAL_UI_PORT, 'Temporal Web UI', 'TEMPORAL_UI_PORT');
@@ -65,13 +65,8 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
     });
 
     say(`starting S3 (versitygw) on 127.0.0.1:${config.LORAFLOW_S3_PORT}, bucket ${config.LORAFLOW_S3_BUCKET}`);
-    const s3 = spawnService('s3', toolchain.versitygw(), ['--port', `127.0.0.1:${config.LORAFLOW_S3_PORT}`, '--quiet', 'posix', path.join(dataDir, 's3')], {
-      logDir,
-      env: { ...env, ROOT_ACCESS_KEY: config.AWS_ACCESS_KEY_ID, ROOT_SECRET_KEY: config.AWS_SECRET_ACCESS_KEY },
-    });
-    services.push(s3);
-    const storage = makeStorage({ ...config, LORAFLOW_S3_ENDPOINT: `http://127.0.0.1:${config.LORAFLOW_S3_PORT}` });
-    await waitUntilReady(s3, async () => (await ensureBucket(storage), true));
+    const s3 = await startS3Server({ port: config.LORAFLOW_S3_PORT, dir: path.join(dataDir, 's3'), logDir, config, env });
+    services.push(s3.service);
 
     say(`starting the RunPod endpoint on 127.0.0.1:${config.RUNPOD_LOCAL_PORT} (endpoint id ${config.RUNPOD_ENDPOINT_ID})`);
     runpod = await startRunpodLocal({

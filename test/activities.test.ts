@@ -1,0 +1,173 @@
+// Activities against the real S3 server (versitygw), run in MockActivityEnvironment.
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import yazl from 'yazl';
+import { withTrigger } from '../activities/caption.js';
+import type { ActivityDeps } from '../activities/deps.js';
+import { classify, redact } from '../activities/gpu-job.js';
+import { ingestDataset, sha256 } from '../activities/ingest.js';
+import { publishLora } from '../activities/publish.js';
+import type { DatasetManifest } from '../contract/pipeline.js';
+import { getBytes, getJson, listKeys, putBytes } from '../lib/s3.js';
+import { makeDataset } from './datasets.js';
+import { startS3, tempDir } from './harness.js';
+
+let tmp: ReturnType<typeof tempDir>;
+let s3: Awaited<ReturnType<typeof startS3>>;
+let deps: ActivityDeps;
+const fingerprint = 'f'.repeat(64);
+
+beforeAll(async () => {
+  tmp = tempDir('act');
+  s3 = await startS3(tmp.dir);
+  const noRunpod = () => Promise.reject(new Error('no GPU in this test'));
+  deps = { storage: s3.storage, runpod: { run: noRunpod, status: noRunpod, cancel: noRunpod }, pollIntervalMs: 100 };
+});
+afterAll(async () => {
+  await s3?.stop();
+  tmp?.remove();
+});
+
+const run = <A extends unknown[], R>(fn: (deps: ActivityDeps, ...args: A) => Promise<R>, ...args: A): Promise<R> =>
+  new MockActivityEnvironment().run((...a: A) => fn(deps, ...a), ...args) as Promise<R>;
+
+async function expectFailure(p: Promise<unknown>, type: string, message: RegExp) {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  expect((err as ApplicationFailure).type).toBe(type);
+  expect((err as ApplicationFailure).message).toMatch(message);
+}
+
+function zipOf(file: string, entries: Record<string, Buffer>): Promise<string> {
+  const zip = new yazl.ZipFile();
+  for (const [name, data] of Object.entries(entries)) zip.addBuffer(data, name);
+  zip.end();
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    zip.outputStream.on('data', (c: Buffer) => chunks.push(c)).on('error', reject).on('end', () => {
+      writeFileSync(file, Buffer.concat(chunks));
+      resolve(file);
+    });
+  });
+}
+
+describe('ingestDataset', () => {
+  it('stores decoded, metadata-free, content-addressed images and a manifest with sidecar captions', async () => {
+    const dir = await makeDataset(path.join(tmp.dir, 'ds1'), { images: 3, captioned: 1 });
+    // A duplicate of img-0 under another name, carrying EXIF metadata that must not survive.
+    const withExif = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 10, g: 200, b: 30 } } })
+      .withMetadata({ exif: { IFD0: { Copyright: 'secret-owner' } } })
+      .jpeg()
+      .toBuffer();
+    expect((await sharp(withExif).metadata()).exif).toBeDefined();
+    writeFileSync(path.join(dir, 'img-0-copy.png'), await sharp(path.join(dir, 'img-0.png')).png().toBuffer());
+    writeFileSync(path.join(dir, 'photo.jpg'), withExif);
+    writeFileSync(path.join(dir, 'notes.md'), 'ignored');
+
+    const result = await run(ingestDataset, { dataset: { path: dir, fingerprint } });
+    expect(result).toMatchObject({ imageCount: 4, sidecarCaptions: 1, duplicatesDropped: 1 });
+    const manifestBytes = await getBytes(s3.storage, result.manifestKey);
+    expect(sha256(manifestBytes)).toBe(result.manifestSha256);
+    const manifest = JSON.parse(manifestBytes.toString()) as DatasetManifest;
+    expect(manifest.images.find((i) => i.source === 'img-0.png')?.caption).toBe('a test square number 0');
+    for (const image of manifest.images) {
+      const stored = await getBytes(s3.storage, image.key);
+      expect(sha256(stored)).toBe(image.id);
+      expect(image.key).toBe(`images/sha256/${image.id}.png`);
+      const meta = await sharp(stored).metadata();
+      expect(meta.format).toBe('png');
+      expect(meta.exif).toBeUndefined();
+    }
+    // Same files again: same manifest, nothing new written.
+    const before = await listKeys(s3.storage, '');
+    expect((await run(ingestDataset, { dataset: { path: dir, fingerprint } })).manifestKey).toBe(result.manifestKey);
+    expect(await listKeys(s3.storage, '')).toEqual(before);
+  });
+
+  it('rejects files that do not decode, naming each one', async () => {
+    const dir = await makeDataset(path.join(tmp.dir, 'ds2'), { images: 2, captioned: 0 });
+    writeFileSync(path.join(dir, 'fake.png'), 'this is not a png');
+    const png = await sharp(path.join(dir, 'img-0.png')).png().toBuffer();
+    writeFileSync(path.join(dir, 'truncated.png'), png.subarray(0, png.length / 2));
+    await expectFailure(run(ingestDataset, { dataset: { path: dir, fingerprint } }), 'InvalidDataset', /2 file\(s\).*fake\.png.*truncated\.png/);
+  });
+
+  it('refuses decompression bombs before decoding them', async () => {
+    const dir = path.join(tmp.dir, 'ds-bomb');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'huge.png'), await sharp({ create: { width: 10_000, height: 5_000, channels: 3, background: '#000' } }).png().toBuffer());
+    await expectFailure(run(ingestDataset, { dataset: { path: dir, fingerprint } }), 'InvalidDataset', /huge\.png.*pixel limit/i);
+  });
+
+  it('reads a .zip, and rejects zip slip and missing or empty datasets', async () => {
+    const dir = await makeDataset(path.join(tmp.dir, 'ds3'), { images: 2, captioned: 2 });
+    const png = (i: number) => sharp(path.join(dir, `img-${i}.png`)).toBuffer();
+    const good = await zipOf(path.join(tmp.dir, 'good.zip'), { 'a/img-0.png': await png(0), 'a/img-0.txt': Buffer.from('zipped caption'), 'img-1.png': await png(1) });
+    const result = await run(ingestDataset, { dataset: { path: good, fingerprint } });
+    expect(result).toMatchObject({ imageCount: 2, sidecarCaptions: 1 });
+    expect((await getJson<DatasetManifest>(s3.storage, result.manifestKey)).images.map((i) => i.caption).filter(Boolean)).toEqual(['zipped caption']);
+
+    const slip = await zipOf(path.join(tmp.dir, 'slip.zip'), { 'ok.png': await png(0) });
+    // yazl refuses "..", so write the entry name by patching the bytes of a same-length name.
+    const bytes = Buffer.from((await import('node:fs')).readFileSync(slip).toString('latin1').replaceAll('ok.png', '../x.p'), 'latin1');
+    writeFileSync(slip, bytes);
+    await expectFailure(run(ingestDataset, { dataset: { path: slip, fingerprint } }), 'InvalidDataset', /unsafe path|invalid relative path|\.\.\/x\.p/);
+
+    await expectFailure(run(ingestDataset, { dataset: { path: path.join(tmp.dir, 'nope'), fingerprint } }), 'InvalidDataset', /not found/);
+    mkdirSync(path.join(tmp.dir, 'empty'));
+    symlinkSync('/etc/hostname', path.join(tmp.dir, 'empty', 'link.png'));
+    await expectFailure(run(ingestDataset, { dataset: { path: path.join(tmp.dir, 'empty'), fingerprint } }), 'InvalidDataset', /no images/);
+  });
+
+  it('validates its input at the activity boundary', async () => {
+    await expectFailure(run(ingestDataset, { dataset: { path: '', fingerprint: 'nothex' } }), 'InvalidInput', /dataset\.(path|fingerprint)/);
+  });
+});
+
+describe('publishLora', () => {
+  const request = { name: 'pub', triggerWord: 'lfpub', dataset: { path: '/d', fingerprint }, baseModel: 'tiny-sd', params: { steps: 1, rank: 4, learningRate: 1e-4, batchSize: 1, seed: 1 } };
+  const input = (stagingKey: string, lora: { sha256: string; bytes: number }) => ({
+    request,
+    version: '20261125-000000-abcdef12',
+    dataset: { manifestKey: 'm', manifestSha256: 'e'.repeat(64), imageCount: 1, sidecarCaptions: 1, duplicatesDropped: 0 },
+    captions: { captionsKey: 'c', sidecar: 1, gpuCaptioned: 0 },
+    trained: { gpuJobId: 'job-1', stagingKey, lora, metrics: { steps: 1, finalLoss: 0.1, lossCurve: [0.1], seconds: {}, device: 'cpu' } },
+  });
+
+  it('publishes a verified artifact with metadata, idempotently', async () => {
+    const bytes = Buffer.from('lora-bytes');
+    await putBytes(s3.storage, 'runs/r1/lora.safetensors', bytes, 'application/octet-stream');
+    const args = input('runs/r1/lora.safetensors', { sha256: sha256(bytes), bytes: bytes.length });
+    const first = await run(publishLora, args);
+    expect(first.uri).toBe(`s3://${s3.storage.bucket}/loras/pub/20261125-000000-abcdef12/lora.safetensors`);
+    expect(await run(publishLora, args)).toEqual(first);
+    expect(await listKeys(s3.storage, 'loras/pub/')).toEqual(['loras/pub/20261125-000000-abcdef12/lora.safetensors', 'loras/pub/20261125-000000-abcdef12/metadata.json']);
+    const metadata = await getJson<Record<string, unknown>>(s3.storage, 'loras/pub/20261125-000000-abcdef12/metadata.json');
+    expect(metadata).toMatchObject({ name: 'pub', baseModel: 'tiny-sd', lora: { sha256: sha256(bytes) }, dataset: { manifestSha256: 'e'.repeat(64) } });
+  });
+
+  it('refuses a missing or mismatching artifact and publishes nothing', async () => {
+    await expectFailure(run(publishLora, input('runs/none/lora.safetensors', { sha256: 'a'.repeat(64), bytes: 3 })), 'ArtifactNotVerified', /missing/);
+    await putBytes(s3.storage, 'runs/r2/lora.safetensors', 'other', 'application/octet-stream');
+    const wrong = { ...input('runs/r2/lora.safetensors', { sha256: 'a'.repeat(64), bytes: 5 }), version: 'v-bad' };
+    await expectFailure(run(publishLora, wrong), 'ArtifactNotVerified', /not what the worker reported/);
+    expect(await listKeys(s3.storage, 'loras/pub/v-bad')).toEqual([]);
+  });
+});
+
+describe('small pure pieces', () => {
+  it('puts the trigger word first, once', () => {
+    expect(withTrigger('lfx', 'a cat, lfx, sitting')).toBe('lfx, a cat, sitting');
+    expect(withTrigger('lfx', 'lfx')).toBe('lfx');
+  });
+  it('classifies GPU errors and strips presigned query strings', () => {
+    expect(classify('[OOM] CUDA out of memory')).toEqual({ cls: 'OOM', message: 'CUDA out of memory' });
+    expect(classify(JSON.stringify({ error_type: "<class 'ValueError'>", error_message: 'boom' }))).toEqual({ cls: 'INTERNAL', message: "<class 'ValueError'>: boom" });
+    expect(classify('worker w-1 exited with signal SIGKILL').cls).toBe('INTERNAL');
+    expect(redact('GET http://s3/b/k.png?X-Amz-Signature=abc failed')).toBe('GET http://s3/b/k.png?<redacted> failed');
+  });
+});

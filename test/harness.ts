@@ -1,0 +1,59 @@
+// Real services for tests, on free ports in a temp dir: versitygw (S3), the local RunPod endpoint
+// running a Python handler under the unmodified runpod worker loop, and Temporal via
+// @temporalio/testing pointed at the binary `make setup` built.
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { pino } from 'pino';
+import { loadConfig } from '../lib/config.js';
+import { RunpodClient } from '../lib/runpod-client.js';
+import { repoRoot, toolchain } from '../lib/toolchain.js';
+import { startRunpodLocal } from '../runpod-local/index.js';
+import { startS3Server } from '../stack/s3.js';
+import { stopService } from '../stack/services.js';
+import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function tempDir(prefix: string): { dir: string; remove(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `loraflow-${prefix}-`));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export const testConfig = loadConfig({});
+
+export async function startS3(dir: string) {
+  const s3 = await startS3Server({ port: await freePort(), dir: path.join(dir, 's3'), logDir: path.join(dir, 'logs'), config: testConfig });
+  return { ...s3, stop: () => stopService(s3.service) };
+}
+
+/** The local RunPod endpoint with one Python worker running `handler` (a path under the repo). */
+export async function startGpuEndpoint(dir: string, handler: string, workerEnv: Record<string, string> = {}) {
+  const apiKey = 'test-key';
+  const endpoint = await startRunpodLocal({
+    port: 0,
+    apiKey,
+    workerCommand: [toolchain.python(), '-u', path.join(repoRoot, handler)],
+    workerCwd: repoRoot,
+    workerEnv: { PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', ...workerEnv },
+    logger: pino(pino.destination({ dest: path.join(dir, 'logs', 'runpod.log'), mkdir: true, sync: true })),
+  });
+  const client = new RunpodClient({ baseUrl: endpoint.url, apiKey, endpointId: endpoint.endpointId });
+  return { endpoint, client };
+}
+
+export function startTemporal(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: toolchain.temporal() }, searchAttributes: SEARCH_ATTRIBUTES },
+  });
+}
