@@ -59,6 +59,12 @@ export interface SupervisorOptions {
   cancelGraceMs: number;
 }
 
+/**
+ * `(read stdin to EOF; kill the group) & exec worker`: the worker keeps the shell's pid, which is
+ * the group id. stdin goes through fd 3 because sh gives a background list /dev/null as stdin.
+ */
+const WATCHDOG_SCRIPT = 'exec 3<&0; (while read -r _; do :; done <&3; kill -KILL 0) & exec 3<&-; exec "$@"';
+
 const RESTART_BASE_MS = 250;
 const RESTART_MAX_MS = 10_000;
 const FAST_EXIT_MS = 5_000;
@@ -118,7 +124,7 @@ export class Supervisor {
       inc.stopTimers.delete(jobId);
       if (inc.exited) return;
       this.opts.logger.warn(
-        { worker: inc.workerId, pid: inc.pid, job: jobId },
+        { worker: inc.workerId, workerPid: inc.pid, job: jobId },
         `worker ${inc.workerId} did not stop a cancelled job within ${this.opts.cancelGraceMs} ms; killing it`,
       );
       killGroup(inc, 'SIGKILL');
@@ -191,14 +197,18 @@ export class Supervisor {
     if (this.stopping) return;
     const { logger } = this.opts;
     const token = randomBytes(18).toString('base64url');
-    const [cmd, ...args] = this.opts.command;
-    if (!cmd) throw new Error('runpod-local: workerCommand is empty');
-    const child = spawn(cmd, args, {
+    if (this.opts.command.length === 0) throw new Error('runpod-local: workerCommand is empty');
+    // The worker runs as the leader of its own process group (detached), so that its helpers
+    // (the SDK's heartbeat process) are killed with it. A watchdog in that group kills the whole
+    // group when our end of its stdin closes, i.e. when this process dies without stop():
+    // a worker left behind would otherwise spin on connection errors forever.
+    const child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'runpod-local-worker', ...this.opts.command], {
       cwd: this.opts.cwd,
       env: this.opts.env(slot.workerId, token),
-      detached: true, // own process group: the worker's helpers are killed with it
-      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
+    child.stdin?.on('error', () => {}); // never written to; only its closing matters
     let markExited!: () => void;
     const inc: Incarnation = {
       token,
@@ -214,7 +224,7 @@ export class Supervisor {
     };
     slot.current = inc;
     this.byToken.set(token, inc);
-    logger.info({ worker: slot.workerId, pid: child.pid }, `worker ${slot.workerId} started`);
+    logger.info({ worker: slot.workerId, workerPid: child.pid }, `worker ${slot.workerId} started`);
 
     for (const [name, stream] of [['stdout', child.stdout], ['stderr', child.stderr]] as const) {
       if (!stream) continue;
@@ -233,7 +243,7 @@ export class Supervisor {
       inc.stopWaiter?.([]);
       killGroup(inc, 'SIGKILL'); // sweep helpers left behind by the worker
       const level = this.stopping ? 'info' : 'warn';
-      logger[level]({ worker: slot.workerId, pid: inc.pid }, `worker ${slot.workerId} ${how}`);
+      logger[level]({ worker: slot.workerId, workerPid: inc.pid }, `worker ${slot.workerId} ${how}`);
       this.opts.onExit(inc, how);
       markExited();
       if (!this.stopping) this.scheduleRestart(slot, inc);
@@ -242,7 +252,7 @@ export class Supervisor {
     child.on('error', (err) => {
       const message = redact(err.message, this.opts.secrets);
       if (child.pid === undefined) onGone(`failed to start (${message})`);
-      else logger.warn({ worker: slot.workerId, pid: child.pid }, `worker ${slot.workerId}: ${message}`);
+      else logger.warn({ worker: slot.workerId, workerPid: child.pid }, `worker ${slot.workerId}: ${message}`);
     });
   }
 

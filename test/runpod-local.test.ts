@@ -1,7 +1,10 @@
 // runpod-local against the real runpod Python SDK worker loop (test/fixtures/sdk_handler.py),
 // driven through lib/runpod-client.ts. Real processes, no mocks. One endpoint is shared by the
 // tests, which run in order.
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -17,6 +20,7 @@ import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
 
 const PYTHON = process.env.LORAFLOW_PYTHON ?? 'python3';
 const HANDLER = fileURLToPath(new URL('./fixtures/sdk_handler.py', import.meta.url));
+const CLI = fileURLToPath(new URL('../runpod-local/cli.ts', import.meta.url));
 const API_KEY = 'rl-test-key-5f1c0d';
 const PRESIGNED = 'https://bucket.s3.example.com/datasets/a.zip?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=deadbeefsecret';
 
@@ -68,13 +72,21 @@ function workerPid(): number {
   seenPids.add(pid);
   return pid;
 }
-function groupAlive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return false;
+/** Whether any live (non-zombie) process is in the process group `pgid`. */
+function groupAlive(pgid: number): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // pid (comm) state ppid pgrp ...; comm may contain spaces, so split after the last ')'
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') return true;
   }
+  return false;
 }
 async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -298,6 +310,48 @@ describe('runpod-local without workers', () => {
       );
     } finally {
       blocker.close();
+    }
+  });
+});
+
+describe('runpod-local CLI', () => {
+  it('serves jobs, and its workers die with it even when it is killed with SIGKILL', async () => {
+    const cli = spawn(process.execPath, ['--import', 'tsx', CLI, '--port', '0', '--api-key', API_KEY, '--', PYTHON, HANDLER], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LOG_LEVEL: 'info' },
+    });
+    const workerPids: number[] = [];
+    createInterface({ input: cli.stderr }).on('line', (line) => {
+      try {
+        const rec = JSON.parse(line) as { msg?: string; workerPid?: number };
+        if (rec.msg === 'worker w-1 started' && rec.workerPid) workerPids.push(rec.workerPid);
+      } catch {
+        /* not a log line */
+      }
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: cli.stdout }).once('line', resolve);
+        cli.once('exit', (code) => reject(new Error(`runpod-local CLI exited early with code ${code}`)));
+      });
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v2$/);
+      const c = new RunpodClient({ baseUrl: url, apiKey: API_KEY, endpointId: 'local' });
+      const { id } = await c.run({ mode: 'echo', via: 'cli' });
+      const deadline = Date.now() + 20_000;
+      let s = await c.status(id);
+      while (s.status !== 'COMPLETED' && Date.now() < deadline) {
+        await sleep(100);
+        s = await c.status(id);
+      }
+      expect(s.output).toMatchObject({ echo: { via: 'cli' } });
+      expect(workerPids).toHaveLength(1);
+      expect(groupAlive(workerPids[0]!)).toBe(true);
+
+      cli.kill('SIGKILL'); // no stop(): the worker's watchdog must take its process group down
+      await waitUntil(() => !groupAlive(workerPids[0]!), 5_000, 'the orphaned worker group to die');
+    } finally {
+      cli.kill('SIGKILL');
+      for (const pid of workerPids) if (groupAlive(pid)) process.kill(-pid, 'SIGKILL');
     }
   });
 });
