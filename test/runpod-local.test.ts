@@ -170,6 +170,15 @@ describe('runpod-local with the runpod SDK worker', () => {
     expect((await client.status(id)).status).toBe('CANCELLED');
   });
 
+  it('times a job out after its policy.executionTimeout (TIMED_OUT)', async () => {
+    const { id } = await client.run({ mode: 'asleep', seconds: 60 }, { policy: { executionTimeout: 1_000 } });
+    submitted.push(id);
+    const s = await waitState(id, 'TIMED_OUT', 'COMPLETED', 'FAILED');
+    expect(s.status).toBe('TIMED_OUT');
+    expect(s.error).toMatch(/execution timeout/);
+    expect(s.executionTime!).toBeGreaterThanOrEqual(1_000);
+  });
+
   it('kills a worker that keeps running a cancelled job and runs the next job on a fresh one', async () => {
     const restarts = rl.workers()[0]!.restarts;
     const id = await run({ mode: 'sleep', seconds: 60 }); // blocks the SDK's event loop
