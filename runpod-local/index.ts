@@ -128,6 +128,11 @@ export async function startRunpodLocal(options: RunpodLocalOptions): Promise<Run
     stopPollMs: options.stopPollMs ?? 10_000,
   });
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  // The SDK's aiohttp session reuses connections after a handler has blocked its event loop for
+  // minutes (training); Node's 5 s keep-alive would close them and the result POST would fail
+  // with "Server disconnected". Keep idle connections open like a long-lived service does.
+  server.keepAliveTimeout = 3_600_000;
+  server.headersTimeout = 3_600_000 + 1_000;
   await listen(server, host, options.port);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;

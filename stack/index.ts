@@ -75,7 +75,8 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
       endpointId: config.RUNPOD_ENDPOINT_ID,
       workerCommand: [toolchain.python(), '-u', toolchain.gpuWorker()],
       workerCwd: repoRoot,
-      workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1' },
+      // INFO: the SDK's DEBUG level logs job inputs, which carry presigned URLs.
+      workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'INFO' },
       logger: pino(pino.destination({ dest: path.join(logDir, 'runpod.log'), mkdir: true })),
     });
 

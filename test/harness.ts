@@ -45,7 +45,7 @@ export async function startGpuEndpoint(dir: string, handler: string, workerEnv: 
     apiKey,
     workerCommand: [toolchain.python(), '-u', path.join(repoRoot, handler)],
     workerCwd: repoRoot,
-    workerEnv: { PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', ...workerEnv },
+    workerEnv: { PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', RUNPOD_LOG_LEVEL: 'INFO', ...workerEnv },
     logger: pino(pino.destination({ dest: path.join(dir, 'logs', 'runpod.log'), mkdir: true, sync: true })),
   });
   const client = new RunpodClient({ baseUrl: endpoint.url, apiKey, endpointId: endpoint.endpointId });

@@ -1,0 +1,137 @@
+// End to end, as a user runs it: the embedded stack (`loraflow dev`'s code path: Temporal dev
+// server, versitygw, the local RunPod endpoint running the real GPU worker on the tiny offline
+// model, the Temporal worker process) driven through the `loraflow` CLI.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PipelineProgress, PublishedLora } from '../contract/pipeline.js';
+import { listKeys, makeStorage } from '../lib/s3.js';
+import { repoRoot, toolchain } from '../lib/toolchain.js';
+import { type Stack, startStack } from '../stack/index.js';
+import { makeDataset } from './datasets.js';
+import { freePort, tempDir } from './harness.js';
+
+const run = promisify(execFile);
+let tmp: ReturnType<typeof tempDir>;
+let stack: Stack;
+let dataset: string;
+
+beforeAll(async () => {
+  tmp = tempDir('e2e');
+  const env = {
+    LORAFLOW_DATA_DIR: path.join(tmp.dir, 'data'),
+    TEMPORAL_PORT: String(await freePort()),
+    TEMPORAL_UI_PORT: String(await freePort()),
+    LORAFLOW_S3_PORT: String(await freePort()),
+    RUNPOD_LOCAL_PORT: String(await freePort()),
+    LORAFLOW_POLL_MS: '500',
+  };
+  stack = await startStack({ env });
+  dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 4, captioned: 2, size: 48 });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  if (!process.env.KEEP_TMP) tmp?.remove();
+});
+
+/** Runs the CLI like a user would; resolves with its output and exit code. */
+async function loraflow(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), ...args], { env: stack.env, cwd: repoRoot, timeout: 300_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout: string; stderr: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const json = <T>(text: string) => JSON.parse(text) as T;
+const trainArgs = (name: string, steps: number) => ['train', '--name', name, '--images', dataset, '--trigger', 'lfsquare', '--steps', String(steps), '--json'];
+const ledgerFor = (ids: string[]) => stack.runpod.ledger().filter((e) => ids.includes(e.id));
+const trainJobs = () => stack.runpod.ledger().filter((e) => e.task === 'train');
+
+async function waitForProgress(id: string, ok: (p: PipelineProgress) => boolean, timeoutMs = 120_000): Promise<PipelineProgress> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await loraflow('status', id, '--json');
+    if (res.code === 0) {
+      const p = json<PipelineProgress>(res.stdout);
+      if (ok(p)) return p;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting on ${id}: ${res.stdout}${res.stderr}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+describe('loraflow end to end', () => {
+  it('trains, publishes, downloads a LoRA that loads into the pipeline and changes its output', async () => {
+    const trained = await loraflow(...trainArgs('squares', 20), '--wait');
+    expect(trained.code, trained.stderr).toBe(0);
+    const result = json<{ workflowId: string; attached: boolean; published: PublishedLora }>(trained.stdout);
+    expect(result.published.uri).toMatch(/^s3:\/\/loraflow\/loras\/squares\/.+\/lora\.safetensors$/);
+
+    // The same request again attaches to the same pipeline instead of paying twice.
+    const again = json<{ workflowId: string; attached: boolean }>((await loraflow(...trainArgs('squares', 20))).stdout);
+    expect(again).toMatchObject({ workflowId: result.workflowId, attached: true });
+
+    const status = json<PipelineProgress & { status: string }>((await loraflow('status', result.workflowId, '--json')).stdout);
+    expect(status).toMatchObject({ status: 'COMPLETED', stage: 'published', result: { uri: result.published.uri } });
+    expect((await loraflow('list')).stdout).toContain(result.workflowId);
+
+    const out = path.join(tmp.dir, 'download');
+    const downloaded = await loraflow('download', result.workflowId, '--out', out, '--json');
+    expect(downloaded.code, downloaded.stderr).toBe(0);
+    const verify = await run(toolchain.python(), [path.join(repoRoot, 'gpu-worker/verify_lora.py'), '--model', path.join(toolchain.modelDir(), 'tiny-sd'), '--lora', path.join(out, 'lora.safetensors')], {
+      env: { ...process.env, HF_HUB_OFFLINE: '1' },
+    });
+    expect(json<{ loaded: boolean; changed: boolean }>(verify.stdout.trim().split('\n').pop()!)).toMatchObject({ loaded: true, changed: true });
+  });
+
+  it('survives kill -9 of the Temporal worker mid-training with exactly one GPU job', async () => {
+    const started = json<{ workflowId: string }>((await loraflow(...trainArgs('durable', 150))).stdout);
+    const before = await waitForProgress(started.workflowId, (p) => p.stage === 'train' && p.gpuStatus === 'IN_PROGRESS' && (p.step ?? 0) > 0);
+    stack.worker!.child.kill('SIGKILL');
+    await new Promise((r) => stack.worker!.child.once('exit', r));
+    await stack.startWorker();
+
+    const finished = await loraflow('status', started.workflowId, '--json');
+    expect(finished.code).toBe(0);
+    const done = await waitForProgress(started.workflowId, (p) => p.stage === 'published' || p.stage === 'failed', 240_000);
+    expect(done.stage).toBe('published');
+    const jobs = trainJobs().filter((e) => e.id === before.gpuJobId);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.status).toBe('COMPLETED');
+    // One training submitted for this pipeline: the one recorded before the kill.
+    const after = json<PipelineProgress>((await loraflow('status', started.workflowId, '--json')).stdout);
+    expect(after.result?.uri).toContain('/loras/durable/');
+    expect(trainJobs().filter((e) => Date.parse(e.submittedAt) >= Date.parse(before.stageStartedAt.train!))).toHaveLength(1);
+  });
+
+  it('a GPU worker killed mid-job fails the pipeline with what happened and publishes nothing', async () => {
+    const started = json<{ workflowId: string }>((await loraflow(...trainArgs('crashy', 400))).stdout);
+    const p = await waitForProgress(started.workflowId, (q) => q.stage === 'train' && (q.step ?? 0) > 0);
+    const gpuWorker = stack.runpod.workers().find((w) => w.state === 'running');
+    process.kill(gpuWorker!.pid!, 'SIGKILL');
+
+    const failed = await waitForProgress(started.workflowId, (q) => q.stage === 'failed' || q.stage === 'published', 120_000);
+    expect(failed.stage).toBe('failed');
+    expect(failed.error).toMatch(/exited with signal SIGKILL/);
+    expect(ledgerFor([p.gpuJobId!])[0]?.status).toBe('FAILED');
+    const storage = makeStorage(stack.config);
+    expect(await listKeys(storage, 'loras/crashy/')).toEqual([]);
+    const shown = await loraflow('status', started.workflowId);
+    expect(shown.stdout).toMatch(/FAILED.*\n.*error: .*SIGKILL/);
+  });
+
+  it('tells the user when the stack is not running', async () => {
+    const port = await freePort();
+    const res = await run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), 'list'], {
+      env: { ...process.env, TEMPORAL_ADDRESS: `127.0.0.1:${port}` },
+      cwd: repoRoot,
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in res && res.code).toBe(1);
+    expect((res as { stderr: string }).stderr).toContain(`cannot reach Temporal at 127.0.0.1:${port}: is the stack running?`);
+  });
+});
