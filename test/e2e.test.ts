@@ -2,6 +2,7 @@
 // server, versitygw, the local RunPod endpoint running the real GPU worker on the tiny offline
 // model, the Temporal worker process) driven through the `loraflow` CLI.
 import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +124,18 @@ describe('loraflow end to end', () => {
     expect(await listKeys(storage, 'loras/crashy/')).toEqual([]);
     const shown = await loraflow('status', started.workflowId);
     expect(shown.stdout).toMatch(/FAILED.*\n.*error: .*SIGKILL/);
+  });
+
+  it('keeps presigned URLs and secrets out of every log', async () => {
+    const logs = (await readdir(stack.logDir)).filter((f) => f.endsWith('.log'));
+    expect(logs).toEqual(expect.arrayContaining(['runpod.log', 'worker.log', 'temporal.log']));
+    for (const file of logs) {
+      const text = await readFile(path.join(stack.logDir, file), 'utf8');
+      for (const secret of ['X-Amz-Signature', 'X-Amz-Credential', stack.config.AWS_SECRET_ACCESS_KEY, stack.config.RUNPOD_API_KEY]) {
+        expect(text.includes(secret), `${secret} in ${file}`).toBe(false);
+      }
+    }
+    expect(await readFile(path.join(stack.logDir, 'runpod.log'), 'utf8')).toContain('job COMPLETED');
   });
 
   it('tells the user when the stack is not running', async () => {

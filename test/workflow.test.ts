@@ -4,6 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -11,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../activities/index.js';
 import { TrainRequest, type PipelineProgress } from '../contract/pipeline.js';
 import { getJson, listKeys, sha256OfObject } from '../lib/s3.js';
-import { repoRoot } from '../lib/toolchain.js';
+import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { trainLora } from '../workflows/index.js';
 import { LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { makeDataset } from './datasets.js';
@@ -118,7 +120,11 @@ describe('trainLora workflow', () => {
     const history = await handle.fetchHistory();
     const text = JSON.stringify(history);
     for (const secret of ['X-Amz-Signature', 'X-Amz-Credential', testConfig.AWS_SECRET_ACCESS_KEY, 'test-key']) expect(text).not.toContain(secret);
-    if (process.env.LORAFLOW_RECORD_HISTORY) writeFileSync(path.join(repoRoot, 'test/histories/train-lora.json'), JSON.stringify(history, null, 1));
+    // LORAFLOW_RECORD_HISTORY=1 refreshes the history the replay test checks new workflow code against.
+    if (process.env.LORAFLOW_RECORD_HISTORY) {
+      const { stdout } = await promisify(execFile)(toolchain.temporal(), ['workflow', 'show', '--address', env.address, '--workflow-id', handle.workflowId, '--output', 'json']);
+      writeFileSync(path.join(repoRoot, 'test/histories/train-lora-v1.json'), stdout);
+    }
   });
 
   it('fails with the GPU worker’s reason and error class when the GPU job fails', async () => {
