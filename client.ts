@@ -1,5 +1,6 @@
 // The `loraflow` CLI. Every command takes --json; configuration comes from the environment (lib/config.ts).
 import { Command, InvalidArgumentError } from 'commander';
+import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import { loadConfig } from './lib/config.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, status } from './cli/inspect.js';
@@ -24,13 +25,13 @@ program
   .requiredOption('--name <name>', 'LoRA name (lowercase letters, digits, "-")')
   .requiredOption('--images <dir|zip>', 'dataset: a directory or .zip of images')
   .requiredOption('--trigger <word>', 'trigger word put in front of every caption')
-  .option('--steps <n>', 'training steps', int)
-  .option('--rank <n>', 'LoRA rank', int)
+  .option('--steps <n>', `training steps (default: ${D.steps})`, int)
+  .option('--rank <n>', `LoRA rank (default: ${D.rank})`, int)
   .option('--alpha <n>', 'LoRA alpha (default: the rank)', num)
-  .option('--lr <x>', 'learning rate', num)
-  .option('--batch-size <n>', 'batch size', int)
+  .option('--lr <x>', `learning rate (default: ${D.learningRate})`, num)
+  .option('--batch-size <n>', `batch size (default: ${D.batchSize})`, int)
   .option('--resolution <px>', "training size in pixels (default: the base model's)", int)
-  .option('--seed <n>', 'random seed', int)
+  .option('--seed <n>', `random seed (default: ${D.seed})`, int)
   .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
   .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
   .option('--json', 'machine-readable output')
@@ -98,6 +99,18 @@ program
   .action(async () => {
     const { runDev } = await import('./stack/dev.js');
     await runDev();
+  });
+
+program
+  .command('runpod-local')
+  .description('a local RunPod serverless endpoint running a worker command (see `loraflow runpod-local --help`)')
+  .helpOption(false)
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .action(async () => {
+    // Its own parser reads process.argv from index 2: hand it everything after the subcommand.
+    process.argv.splice(2, process.argv.indexOf('runpod-local') - 1);
+    await import('./runpod-local/cli.js');
   });
 
 program.parseAsync().catch((err: unknown) => {

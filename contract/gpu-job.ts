@@ -15,16 +15,19 @@ export const TriggerWord = z
 /** An image the worker fetches by presigned GET; `id` is its content sha256. */
 export const ImageRef = z.object({ id: Sha256, url: z.url() });
 
+/** Defaults, shared with the CLI's --help so it stays true. */
+export const TRAINING_DEFAULTS = { steps: 200, rank: 8, learningRate: 1e-4, batchSize: 1, seed: 42 } as const;
+
 export const TrainingParams = z.object({
-  steps: z.int().min(1).max(100_000).default(200),
-  rank: z.int().min(1).max(256).default(8),
+  steps: z.int().min(1).max(100_000).default(TRAINING_DEFAULTS.steps),
+  rank: z.int().min(1).max(256).default(TRAINING_DEFAULTS.rank),
   /** LoRA alpha; defaults to the rank (scale 1.0). */
   alpha: z.number().positive().max(1024).optional(),
-  learningRate: z.number().positive().max(1).default(1e-4),
-  batchSize: z.int().min(1).max(64).default(1),
+  learningRate: z.number().positive().max(1).default(TRAINING_DEFAULTS.learningRate),
+  batchSize: z.int().min(1).max(64).default(TRAINING_DEFAULTS.batchSize),
   /** Square training size in pixels; absent means the base model's native size. */
   resolution: z.int().min(32).max(2048).multipleOf(8).optional(),
-  seed: z.int().min(0).max(2 ** 31 - 1).default(42),
+  seed: z.int().min(0).max(2 ** 31 - 1).default(TRAINING_DEFAULTS.seed),
 });
 export type TrainingParams = z.infer<typeof TrainingParams>;
 

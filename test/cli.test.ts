@@ -1,0 +1,43 @@
+// The CLI as a user meets it before any stack runs: help that is true, errors naming the flag.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { TrainingParams } from '../contract/gpu-job.js';
+import { repoRoot } from '../lib/toolchain.js';
+
+async function loraflow(...args: string[]): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(path.join(repoRoot, 'bin/loraflow.js'), args, { cwd: repoRoot });
+    return { code: 0, out: stdout + stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, out: e.stdout + e.stderr };
+  }
+}
+
+describe('loraflow CLI', () => {
+  it('lists every command in --help', async () => {
+    const { code, out } = await loraflow('--help');
+    expect(code).toBe(0);
+    for (const command of ['train', 'status', 'cancel', 'list', 'download', 'dev', 'runpod-local']) expect(out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+  });
+
+  it('shows the defaults the contract really applies', async () => {
+    const { out } = await loraflow('train', '--help');
+    const applied = TrainingParams.parse({});
+    expect(out).toContain(`training steps (default: ${applied.steps})`);
+    expect(out).toContain(`LoRA rank (default: ${applied.rank})`);
+    expect(out).toContain(`learning rate (default: ${applied.learningRate})`);
+    expect(out).toContain(`random seed (default: ${applied.seed})`);
+  });
+
+  it('names the bad flag or file and exits 1', async () => {
+    const dataset = path.join(repoRoot, 'samples/demo');
+    expect(await loraflow('train', '--name', 'Bad Name', '--images', dataset, '--trigger', 'lfx')).toEqual({ code: 1, out: expect.stringContaining('loraflow: --name: lowercase letters') });
+    expect(await loraflow('train', '--name', 'ok', '--images', dataset, '--trigger', 'has space')).toEqual({ code: 1, out: expect.stringContaining('loraflow: --trigger:') });
+    expect(await loraflow('train', '--name', 'ok', '--images', dataset, '--trigger', 'lfx', '--steps', '0')).toEqual({ code: 1, out: expect.stringContaining('loraflow: --steps:') });
+    expect(await loraflow('train', '--name', 'ok', '--images', 'no/such/dir', '--trigger', 'lfx')).toEqual({ code: 1, out: expect.stringMatching(/--images: .*no\/such\/dir does not exist/) });
+    expect((await loraflow('train', '--name', 'ok', '--images', dataset, '--trigger', 'lfx', '--steps', 'ten')).out).toContain("argument 'ten' is invalid");
+  });
+});
