@@ -4,10 +4,12 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities/index.js';
 import { loadConfig } from './lib/config.js';
 import { RunpodClient } from './lib/runpod-client.js';
-import { makeStorage } from './lib/s3.js';
+import { ensureBucket, makeStorage } from './lib/s3.js';
 
 async function run() {
   const config = loadConfig();
+  const storage = makeStorage(config);
+  if (config.LORAFLOW_CREATE_BUCKET) await ensureBucket(storage);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
     connection,
@@ -15,7 +17,7 @@ async function run() {
     taskQueue: config.LORAFLOW_TASK_QUEUE,
     workflowsPath: fileURLToPath(new URL('./workflows/index.ts', import.meta.url)),
     activities: createActivities({
-      storage: makeStorage(config),
+      storage,
       runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID }),
       pollIntervalMs: config.LORAFLOW_POLL_MS,
     }),

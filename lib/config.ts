@@ -10,6 +10,8 @@ const Env = z.object({
   LORAFLOW_TASK_QUEUE: z.string().default('loraflow'),
   LORAFLOW_S3_ENDPOINT: z.url().optional().default('http://127.0.0.1:7070'),
   LORAFLOW_S3_BUCKET: z.string().default('loraflow'),
+  /** Create the bucket at worker start (compose's own S3); production buckets already exist. */
+  LORAFLOW_CREATE_BUCKET: z.stringbool().default(false),
   AWS_REGION: z.string().default('us-east-1'),
   AWS_ACCESS_KEY_ID: z.string().default('loraflow'),
   AWS_SECRET_ACCESS_KEY: z.string().default('loraflow-local-secret'),
