@@ -17,6 +17,10 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Config } from './config.js';
 
+// The pinned SDK supports Node 20; its warning concerns releases after January 2027 and would
+// otherwise be printed by every CLI command.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export interface Storage {
   client: S3Client;
   bucket: string;
