@@ -1,0 +1,125 @@
+// Fault injection and the service's rate limits. Faults are off unless configured (option
+// `faults` or PUT /admin/{endpointId}/faults).
+import { z } from 'zod';
+
+/** Client API operations, as named in rate limits and fault filters. */
+export const OPERATIONS = ['run', 'runsync', 'status', 'status-sync', 'stream', 'cancel', 'retry', 'purge-queue', 'health'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+export const FaultConfig = z.strictObject({
+  /** Faults of the client API (/v2/...). */
+  api: z
+    .strictObject({
+      /** Share of requests answered 429 Too Many Requests (0..1). */
+      throttleRate: z.number().min(0).max(1).optional(),
+      /** Share of requests answered with `errorStatus` (0..1). */
+      errorRate: z.number().min(0).max(1).optional(),
+      /** Status of injected errors; default 500. */
+      errorStatus: z.number().int().min(500).max(599).optional(),
+      /** Added to every request before it is answered. */
+      latencyMs: z.number().int().nonnegative().optional(),
+      /** Only these operations; default all. */
+      operations: z.array(z.enum(OPERATIONS)).optional(),
+    })
+    .optional(),
+  /**
+   * Kill a worker (SIGKILL) at a point of a job: right after it `take`s the job, at its first
+   * `progress` update, or when it posts its `result` (the result is lost).
+   */
+  workerCrash: z
+    .strictObject({
+      at: z.enum(['take', 'progress', 'result']),
+      /** How many crashes to inject; default 1. */
+      times: z.number().int().positive().optional(),
+      /** Only jobs whose input.task is this. */
+      task: z.string().optional(),
+    })
+    .optional(),
+  /** Added before each worker process starts (slow cold starts). */
+  coldStartDelayMs: z.number().int().nonnegative().optional(),
+});
+export type FaultConfig = z.infer<typeof FaultConfig>;
+
+export class Faults {
+  private config: FaultConfig = {};
+  private crashesLeft = 0;
+  /** How many faults were injected, by kind. */
+  readonly injected = { throttled: 0, errors: 0, crashes: 0 };
+
+  constructor(config: FaultConfig = {}) {
+    this.set(config);
+  }
+
+  set(config: FaultConfig): void {
+    this.config = FaultConfig.parse(config);
+    this.crashesLeft = this.config.workerCrash ? (this.config.workerCrash.times ?? 1) : 0;
+  }
+
+  get(): FaultConfig & { crashesLeft: number; injected: Faults['injected'] } {
+    return { ...this.config, crashesLeft: this.crashesLeft, injected: { ...this.injected } };
+  }
+
+  /** What to do with a client API request: delay it, then answer `status` or go on. */
+  forRequest(op: Operation): { delayMs: number; status?: number } {
+    const api = this.config.api;
+    if (!api || (api.operations && !api.operations.includes(op))) return { delayMs: 0 };
+    const delayMs = api.latencyMs ?? 0;
+    if (api.throttleRate && Math.random() < api.throttleRate) {
+      this.injected.throttled++;
+      return { delayMs, status: 429 };
+    }
+    if (api.errorRate && Math.random() < api.errorRate) {
+      this.injected.errors++;
+      return { delayMs, status: api.errorStatus ?? 500 };
+    }
+    return { delayMs };
+  }
+
+  /** Whether the worker running a job of `task` should crash now, at `point`. */
+  crashAt(point: 'take' | 'progress' | 'result', task: string | undefined): boolean {
+    const crash = this.config.workerCrash;
+    if (!crash || crash.at !== point || this.crashesLeft <= 0) return false;
+    if (crash.task !== undefined && crash.task !== task) return false;
+    this.crashesLeft--;
+    this.injected.crashes++;
+    return true;
+  }
+
+  coldStartDelayMs(): number {
+    return this.config.coldStartDelayMs ?? 0;
+  }
+}
+
+/** RunPod's documented limits per endpoint, requests per 10 s. */
+export const RUNPOD_RATE_LIMITS: Partial<Record<Operation, number>> = {
+  run: 1000,
+  runsync: 2000,
+  status: 2000,
+  'status-sync': 2000,
+  stream: 2000,
+  cancel: 100,
+  'purge-queue': 2,
+};
+export const RATE_WINDOW_MS = 10_000;
+
+/** A sliding-window counter per operation. */
+export class RateLimiter {
+  private readonly hits = new Map<Operation, number[]>();
+
+  constructor(private readonly limits: Partial<Record<Operation, number>>) {}
+
+  /** Counts a request; false when it is over the limit (answer 429). */
+  allow(op: Operation, now = Date.now()): boolean {
+    const limit = this.limits[op];
+    if (limit === undefined) return true;
+    const list = this.hits.get(op) ?? [];
+    while (list.length > 0 && list[0]! <= now - RATE_WINDOW_MS) list.shift();
+    if (list.length >= limit) {
+      this.hits.set(op, list);
+      return false;
+    }
+    list.push(now);
+    this.hits.set(op, list);
+    return true;
+  }
+}
