@@ -23,7 +23,7 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
   const stagingKey = `runs/${input.runKey}/lora.safetensors`;
   const job = await runGpuJob(
     deps,
-    async () => {
+    async (claimUrl) => {
       const [manifest, captions] = await Promise.all([
         getJson<DatasetManifest>(deps.storage, input.manifestKey),
         getJson<Captions>(deps.storage, input.captionsKey),
@@ -37,9 +37,11 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
           manifest.images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600), caption: captions[i.id] ?? input.triggerWord })),
         ),
         output: { loraUrl: await presignPut(deps.storage, stagingKey) },
+        ...(claimUrl ? { claim: { url: claimUrl } } : {}),
       };
     },
     TrainJobOutput,
+    { claimPrefix: `runs/${input.runKey}/train-claims` },
   );
   return { gpuJobId: job.gpuJobId, stagingKey, lora: job.output.lora, metrics: job.output.metrics };
 }

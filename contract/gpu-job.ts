@@ -46,6 +46,13 @@ export const TrainJobInput = z.object({
   params: TrainingParams,
   /** Presigned PUT for the finished `.safetensors`; the worker has no S3 credentials. */
   output: z.object({ loraUrl: z.url() }),
+  /**
+   * Presigned conditional PUT (`If-None-Match: *` is signed): before spending GPU time the worker
+   * writes its job id there. Only the first job of a training succeeds; any other stops at once
+   * with a CLAIMED error. RunPod has no idempotency key: this closes the window between `/run`
+   * returning and the orchestrator recording the job id.
+   */
+  claim: z.object({ url: z.url() }).optional(),
 });
 
 export const GpuJobInput = z.discriminatedUnion('task', [CaptionJobInput, TrainJobInput]);
@@ -85,7 +92,8 @@ export type GpuProgress = z.infer<typeof GpuProgress>;
 
 /**
  * Error classes the worker puts in front of its error message as "[CLASS] message"
- * (a plain string survives every RunPod layer). The orchestrator maps them to retries.
+ * (a plain string survives every RunPod layer). The orchestrator maps them to retries;
+ * CLAIMED means another job already owns this training (see TrainJobInput.claim).
  */
-export const GpuErrorClass = z.enum(['OOM', 'INPUT', 'TRANSIENT', 'INTERNAL']);
+export const GpuErrorClass = z.enum(['OOM', 'INPUT', 'TRANSIENT', 'INTERNAL', 'CLAIMED']);
 export type GpuErrorClass = z.infer<typeof GpuErrorClass>;

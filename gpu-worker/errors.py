@@ -1,10 +1,11 @@
 """Error classes and the "[CLASS] message" strings the orchestrator parses.
 
-The TypeScript side matches `^\\[(OOM|INPUT|TRANSIENT|INTERNAL)\\] ` to decide on retries:
+The TypeScript side matches `^\\[(OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED)\\] ` to decide on retries:
   OOM       out of memory; retrying the same config will fail again
   INPUT     bad job input (schema, parameter, image); retrying is pointless
   TRANSIENT network/storage trouble; retrying may succeed
   INTERNAL  anything else (a bug or a broken worker image)
+  CLAIMED   another job already claimed this training; this one stopped before any GPU work
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class TransientError(JobError):
 
 class OutOfMemory(JobError):
     error_class = "OOM"
+
+
+class AlreadyClaimed(JobError):
+    error_class = "CLAIMED"
 
 
 def redact(text: str) -> str:

@@ -9,11 +9,11 @@ Accepted inputs (`job["input"]`, validated against contract/schema/gpu-job-input
   {"task": "train", "baseModel": str, "triggerWord": str,
    "images": [{"id": sha256hex, "url": presigned GET, "caption": str}, ...],
    "params": {"steps", "rank", "alpha"?, "learningRate", "batchSize", "resolution"?, "seed"},
-   "output": {"loraUrl": presigned PUT}}
+   "output": {"loraUrl": presigned PUT}, "claim"?: {"url": presigned conditional PUT}}
   -> {"lora": {"sha256", "bytes"}, "metrics": {"steps", "finalLoss", "lossCurve", "seconds",
       "device", "peakMemoryBytes"}}
 
-Failures return {"error": "[OOM|INPUT|TRANSIENT|INTERNAL] message"} (see errors.py).
+Failures return {"error": "[OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED] message"} (see errors.py).
 Importing this module is cheap: torch and the models load on the first job that needs them
 (models then stay cached per name for the life of the worker).
 """
@@ -65,7 +65,10 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
             output = run_caption(job_input, workdir, progress)
         else:
             from train_lora import run_train
+            from transfer import claim
 
+            if "claim" in job_input:  # first, before any GPU time is spent
+                claim(job_input["claim"]["url"], str(job.get("id", "")))
             output = run_train(job_input, workdir, progress)
         validate_output(task, output)
         return output

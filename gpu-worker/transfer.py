@@ -7,6 +7,7 @@ URLs are logged and reported without their query string (it is the credential).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from errors import InputError, JobError, TransientError
+from errors import AlreadyClaimed, InputError, JobError, TransientError
 
 log = logging.getLogger("loraflow.transfer")
 
@@ -104,3 +105,18 @@ def upload(url: str, path: Path, what: str = "output.loraUrl upload") -> None:
 
     _retrying(what, once)
     log.info("uploaded %d bytes to %s", len(body), safe_url(url))
+
+
+def claim(url: str, job_id: str) -> None:
+    """Write-once claim of a training (`If-None-Match: *`, signed into the URL): 412 means another
+    job got there first, so this one must not spend GPU time. Retries are safe: a retry that finds
+    its own earlier write gets 412 too, which only happens if the first PUT's answer was lost."""
+    body = json.dumps({"jobId": job_id}).encode()
+
+    def once() -> None:
+        response = requests.put(url, data=body, headers={"If-None-Match": "*"}, timeout=TIMEOUT)
+        if response.status_code == 412:
+            raise AlreadyClaimed("claim: this training was already claimed by another GPU job; stopping before any GPU work")
+        _check_status("claim", response, JobError)
+
+    _retrying("claim", once)

@@ -108,3 +108,10 @@ export async function listKeys(s: Storage, prefix: string): Promise<string[]> {
   } while (token);
   return keys.sort();
 }
+
+/**
+ * A presigned PUT that only succeeds if the object does not exist yet (`If-None-Match: *` is part of
+ * the signature, so the holder cannot drop it): a write-once claim for a worker without credentials.
+ */
+export const presignPutIfAbsent = (s: Storage, key: string, expiresIn = 12 * 3600) =>
+  getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key, IfNoneMatch: '*' }), { expiresIn, signableHeaders: new Set(['if-none-match']) });

@@ -159,6 +159,40 @@ describe('trainLora workflow', () => {
     });
   }
 
+  it('a crash between /run returning and the first heartbeat still pays for one training', async () => {
+    const taskQueue = `tq-${randomUUID()}`;
+    const before = gpu.endpoint.ledger().length;
+    // The first train submission "crashes" right after /run returned: the job exists, its id was never heartbeated.
+    let crashed = false;
+    const runpod = {
+      ...gpu.client,
+      run: async (input: Parameters<typeof gpu.client.run>[0]) => {
+        const submitted = await gpu.client.run(input);
+        if (!crashed && (input as { task?: string }).task === 'train') {
+          crashed = true;
+          throw new Error('worker died after /run returned');
+        }
+        return submitted;
+      },
+      status: (id: string) => gpu.client.status(id),
+      cancel: (id: string) => gpu.client.cancel(id),
+    };
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowsPath,
+      activities: createActivities({ ...deps(), runpod }),
+    });
+    const published = await worker.runUntil(async () => (await start(taskQueue, request('lfrobot', 20, 50))).result());
+    expect(crashed).toBe(true);
+    expect(published.uri).toContain('/loras/robot/');
+    const trains = gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
+    // Either the retry found the first job's claim and followed it (one job), or it submitted a
+    // duplicate that stopped at its claim before any work: exactly one training ran to completion.
+    expect(trains.filter((e) => e.status === 'COMPLETED')).toHaveLength(1);
+    expect(trains.filter((e) => e.status !== 'COMPLETED').every((e) => e.status === 'FAILED' && e.progressUpdates === 0)).toBe(true);
+  });
+
   it('a retried train activity resumes the same GPU job instead of submitting another', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const before = trainJobs();

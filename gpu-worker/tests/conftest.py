@@ -53,7 +53,8 @@ def progress_log(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
 
 class FakeStore:
-    """A threaded HTTP server: GET /<key> serves `objects`, PUT /<key> stores into `objects`.
+    """A threaded HTTP server: GET /<key> serves `objects`, PUT /<key> stores into `objects`
+    (honouring `If-None-Match: *` like S3's conditional writes).
 
     `fail[key] = status` makes every request for that key answer `status`. Every URL gets a
     fake signature query string, so tests can check it never leaks.
@@ -91,6 +92,11 @@ class FakeStore:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 store.requests.append(("PUT", self._key(), dict(self.headers)))
                 if self._maybe_fail():
+                    return
+                if self.headers.get("If-None-Match") == "*" and self._key() in store.objects:
+                    self.send_response(412)  # S3's conditional write: the object exists
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 store.objects[self._key()] = body
                 self.send_response(200)

@@ -130,3 +130,24 @@ def test_diverging_loss_is_reported(worker_env, store, progress_log, monkeypatch
     monkeypatch.setattr(train_lora.F, "mse_loss", lambda *a, **k: real_mse(*a, **k) * float("nan"))
     result = handler.handler(train_job(store, steps=3))
     assert result["error"].startswith("[INPUT] params.learningRate: training diverged")
+
+
+def test_claims_the_training_before_any_work(worker_env, store, progress_log) -> None:
+    job = train_job(store, steps=2)
+    job["input"]["claim"] = {"url": store.url("claims/0.json")}
+    assert "error" not in handler.handler(job)
+    assert json.loads(store.objects["claims/0.json"]) == {"jobId": "train-1"}
+    claim_put = next(r for r in store.requests if r[1] == "claims/0.json")
+    assert claim_put[2].get("If-None-Match") == "*"
+
+
+def test_a_second_job_for_a_claimed_training_stops_before_any_work(worker_env, store, progress_log) -> None:
+    store.objects["claims/0.json"] = json.dumps({"jobId": "first-job"}).encode()
+    job = train_job(store, steps=2)
+    job["input"]["claim"] = {"url": store.url("claims/0.json")}
+    result = handler.handler(job)
+    assert result["error"].startswith("[CLAIMED] claim: this training was already claimed")
+    assert "SECRET" not in result["error"]
+    assert not [r for r in store.requests if r[1].startswith("img/")], "no image was downloaded"
+    assert "out/lora.safetensors" not in store.objects
+    assert json.loads(store.objects["claims/0.json"]) == {"jobId": "first-job"}

@@ -1,0 +1,99 @@
+// `loraflow dev` as a user runs it: a clear error when a port is taken, Ctrl-C stops every
+// service, and state survives a restart (Temporal's SQLite file in the data directory).
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../cli/connect.js';
+import { TrainRequest } from '../contract/pipeline.js';
+import { loadConfig } from '../lib/config.js';
+import { repoRoot } from '../lib/toolchain.js';
+import { startStack } from '../stack/index.js';
+import { trainLora } from '../workflows/index.js';
+import { freePort, tempDir } from './harness.js';
+
+let tmp: ReturnType<typeof tempDir>;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  tmp = tempDir('stack');
+  env = {
+    LORAFLOW_DATA_DIR: path.join(tmp.dir, 'data'),
+    TEMPORAL_PORT: String(await freePort()),
+    TEMPORAL_UI_PORT: String(await freePort()),
+    LORAFLOW_S3_PORT: String(await freePort()),
+    RUNPOD_LOCAL_PORT: String(await freePort()),
+  };
+});
+afterAll(() => tmp?.remove());
+
+function dev(): { child: ChildProcess; output: () => string } {
+  let output = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), 'dev'], { env: { ...process.env, ...env }, cwd: repoRoot });
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  return { child, output: () => output };
+}
+
+async function untilReady(proc: ReturnType<typeof dev>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(path.join(env.LORAFLOW_DATA_DIR!, 'stack.ready'))) {
+    if (proc.child.exitCode !== null) throw new Error(`dev exited: ${proc.output()}`);
+    if (Date.now() > deadline) throw new Error(`dev not ready: ${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const portIsFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const server = net.createServer().once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+
+describe('loraflow dev', () => {
+  it('refuses to start when a port is taken, naming the port, the service and the variable', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(Number(env.LORAFLOW_S3_PORT), '127.0.0.1', r));
+    try {
+      await expect(startStack({ env })).rejects.toThrow(`port ${env.LORAFLOW_S3_PORT} (S3) is in use: stop what holds it or set LORAFLOW_S3_PORT`);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('stops every service on Ctrl-C and keeps pipelines across a restart', async () => {
+    const first = dev();
+    await untilReady(first);
+    expect(first.output()).toContain('loraflow stack is up');
+
+    // A pipeline that fails fast in ingest (no such dataset): no GPU time needed to leave state behind.
+    const config = loadConfig({ ...process.env, ...env, TEMPORAL_ADDRESS: `127.0.0.1:${env.TEMPORAL_PORT}` });
+    const client = await connect(config);
+    const request = TrainRequest.parse({ name: 'persist', triggerWord: 'lfp', dataset: { path: path.join(tmp.dir, 'missing'), fingerprint: 'b'.repeat(64) }, baseModel: 'tiny-sd', params: {} });
+    const handle = await client.workflow.start(trainLora, { taskQueue: config.LORAFLOW_TASK_QUEUE, workflowId: 'persist-1', args: [request] });
+    await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+    await client.connection.close();
+
+    first.child.kill('SIGINT');
+    await new Promise((r) => first.child.once('exit', r));
+    expect(first.child.exitCode).toBe(0);
+    for (const port of Object.entries(env).filter(([k]) => k.endsWith('PORT')).map(([, v]) => Number(v))) expect(await portIsFree(port), `port ${port}`).toBe(true);
+    expect(existsSync(path.join(env.LORAFLOW_DATA_DIR!, 'stack.ready'))).toBe(false);
+
+    const second = dev();
+    try {
+      await untilReady(second);
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), 'status', 'persist-1', '--json'], {
+        env: { ...process.env, ...env, TEMPORAL_ADDRESS: `127.0.0.1:${env.TEMPORAL_PORT}` },
+        cwd: repoRoot,
+      });
+      expect(JSON.parse(stdout)).toMatchObject({ status: 'FAILED', stage: 'failed', error: expect.stringContaining('dataset not found') });
+    } finally {
+      second.child.kill('SIGINT');
+      await new Promise((r) => second.child.once('exit', r));
+    }
+  });
+});
