@@ -28,6 +28,14 @@ export const TrainingParams = z.object({
   /** Square training size in pixels; absent means the base model's native size. */
   resolution: z.int().min(32).max(2048).multipleOf(8).optional(),
   seed: z.int().min(0).max(2 ** 31 - 1).default(TRAINING_DEFAULTS.seed),
+  lrScheduler: z.enum(['constant', 'constant_with_warmup', 'linear', 'cosine']).default('constant'),
+  warmupSteps: z.int().min(0).max(100_000).default(0),
+  gradientAccumulation: z.int().min(1).max(64).default(1),
+  /** auto: bf16 on a GPU that supports it (else fp16), fp32 on CPU. */
+  mixedPrecision: z.enum(['auto', 'no', 'fp16', 'bf16']).default('auto'),
+  gradientCheckpointing: z.boolean().default(false),
+  /** Keep each image's aspect ratio by grouping images into buckets of about resolution² pixels. */
+  aspectBuckets: z.boolean().default(false),
 });
 export type TrainingParams = z.infer<typeof TrainingParams>;
 
@@ -53,6 +61,24 @@ export const TrainJobInput = z.object({
    * returning and the orchestrator recording the job id.
    */
   claim: z.object({ url: z.url() }).optional(),
+  /**
+   * Train only up to this step in this job, then upload a checkpoint and return without `lora`
+   * (a segment shorter than the endpoint's execution timeout). Absent: train to params.steps.
+   */
+  stopAtStep: z.int().positive().optional(),
+  /** Likewise, but by time: stop at the first step boundary after this many seconds of the job. */
+  stopAfterSeconds: z.number().positive().optional(),
+  /** Presigned PUT for this job's checkpoint (LoRA weights, optimizer, scheduler, step, RNG state),
+   * written every `everySteps`, at the end of a segment, and on cancel or SIGTERM before exiting. */
+  checkpoint: z.object({ url: z.url(), everySteps: z.int().positive() }).optional(),
+  /** Presigned GET of a checkpoint to continue from: training resumes at its step, not at 0. */
+  resume: z.object({ url: z.url() }).optional(),
+  /** Sample images: presigned PUTs keyed by the step after which to render one (PNG). */
+  samples: z
+    .object({ prompt: z.string().min(1).max(500), urls: z.record(z.string().regex(/^[1-9]\d*$/), z.url()) })
+    .optional(),
+  /** Key layout of the .safetensors: diffusers (`load_lora_weights`) or kohya (ComfyUI, A1111). */
+  format: z.enum(['diffusers', 'kohya']).default('diffusers'),
 });
 
 export const GpuJobInput = z.discriminatedUnion('task', [CaptionJobInput, TrainJobInput]);
@@ -67,7 +93,14 @@ export const CaptionJobOutput = z.object({
 export type CaptionJobOutput = z.infer<typeof CaptionJobOutput>;
 
 export const TrainJobOutput = z.object({
-  lora: z.object({ sha256: Sha256, bytes: z.int().positive() }),
+  /** The last step trained (params.steps when finished, stopAtStep after a segment). */
+  step: z.int().nonnegative(),
+  /** The finished LoRA; absent when the job ended a segment (see `checkpoint`). */
+  lora: z.object({ sha256: Sha256, bytes: z.int().positive() }).optional(),
+  /** The last checkpoint this job uploaded, if any. */
+  checkpoint: z.object({ sha256: Sha256, bytes: z.int().positive(), step: z.int().positive() }).optional(),
+  /** Samples uploaded, by step. */
+  samples: z.array(z.object({ step: z.int().positive(), sha256: Sha256 })).max(1000).optional(),
   metrics: z.object({
     steps: z.int().nonnegative(),
     finalLoss: z.number(),
