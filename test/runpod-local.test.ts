@@ -18,7 +18,7 @@ import {
 } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
 
-const PYTHON = process.env.LORAFLOW_PYTHON ?? 'python3';
+const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));
 const HANDLER = fileURLToPath(new URL('./fixtures/sdk_handler.py', import.meta.url));
 const CLI = fileURLToPath(new URL('../runpod-local/cli.ts', import.meta.url));
 const API_KEY = 'rl-test-key-5f1c0d';
