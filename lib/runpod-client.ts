@@ -59,6 +59,17 @@ export class RunpodJobNotFound extends RunpodHttpError {
   }
 }
 
+/** GET /stream/{id}: chunks a generator handler produced since the last call. */
+export const RunpodStreamResponse = z.looseObject({
+  status: RunpodJobState,
+  stream: z.array(z.looseObject({ output: z.unknown() })).default([]),
+  error: z.unknown().optional(),
+});
+export type RunpodStreamResponse = z.infer<typeof RunpodStreamResponse>;
+
+export const RunpodPurgeResponse = z.looseObject({ removed: z.number().int().nonnegative(), status: z.string() });
+export type RunpodPurgeResponse = z.infer<typeof RunpodPurgeResponse>;
+
 export interface RunpodClientOptions {
   /** e.g. https://api.runpod.ai/v2 or http://127.0.0.1:8300/v2 */
   baseUrl: string;
@@ -97,6 +108,39 @@ export class RunpodClient {
     return parseOrThrow('status', RunpodJobStatus, await this.request('status', 'GET', `/status/${encodeURIComponent(id)}`, undefined, id));
   }
 
+  /**
+   * POST /runsync?wait=: queues a job and waits up to `waitMs` (the service allows 1 s to 5 min,
+   * default 90 s) for it to finish; answers its status (IN_QUEUE / IN_PROGRESS when not done).
+   */
+  async runsync(input: unknown, options: RunOptions & { waitMs?: number } = {}): Promise<RunpodJobStatus> {
+    const { waitMs, ...rest } = options;
+    const query = waitMs !== undefined ? `?wait=${Math.round(waitMs)}` : '';
+    const timeoutMs = Math.max(this.timeoutMs, (waitMs ?? 90_000) + 10_000);
+    return parseOrThrow('runsync', RunpodJobStatus, await this.request('runsync', 'POST', `/runsync${query}`, { input, ...rest }, undefined, timeoutMs));
+  }
+
+  /** GET /status-sync/{id}?wait=: like status, but waits up to `waitMs` for the job to finish. */
+  async statusSync(id: string, waitMs = 90_000): Promise<RunpodJobStatus> {
+    const path = `/status-sync/${encodeURIComponent(id)}?wait=${Math.round(waitMs)}`;
+    const timeoutMs = Math.max(this.timeoutMs, waitMs + 10_000);
+    return parseOrThrow('status-sync', RunpodJobStatus, await this.request('status-sync', 'GET', path, undefined, id, timeoutMs));
+  }
+
+  /** GET /stream/{id}: the chunks streamed since the last call, and the job's state. */
+  async stream(id: string): Promise<RunpodStreamResponse> {
+    return parseOrThrow('stream', RunpodStreamResponse, await this.request('stream', 'GET', `/stream/${encodeURIComponent(id)}`, undefined, id));
+  }
+
+  /** POST /retry/{id}: requeues a FAILED or TIMED_OUT job under the same id. */
+  async retry(id: string): Promise<RunpodRunResponse> {
+    return parseOrThrow('retry', RunpodRunResponse, await this.request('retry', 'POST', `/retry/${encodeURIComponent(id)}`, undefined, id));
+  }
+
+  /** POST /purge-queue: removes every queued job (running ones go on). */
+  async purgeQueue(): Promise<RunpodPurgeResponse> {
+    return parseOrThrow('purge-queue', RunpodPurgeResponse, await this.request('purge-queue', 'POST', '/purge-queue'));
+  }
+
   /** POST /cancel/{id}. */
   async cancel(id: string): Promise<RunpodCancelResponse> {
     return parseOrThrow('cancel', RunpodCancelResponse, await this.request('cancel', 'POST', `/cancel/${encodeURIComponent(id)}`));
@@ -107,7 +151,14 @@ export class RunpodClient {
     return parseOrThrow('health', RunpodHealth, await this.request('health', 'GET', '/health'));
   }
 
-  private async request(operation: string, method: string, path: string, body?: unknown, jobId?: string): Promise<unknown> {
+  private async request(
+    operation: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    jobId?: string,
+    timeoutMs = this.timeoutMs,
+  ): Promise<unknown> {
     const where = `RunPod ${operation} (${method} ${this.redactedUrl(path)})`;
     let res: Response;
     try {
@@ -119,7 +170,7 @@ export class RunpodClient {
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
       const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
@@ -129,7 +180,11 @@ export class RunpodClient {
     if (!res.ok) {
       const detail = this.scrub(errorDetail(text));
       const message = `${where} failed: HTTP ${res.status}${detail ? `: ${detail}` : ''}`;
-      if (res.status === 404 && jobId !== undefined) throw new RunpodJobNotFound(jobId, message);
+      if (res.status === 404 && jobId !== undefined) {
+        const notFound = new RunpodJobNotFound(jobId, message);
+        if (operation !== 'status') Object.defineProperty(notFound, 'operation', { value: operation });
+        throw notFound;
+      }
       throw new RunpodHttpError(message, res.status, operation);
     }
     try {
