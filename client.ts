@@ -33,6 +33,8 @@ program
   .option('--resolution <px>', "training size in pixels (default: the base model's)", int)
   .option('--seed <n>', `random seed (default: ${D.seed})`, int)
   .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
+  .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
+  .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
   .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
@@ -42,6 +44,8 @@ program
       images: o.images,
       triggerWord: o.trigger,
       baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
+      format: o.format,
+      sampleEvery: o.sampleEvery,
       params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
     });
     const client = await connect(config);

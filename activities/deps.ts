@@ -7,4 +7,6 @@ export interface ActivityDeps {
   runpod: Pick<RunpodClient, 'run' | 'status' | 'cancel'>;
   /** How often a GPU job's status is polled. */
   pollIntervalMs: number;
+  /** Checkpoint cadence and segment length of training jobs (defaults: 50 steps, 480 s). */
+  training?: { checkpointEvery: number; segmentSeconds: number };
 }

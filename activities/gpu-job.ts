@@ -1,7 +1,8 @@
 // Runs one GPU job on the RunPod endpoint and waits for it, durably:
 // the job id goes into the activity's heartbeat details the moment /run returns, so a retried
 // attempt (worker crash, timeout) resumes polling that job instead of paying for a second one;
-// a write-once claim in S3 covers the moment before that heartbeat (see GpuJobOptions).
+// a write-once claim in S3 covers the moment before that heartbeat, and checkpoints let a job
+// that ended a segment or died be continued by the next one (see GpuJobOptions).
 // Cancelling the activity cancels the RunPod job before the cancellation is reported.
 import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/activity';
 import type { z } from 'zod';
@@ -9,76 +10,104 @@ import { GpuErrorClass, GpuProgress, type GpuJobInput } from '../contract/gpu-jo
 import type { GpuProgressSignal } from '../contract/pipeline.js';
 import { RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { gpuProgressSignal } from '../workflows/definitions.js';
-import { exists, getJson, presignPutIfAbsent } from '../lib/s3.js';
+import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface GpuHeartbeat {
   gpuJobId: string;
-  /** Counts deliberate resubmissions (after a transient failure); each has its own claim. */
+  /** Each submission of this activity's work is a generation, with its own claim and checkpoint. */
   generation: number;
+  /** Resumable failures in a row (no progress between them). */
+  failures: number;
   gpuStatus?: string;
   progress?: GpuProgress;
 }
 
 const SIGNAL_EVERY_MS = 5_000;
 
-export interface GpuJobOptions {
+export interface GpuJobOptions<T> {
   /**
    * S3 prefix for write-once claims. The worker claims `<prefix>/<generation>.json` before any GPU
    * work, so a crash between `/run` returning and the first heartbeat cannot pay for two jobs:
    * the next attempt finds the claim and polls its owner, and a duplicate stops at once (CLAIMED).
    */
   claimPrefix?: string;
+  /**
+   * S3 prefix for checkpoints, `<prefix>/<generation>.ckpt`. With it, a job that ends a segment or
+   * dies (worker crash, execution timeout, transient failure) is followed by the next generation,
+   * resuming from the newest checkpoint: GPU work already paid for is kept.
+   */
+  checkpointPrefix?: string;
+  /** True when a COMPLETED output is a segment, not the end: the next generation continues it. */
+  isSegment?: (output: T) => boolean;
+  /** Resumable failures in a row before giving up (default 3). */
+  maxFailures?: number;
+}
+
+/** What makeInput needs to build one generation's job: presigned URLs made at submit time. */
+export interface Submission {
+  claimUrl?: string;
+  checkpointUrl?: string;
+  resumeUrl?: string;
 }
 
 export async function runGpuJob<T>(
   deps: ActivityDeps,
-  makeInput: (claimUrl?: string) => Promise<GpuJobInput>,
+  makeInput: (submission: Submission) => Promise<GpuJobInput>,
   outputSchema: z.ZodType<T>,
-  opts: GpuJobOptions = {},
-): Promise<{ gpuJobId: string; output: T }> {
+  opts: GpuJobOptions<T> = {},
+): Promise<{ gpuJobId: string; gpuJobIds: string[]; output: T; outputs: T[] }> {
   const ctx = Context.current();
   const recorded = ctx.info.heartbeatDetails as GpuHeartbeat | undefined;
   let generation = recorded?.generation ?? 0;
-  let gpuJobId: string | undefined;
-  if (recorded?.gpuJobId) {
-    if (await isResumable(deps, recorded.gpuJobId)) gpuJobId = recorded.gpuJobId;
-    else generation++;
-  }
-  const claimKey = opts.claimPrefix ? `${opts.claimPrefix}/${generation}.json` : undefined;
-  if (!gpuJobId && claimKey) gpuJobId = await claimOwner(deps, claimKey); // submitted by an attempt that died before its heartbeat
-  if (gpuJobId) {
-    log.info('resuming GPU job from an earlier attempt', { gpuJobId });
-  } else {
-    const claimUrl = claimKey ? await presignPutIfAbsent(deps.storage, claimKey) : undefined;
-    gpuJobId = (await deps.runpod.run(await makeInput(claimUrl))).id;
-    log.info('GPU job submitted', { gpuJobId });
-  }
-  ctx.heartbeat({ gpuJobId, generation } satisfies GpuHeartbeat);
-
+  let failures = recorded?.failures ?? 0;
+  let gpuJobId = recorded?.gpuJobId;
+  if (gpuJobId) log.info('resuming GPU job from an earlier attempt', { gpuJobId, generation });
+  const outputs: T[] = [];
+  const jobs = new Set<string>();
   const reporter = progressReporter();
+  const keyOf = (prefix: string | undefined, ext: string) => (prefix ? `${prefix}/${generation}.${ext}` : undefined);
+
   try {
     for (;;) {
-      const status = await pollOnce(deps, gpuJobId);
-      if (status) {
-        if (status.status === 'FAILED' && classify(status.error).cls === 'CLAIMED') {
-          gpuJobId = await claimedElsewhere(deps, gpuJobId, claimKey);
-          ctx.heartbeat({ gpuJobId, generation } satisfies GpuHeartbeat);
-          continue;
+      if (!gpuJobId) {
+        const claimKey = keyOf(opts.claimPrefix, 'json');
+        // A job submitted by an attempt that died before its heartbeat already holds the claim.
+        gpuJobId = claimKey ? await claimOwner(deps, claimKey) : undefined;
+        if (!gpuJobId) {
+          gpuJobId = (await deps.runpod.run(await makeInput(await submission(deps, opts, generation)))).id;
+          log.info('GPU job submitted', { gpuJobId, generation });
         }
-        const progress = GpuProgress.safeParse(status.output);
-        const beat: GpuHeartbeat = { gpuJobId, generation, gpuStatus: status.status, progress: progress.success ? progress.data : undefined };
-        ctx.heartbeat(beat);
-        await reporter(beat);
-        const done = finished(gpuJobId, status, outputSchema);
-        if (done) return { gpuJobId, output: done.output };
       }
-      await ctx.sleep(deps.pollIntervalMs); // rejects with CancelledFailure when cancelled
+      ctx.heartbeat({ gpuJobId, generation, failures } satisfies GpuHeartbeat);
+      jobs.add(gpuJobId);
+
+      const status = await waitUntilFinished(deps, gpuJobId, generation, failures, reporter);
+      if (status.status === 'FAILED' && classify(status.error).cls === 'CLAIMED') {
+        gpuJobId = await claimedElsewhere(deps, gpuJobId, keyOf(opts.claimPrefix, 'json'));
+        continue;
+      }
+      if (status.status === 'COMPLETED') {
+        const output = parseOutput(gpuJobId, status, outputSchema);
+        outputs.push(output);
+        if (!opts.isSegment?.(output)) return { gpuJobId, gpuJobIds: [...jobs], output, outputs };
+        log.info('GPU job ended a segment; continuing from its checkpoint', { gpuJobId, generation });
+        failures = 0;
+      } else {
+        const failure = failureOf(gpuJobId, status);
+        const resumable = failure.cls === 'TRANSIENT' || (opts.checkpointPrefix !== undefined && failure.cls === 'INTERNAL');
+        if (!resumable || ++failures > (opts.maxFailures ?? 3)) {
+          throw ApplicationFailure.create({ message: failure.message, type: `Gpu${failure.cls}`, nonRetryable: true });
+        }
+        log.warn('GPU job failed; submitting the next generation from the last checkpoint', { gpuJobId, generation, error: failure.message });
+      }
+      generation++;
+      gpuJobId = undefined;
     }
   } catch (err) {
     // Only a cancel asked for by the workflow stops the GPU job. A worker shutdown or a timeout
     // leaves it running: the next attempt resumes polling it, so no GPU time is lost.
-    if (err instanceof CancelledFailure && ctx.cancellationDetails?.cancelRequested) {
+    if (err instanceof CancelledFailure && ctx.cancellationDetails?.cancelRequested && gpuJobId) {
       const cancelled = gpuJobId;
       await deps.runpod.cancel(cancelled).then(
         () => log.info('GPU job cancelled with its activity', { gpuJobId: cancelled }),
@@ -87,6 +116,44 @@ export async function runGpuJob<T>(
     }
     throw err;
   }
+}
+
+/** Polls until the job is COMPLETED, FAILED or TIMED_OUT, heartbeating and reporting progress. */
+async function waitUntilFinished(
+  deps: ActivityDeps,
+  gpuJobId: string,
+  generation: number,
+  failures: number,
+  reporter: ReturnType<typeof progressReporter>,
+): Promise<RunpodJobStatus> {
+  const ctx = Context.current();
+  for (;;) {
+    const status = await pollOnce(deps, gpuJobId);
+    if (status) {
+      const progress = GpuProgress.safeParse(status.output);
+      const beat: GpuHeartbeat = { gpuJobId, generation, failures, gpuStatus: status.status, progress: progress.success ? progress.data : undefined };
+      ctx.heartbeat(beat);
+      await reporter(beat);
+      if (status.status === 'CANCELLED') throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} was cancelled outside loraflow`, 'GpuJobCancelled');
+      if (['COMPLETED', 'FAILED', 'TIMED_OUT'].includes(status.status)) return status;
+    }
+    await ctx.sleep(deps.pollIntervalMs); // rejects with CancelledFailure when cancelled
+  }
+}
+
+/** Presigned URLs for one generation: its claim, its checkpoint, and the newest earlier checkpoint. */
+async function submission<T>(deps: ActivityDeps, opts: GpuJobOptions<T>, generation: number): Promise<Submission> {
+  const result: Submission = {};
+  if (opts.claimPrefix) result.claimUrl = await presignPutIfAbsent(deps.storage, `${opts.claimPrefix}/${generation}.json`);
+  if (opts.checkpointPrefix) {
+    result.checkpointUrl = await presignPut(deps.storage, `${opts.checkpointPrefix}/${generation}.ckpt`);
+    const earlier = (await listKeys(deps.storage, `${opts.checkpointPrefix}/`))
+      .map((key) => ({ key, generation: Number(/\/(\d+)\.ckpt$/.exec(key)?.[1] ?? NaN) }))
+      .filter((c) => c.generation < generation)
+      .sort((a, b) => b.generation - a.generation)[0];
+    if (earlier) result.resumeUrl = await presignGet(deps.storage, earlier.key, 12 * 3600);
+  }
+  return result;
 }
 
 /** The job id written in a claim, if the claim exists. */
@@ -99,25 +166,11 @@ async function claimOwner(deps: ActivityDeps, claimKey: string): Promise<string 
 async function claimedElsewhere(deps: ActivityDeps, gpuJobId: string, claimKey: string | undefined): Promise<string> {
   const owner = claimKey ? await claimOwner(deps, claimKey) : undefined;
   if (!owner || owner === gpuJobId) {
-    // Only if the answer to our own claim write was lost: retry as a new generation.
-    throw ApplicationFailure.retryable(`GPU job ${gpuJobId} could not confirm its claim on this training`, 'GpuClaimUnconfirmed');
+    // Only if the answer to our own claim write was lost.
+    throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} could not confirm its claim on this training`, 'GpuClaimUnconfirmed');
   }
   log.info('another GPU job holds the claim on this training; following it', { gpuJobId, owner });
   return owner;
-}
-
-/** A job recorded by an earlier attempt is resumed unless it already failed for a transient reason. */
-async function isResumable(deps: ActivityDeps, gpuJobId: string): Promise<boolean> {
-  const status = await deps.runpod.status(gpuJobId).catch((err: unknown) => {
-    if (err instanceof RunpodJobNotFound) {
-      throw ApplicationFailure.nonRetryable(
-        `GPU job ${gpuJobId} from an earlier attempt is no longer known to the endpoint (results are purged after completion); not submitting a second one`,
-        'GpuJobLost',
-      );
-    }
-    throw err;
-  });
-  return !(status.status === 'FAILED' && classify(status.error).cls === 'TRANSIENT');
 }
 
 /** One status call; transport errors and 5xx are logged and retried on the next tick. */
@@ -133,32 +186,20 @@ async function pollOnce(deps: ActivityDeps, gpuJobId: string): Promise<RunpodJob
   }
 }
 
-function finished<T>(gpuJobId: string, status: RunpodJobStatus, schema: z.ZodType<T>): { output: T } | undefined {
-  switch (status.status) {
-    case 'COMPLETED': {
-      const parsed = schema.safeParse(status.output);
-      if (!parsed.success) {
-        throw ApplicationFailure.nonRetryable(
-          `GPU job ${gpuJobId} reported COMPLETED without a valid result: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
-          'GpuOutputInvalid',
-        );
-      }
-      return { output: parsed.data };
-    }
-    case 'FAILED':
-    case 'TIMED_OUT': {
-      const { cls, message } = classify(status.error ?? status.status);
-      throw ApplicationFailure.create({
-        message: `GPU job ${gpuJobId} ${status.status === 'TIMED_OUT' ? 'timed out' : 'failed'}: ${message}`,
-        type: `Gpu${cls}`,
-        nonRetryable: cls !== 'TRANSIENT',
-      });
-    }
-    case 'CANCELLED':
-      throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} was cancelled outside loraflow`, 'GpuJobCancelled');
-    default:
-      return undefined;
+function parseOutput<T>(gpuJobId: string, status: RunpodJobStatus, schema: z.ZodType<T>): T {
+  const parsed = schema.safeParse(status.output);
+  if (!parsed.success) {
+    throw ApplicationFailure.nonRetryable(
+      `GPU job ${gpuJobId} reported COMPLETED without a valid result: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
+      'GpuOutputInvalid',
+    );
   }
+  return parsed.data;
+}
+
+function failureOf(gpuJobId: string, status: RunpodJobStatus): { cls: GpuErrorClass; message: string } {
+  const { cls, message } = classify(status.error ?? status.status);
+  return { cls, message: `GPU job ${gpuJobId} ${status.status === 'TIMED_OUT' ? 'timed out' : 'failed'}: ${message}` };
 }
 
 /** "[CLASS] message" from the worker; anything else (crashes, SDK tracebacks) is INTERNAL. */

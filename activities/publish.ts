@@ -34,16 +34,24 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
   const loraKey = `${prefix}/lora.safetensors`;
   const metadataKey = `${prefix}/metadata.json`;
   await copyObject(deps.storage, trained.stagingKey, loraKey);
+  const samples = [];
+  for (const sample of trained.samples) {
+    const key = `${prefix}/samples/step-${sample.step}.png`;
+    await copyObject(deps.storage, sample.key, key);
+    samples.push({ step: sample.step, sha256: sample.sha256, uri: s3Uri(deps.storage, key) });
+  }
   const metadata = {
     name: request.name,
     version,
     triggerWord: request.triggerWord,
     baseModel: request.baseModel,
     params: request.params,
-    format: 'diffusers-safetensors',
+    format: request.format,
+    sampleEvery: request.sampleEvery,
     lora: trained.lora,
+    samples,
     dataset: { manifestSha256: input.dataset.manifestSha256, images: input.dataset.imageCount, captions: input.captions },
-    gpuJobId: trained.gpuJobId,
+    gpuJobIds: trained.gpuJobIds,
     metrics: trained.metrics,
   };
   await putBytes(deps.storage, metadataKey, JSON.stringify(metadata, null, 2), 'application/json');

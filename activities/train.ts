@@ -1,5 +1,6 @@
-// train: one GPU training job per pipeline. The worker downloads images and uploads the LoRA
-// through presigned URLs made here, so nothing signed ever reaches workflow history.
+// train: one training, possibly several GPU jobs. The worker downloads images and uploads the LoRA,
+// checkpoints and samples through presigned URLs made here, so nothing signed reaches workflow
+// history. A job that ends a segment or dies is continued from its last checkpoint (gpu-job.ts).
 import { z } from 'zod';
 import { TrainJobOutput, TrainingParams, TriggerWord } from '../contract/gpu-job.js';
 import type { DatasetManifest, TrainResult } from '../contract/pipeline.js';
@@ -16,14 +17,23 @@ export const TrainInput = z.object({
   triggerWord: TriggerWord,
   baseModel: z.string().min(1),
   params: TrainingParams,
+  format: z.enum(['diffusers', 'kohya']).default('diffusers'),
+  sampleEvery: z.int().min(0).default(0),
 });
+
+const DEFAULT_TRAINING = { checkpointEvery: 50, segmentSeconds: 480 };
 
 export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainInput>): Promise<TrainResult> {
   const input = parseInput(TrainInput, raw);
-  const stagingKey = `runs/${input.runKey}/lora.safetensors`;
+  const training = deps.training ?? DEFAULT_TRAINING;
+  const run = `runs/${input.runKey}`;
+  const stagingKey = `${run}/lora.safetensors`;
+  const sampleKey = (step: number) => `${run}/samples/step-${step}.png`;
+  const sampleSteps = stepsToSample(input.params.steps, input.sampleEvery);
+
   const job = await runGpuJob(
     deps,
-    async (claimUrl) => {
+    async ({ claimUrl, checkpointUrl, resumeUrl }) => {
       const [manifest, captions] = await Promise.all([
         getJson<DatasetManifest>(deps.storage, input.manifestKey),
         getJson<Captions>(deps.storage, input.captionsKey),
@@ -33,15 +43,60 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
         baseModel: input.baseModel,
         triggerWord: input.triggerWord,
         params: input.params,
+        format: input.format,
         images: await Promise.all(
           manifest.images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600), caption: captions[i.id] ?? input.triggerWord })),
         ),
         output: { loraUrl: await presignPut(deps.storage, stagingKey) },
+        stopAfterSeconds: training.segmentSeconds,
+        samples: {
+          prompt: input.triggerWord,
+          urls: Object.fromEntries(await Promise.all(sampleSteps.map(async (step) => [String(step), await presignPut(deps.storage, sampleKey(step))]))),
+        },
         ...(claimUrl ? { claim: { url: claimUrl } } : {}),
+        ...(checkpointUrl ? { checkpoint: { url: checkpointUrl, everySteps: training.checkpointEvery } } : {}),
+        ...(resumeUrl ? { resume: { url: resumeUrl } } : {}),
       };
     },
     TrainJobOutput,
-    { claimPrefix: `runs/${input.runKey}/train-claims` },
+    { claimPrefix: `${run}/train-claims`, checkpointPrefix: `${run}/checkpoints`, isSegment: (output) => !output.lora },
   );
-  return { gpuJobId: job.gpuJobId, stagingKey, lora: job.output.lora, metrics: job.output.metrics };
+
+  const outputs = job.outputs;
+  const samples = new Map<number, string>();
+  for (const output of outputs) for (const sample of output.samples ?? []) samples.set(sample.step, sample.sha256);
+  return {
+    gpuJobId: job.gpuJobId,
+    gpuJobIds: job.gpuJobIds,
+    stagingKey,
+    lora: job.output.lora!,
+    samples: [...samples].sort(([a], [b]) => a - b).map(([step, sha256]) => ({ step, key: sampleKey(step), sha256 })),
+    metrics: mergeMetrics(outputs.map((o) => o.metrics)),
+  };
+}
+
+/** Every `every` steps, and always the last one. */
+export function stepsToSample(steps: number, every: number): number[] {
+  const picked = every > 0 ? Array.from({ length: Math.floor(steps / every) }, (_, i) => (i + 1) * every) : [];
+  return [...new Set([...picked, steps])];
+}
+
+type Metrics = TrainResult['metrics'];
+
+/** One training's metrics from its segments: curves joined, phase seconds summed, peaks maxed. */
+export function mergeMetrics(parts: Metrics[]): Metrics {
+  const last = parts.at(-1)!;
+  const curve = parts.flatMap((p) => p.lossCurve);
+  const stride = Math.max(1, Math.ceil(curve.length / 200));
+  const seconds: Record<string, number> = {};
+  for (const p of parts) for (const [phase, s] of Object.entries(p.seconds)) seconds[phase] = (seconds[phase] ?? 0) + s;
+  const peaks = parts.map((p) => p.peakMemoryBytes).filter((b): b is number => b !== undefined);
+  return {
+    steps: last.steps,
+    finalLoss: last.finalLoss,
+    lossCurve: curve.filter((_, i) => i % stride === 0).slice(0, 200),
+    seconds,
+    device: last.device,
+    ...(peaks.length ? { peakMemoryBytes: Math.max(...peaks) } : {}),
+  };
 }

@@ -14,6 +14,8 @@ const FLAG: Record<string, string> = {
   triggerWord: '--trigger',
   'dataset.path': '--images',
   baseModel: '--base-model',
+  format: '--format',
+  sampleEvery: '--sample-every',
   'params.steps': '--steps',
   'params.rank': '--rank',
   'params.alpha': '--alpha',

@@ -20,6 +20,10 @@ export const TrainRequest = z.object({
   }),
   baseModel: z.string().regex(/^[A-Za-z0-9._-]+$/),
   params: TrainingParams,
+  /** Key layout of the published .safetensors: diffusers or kohya (ComfyUI, A1111). */
+  format: z.enum(['diffusers', 'kohya']).default('diffusers'),
+  /** Render a sample image every N steps (0: only after the last step). */
+  sampleEvery: z.int().min(0).max(100_000).default(0),
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
@@ -84,9 +88,12 @@ export interface CaptionResult {
 }
 
 export interface TrainResult {
+  /** The job that finished the training; `gpuJobIds` lists every job it took (segments, resumes). */
   gpuJobId: string;
+  gpuJobIds: string[];
   stagingKey: string;
   lora: { sha256: string; bytes: number };
+  samples: { step: number; key: string; sha256: string }[];
   metrics: { steps: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string; peakMemoryBytes?: number };
 }
 

@@ -22,6 +22,11 @@ const Env = z.object({
   LORAFLOW_BASE_MODEL: z.string().default('tiny-sd'),
   /** How often GPU activities poll RunPod for a job's status. */
   LORAFLOW_POLL_MS: z.coerce.number().int().min(100).default(1000),
+  /** GPU workers upload a checkpoint every this many training steps. */
+  LORAFLOW_CHECKPOINT_EVERY: z.coerce.number().int().min(1).default(50),
+  /** A training job ends its segment (checkpoint, then a fresh job continues) after this long:
+   * keep it under the endpoint's execution timeout (RunPod's default is 10 minutes). */
+  LORAFLOW_SEGMENT_SECONDS: z.coerce.number().positive().default(480),
   RUNPOD_LOCAL_PORT: z.coerce.number().int().default(8300),
   LORAFLOW_S3_PORT: z.coerce.number().int().default(7070),
   TEMPORAL_PORT: z.coerce.number().int().default(7233),

@@ -11,7 +11,8 @@ import type { ActivityDeps } from '../activities/deps.js';
 import { classify, redact } from '../activities/gpu-job.js';
 import { ingestDataset, sha256 } from '../activities/ingest.js';
 import { publishLora } from '../activities/publish.js';
-import type { DatasetManifest } from '../contract/pipeline.js';
+import { mergeMetrics, stepsToSample } from '../activities/train.js';
+import { type DatasetManifest, TrainRequest } from '../contract/pipeline.js';
 import { getBytes, getJson, listKeys, putBytes } from '../lib/s3.js';
 import { makeDataset } from './datasets.js';
 import { startS3, tempDir } from './harness.js';
@@ -129,13 +130,13 @@ describe('ingestDataset', () => {
 });
 
 describe('publishLora', () => {
-  const request = { name: 'pub', triggerWord: 'lfpub', dataset: { path: '/d', fingerprint }, baseModel: 'tiny-sd', params: { steps: 1, rank: 4, learningRate: 1e-4, batchSize: 1, seed: 1 } };
+  const request = TrainRequest.parse({ name: 'pub', triggerWord: 'lfpub', dataset: { path: '/d', fingerprint }, baseModel: 'tiny-sd', params: { steps: 1 } });
   const input = (stagingKey: string, lora: { sha256: string; bytes: number }) => ({
     request,
     version: '20261125-000000-abcdef12',
     dataset: { manifestKey: 'm', manifestSha256: 'e'.repeat(64), imageCount: 1, sidecarCaptions: 1, duplicatesDropped: 0 },
     captions: { captionsKey: 'c', sidecar: 1, gpuCaptioned: 0 },
-    trained: { gpuJobId: 'job-1', stagingKey, lora, metrics: { steps: 1, finalLoss: 0.1, lossCurve: [0.1], seconds: {}, device: 'cpu' } },
+    trained: { gpuJobId: 'job-1', gpuJobIds: ['job-1'], stagingKey, lora, samples: [], metrics: { steps: 1, finalLoss: 0.1, lossCurve: [0.1], seconds: {}, device: 'cpu' } },
   });
 
   it('publishes a verified artifact with metadata, idempotently', async () => {
@@ -160,6 +161,21 @@ describe('publishLora', () => {
 });
 
 describe('small pure pieces', () => {
+  it('samples every N steps and always the last', () => {
+    expect(stepsToSample(30, 10)).toEqual([10, 20, 30]);
+    expect(stepsToSample(25, 10)).toEqual([10, 20, 25]);
+    expect(stepsToSample(25, 0)).toEqual([25]);
+  });
+  it('merges segment metrics into one training', () => {
+    const merged = mergeMetrics([
+      { steps: 10, finalLoss: 0.5, lossCurve: Array(150).fill(1), seconds: { load: 2, training: 10 }, device: 'cpu', peakMemoryBytes: 5 },
+      { steps: 20, finalLoss: 0.25, lossCurve: Array(150).fill(2), seconds: { load: 1, training: 9 }, device: 'cpu', peakMemoryBytes: 7 },
+    ]);
+    expect(merged).toMatchObject({ steps: 20, finalLoss: 0.25, seconds: { load: 3, training: 19 }, peakMemoryBytes: 7 });
+    expect(merged.lossCurve.length).toBeLessThanOrEqual(200);
+    expect(merged.lossCurve[0]).toBe(1);
+    expect(merged.lossCurve.at(-1)).toBe(2);
+  });
   it('puts the trigger word first, once', () => {
     expect(withTrigger('lfx', 'a cat, lfx, sitting')).toBe('lfx, a cat, sitting');
     expect(withTrigger('lfx', 'lfx')).toBe('lfx');

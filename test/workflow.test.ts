@@ -193,6 +193,56 @@ describe('trainLora workflow', () => {
     expect(trains.filter((e) => e.status !== 'COMPLETED').every((e) => e.status === 'FAILED' && e.progressUpdates === 0)).toBe(true);
   });
 
+  it('runs a long training as segments, each continuing from the last checkpoint', async () => {
+    const taskQueue = `tq-${randomUUID()}`;
+    const before = gpu.endpoint.ledger().length;
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowsPath,
+      activities: createActivities({ ...deps(), training: { checkpointEvery: 5, segmentSeconds: 0.5 } }),
+    });
+    const req = { ...request('lfrobot', 30, 50), sampleEvery: 10 };
+    const published = await worker.runUntil(async () => (await start(taskQueue, req)).result());
+    const trains = gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
+    expect(trains.length).toBeGreaterThanOrEqual(2);
+    expect(trains.every((e) => e.status === 'COMPLETED')).toBe(true);
+    // Each step was trained exactly once: no segment started again from step 0.
+    expect(trains.reduce((n, e) => n + e.progressUpdates, 0)).toBe(30);
+    const metadata = await getJson<{ samples: { step: number; uri: string }[]; gpuJobIds: string[]; metrics: { steps: number } }>(
+      s3.storage,
+      published.metadataUri.replace(`s3://${s3.storage.bucket}/`, ''),
+    );
+    expect(metadata.samples.map((x) => x.step)).toEqual([10, 20, 30]);
+    expect(metadata.gpuJobIds).toEqual(trains.map((e) => e.id));
+    expect(metadata.metrics.steps).toBe(30);
+    for (const sample of metadata.samples) expect(await sha256OfObject(s3.storage, sample.uri.replace(`s3://${s3.storage.bucket}/`, ''))).toBeDefined();
+  });
+
+  it('a GPU worker killed mid-training is replaced by a job resuming from the last checkpoint', async () => {
+    const taskQueue = `tq-${randomUUID()}`;
+    const before = gpu.endpoint.ledger().length;
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowsPath,
+      activities: createActivities({ ...deps(), training: { checkpointEvery: 10, segmentSeconds: 600 } }),
+    });
+    const published = await worker.runUntil(async () => {
+      const handle = await start(taskQueue, request('lfrobot', 60, 100));
+      await until(handle, (p) => p.stage === 'train' && (p.step ?? 0) >= 25);
+      process.kill(gpu.endpoint.workers().find((w) => w.state === 'running')!.pid!, 'SIGKILL');
+      return handle.result();
+    });
+    expect(published.uri).toContain('/loras/robot/');
+    const trains = gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
+    expect(trains.map((e) => e.status)).toEqual(['FAILED', 'COMPLETED']);
+    // At most one checkpoint interval (10 steps) was trained twice.
+    const stepsPaid = trains.reduce((n, e) => n + e.progressUpdates, 0);
+    expect(stepsPaid).toBeGreaterThan(60);
+    expect(stepsPaid).toBeLessThanOrEqual(60 + 10);
+  });
+
   it('a retried train activity resumes the same GPU job instead of submitting another', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const before = trainJobs();

@@ -63,6 +63,8 @@ export async function trainLora(request: TrainRequest): Promise<PublishedLora> {
       triggerWord: request.triggerWord,
       baseModel: request.baseModel,
       params: request.params,
+      format: request.format,
+      sampleEvery: request.sampleEvery,
     });
 
     enter('publish');
