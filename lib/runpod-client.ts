@@ -33,6 +33,8 @@ const count = z.number().int().nonnegative().default(0);
 export const RunpodHealth = z.looseObject({
   jobs: z.looseObject({ completed: count, failed: count, inProgress: count, inQueue: count, retried: count }),
   workers: z.looseObject({ idle: count, running: count }),
+  /** runpod-local only: why jobs wait (e.g. "waiting-for-capacity", "workers-crashing"). */
+  diagnosis: z.looseObject({ queue: z.string(), lastWorkerFailure: z.string().optional() }).optional(),
 });
 export type RunpodHealth = z.infer<typeof RunpodHealth>;
 
