@@ -27,6 +27,7 @@ beforeAll(async () => {
     LORAFLOW_S3_PORT: String(await freePort()),
     RUNPOD_LOCAL_PORT: String(await freePort()),
     LORAFLOW_POLL_MS: '500',
+    LORAFLOW_CHECKPOINT_EVERY: '10',
   };
   stack = await startStack({ env });
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 4, captioned: 2, size: 48 });
@@ -110,16 +111,41 @@ describe('loraflow end to end', () => {
     expect(trainJobs().filter((e) => Date.parse(e.submittedAt) >= Date.parse(before.stageStartedAt.train!))).toHaveLength(1);
   });
 
-  it('a GPU worker killed mid-job fails the pipeline with what happened and publishes nothing', async () => {
-    const started = json<{ workflowId: string }>((await loraflow(...trainArgs('crashy', 400))).stdout);
-    const p = await waitForProgress(started.workflowId, (q) => q.stage === 'train' && (q.step ?? 0) > 0);
-    const gpuWorker = stack.runpod.workers().find((w) => w.state === 'running');
-    process.kill(gpuWorker!.pid!, 'SIGKILL');
+  it('a GPU worker killed mid-training is replaced by a job resuming from the last checkpoint', async () => {
+    const started = json<{ workflowId: string }>((await loraflow(...trainArgs('resumed', 120))).stdout);
+    const p = await waitForProgress(started.workflowId, (q) => q.stage === 'train' && (q.step ?? 0) >= 25);
+    process.kill(stack.runpod.workers().find((w) => w.state === 'running')!.pid!, 'SIGKILL');
 
+    const done = await waitForProgress(started.workflowId, (q) => q.stage === 'failed' || q.stage === 'published', 240_000);
+    expect(done.stage, done.error).toBe('published');
+    const trains = trainJobs().filter((e) => Date.parse(e.submittedAt) >= Date.parse(p.stageStartedAt.train!));
+    expect(trains.map((e) => e.status)).toEqual(['FAILED', 'COMPLETED']);
+    expect(ledgerFor([p.gpuJobId!])[0]?.status).toBe('FAILED');
+    // The killed job had checkpointed (every 10 steps here); its replacement was handed that checkpoint.
+    expect(await listKeys(makeStorage(stack.config), `runs/${started.workflowId}/checkpoints/`)).toContain(`runs/${started.workflowId}/checkpoints/0.ckpt`);
+    const out = path.join(tmp.dir, 'resumed');
+    expect((await loraflow('download', started.workflowId, '--out', out)).code).toBe(0);
+    const metadata = json<{ metrics: { steps: number }; gpuJobIds: string[] }>(await readFile(path.join(out, 'metadata.json'), 'utf8'));
+    expect(metadata.metrics.steps).toBe(120);
+    expect(metadata.gpuJobIds).toEqual(trains.map((e) => e.id));
+  });
+
+  it('a GPU worker killed mid-caption fails the pipeline with what happened and publishes nothing', async () => {
+    const uncaptioned = await makeDataset(path.join(tmp.dir, 'uncaptioned'), { images: 3, captioned: 0, size: 40 });
+    const before = stack.runpod.ledger().length;
+    const started = json<{ workflowId: string }>((await loraflow('train', '--name', 'crashy', '--images', uncaptioned, '--trigger', 'lfcrash', '--json')).stdout);
+    // Kill the worker as soon as it has taken the caption job (it is still loading the captioner).
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      const taken = stack.runpod.ledger().slice(before).find((e) => e.task === 'caption' && e.takenAt);
+      const busy = stack.runpod.workers().find((w) => w.state === 'running');
+      if (taken && busy) {
+        process.kill(busy.pid!, 'SIGKILL');
+        break;
+      }
+    }
     const failed = await waitForProgress(started.workflowId, (q) => q.stage === 'failed' || q.stage === 'published', 120_000);
     expect(failed.stage).toBe('failed');
     expect(failed.error).toMatch(/exited with signal SIGKILL/);
-    expect(ledgerFor([p.gpuJobId!])[0]?.status).toBe('FAILED');
     const storage = makeStorage(stack.config);
     expect(await listKeys(storage, 'loras/crashy/')).toEqual([]);
     const shown = await loraflow('status', started.workflowId);
