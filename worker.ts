@@ -1,13 +1,15 @@
 // The Temporal worker: runs the trainLora workflow and its activities on the loraflow task queue.
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from './activities/index.js';
 import { loadConfig } from './lib/config.js';
+import { makeLogger, temporalLogger } from './lib/logger.js';
 import { RunpodClient } from './lib/runpod-client.js';
 import { ensureBucket, makeStorage } from './lib/s3.js';
 
 async function run() {
   const config = loadConfig();
+  Runtime.install({ logger: temporalLogger(makeLogger({ name: 'loraflow-worker' })) });
   const storage = makeStorage(config);
   if (config.LORAFLOW_CREATE_BUCKET) await ensureBucket(storage);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });

@@ -10,6 +10,7 @@ import { GpuErrorClass, GpuProgress, type GpuJobInput } from '../contract/gpu-jo
 import type { GpuProgressSignal } from '../contract/pipeline.js';
 import { RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { gpuProgressSignal } from '../workflows/definitions.js';
+import { scrubUrls } from '../lib/logger.js';
 import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 
@@ -75,7 +76,7 @@ export async function runGpuJob<T>(
         // A job submitted by an attempt that died before its heartbeat already holds the claim.
         gpuJobId = claimKey ? await claimOwner(deps, claimKey) : undefined;
         if (!gpuJobId) {
-          gpuJobId = (await deps.runpod.run(await makeInput(await submission(deps, opts, generation)))).id;
+          gpuJobId = (await deps.runpod.run(withinPayloadLimit(await makeInput(await submission(deps, opts, generation))))).id;
           log.info('GPU job submitted', { gpuJobId, generation });
         }
       }
@@ -139,6 +140,19 @@ async function waitUntilFinished(
     }
     await ctx.sleep(deps.pollIntervalMs); // rejects with CancelledFailure when cancelled
   }
+}
+
+/** RunPod refuses /run bodies over 10 MB: say so clearly instead of surfacing an HTTP 413. */
+export const RUNPOD_RUN_LIMIT_BYTES = 10 * 1000 * 1000;
+function withinPayloadLimit(input: GpuJobInput): GpuJobInput {
+  const bytes = Buffer.byteLength(JSON.stringify({ input }));
+  if (bytes > RUNPOD_RUN_LIMIT_BYTES) {
+    throw ApplicationFailure.nonRetryable(
+      `the GPU job input is ${(bytes / 1e6).toFixed(1)} MB, over RunPod's 10 MB limit for /run (${'images' in input ? input.images.length : 0} images)`,
+      'GpuPayloadTooLarge',
+    );
+  }
+  return input;
 }
 
 /** Presigned URLs for one generation: its claim, its checkpoint, and the newest earlier checkpoint. */
@@ -206,18 +220,16 @@ function failureOf(gpuJobId: string, status: RunpodJobStatus): { cls: GpuErrorCl
 export function classify(error: unknown): { cls: GpuErrorClass; message: string } {
   const text = typeof error === 'string' ? error : JSON.stringify(error ?? 'unknown error');
   const tagged = /^\[(OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED)\] ([\s\S]*)$/.exec(text);
-  if (tagged) return { cls: GpuErrorClass.parse(tagged[1]), message: redact(tagged[2]!) };
+  if (tagged) return { cls: GpuErrorClass.parse(tagged[1]), message: scrubUrls(tagged[2]!) };
   try {
     const sdk = JSON.parse(text) as { error_message?: string; error_type?: string };
-    if (sdk.error_message) return { cls: 'INTERNAL', message: redact(`${sdk.error_type ?? 'error'}: ${sdk.error_message}`) };
+    if (sdk.error_message) return { cls: 'INTERNAL', message: scrubUrls(`${sdk.error_type ?? 'error'}: ${sdk.error_message}`) };
   } catch {
     // not the SDK's JSON form
   }
-  return { cls: 'INTERNAL', message: redact(text) };
+  return { cls: 'INTERNAL', message: scrubUrls(text) };
 }
 
-/** Presigned URLs must never reach history or logs: keep scheme, host and path only. */
-export const redact = (text: string) => text.replace(/(https?:\/\/[^\s?"']+)\?[^\s"']*/g, '$1?<redacted>');
 
 /** Sends progress to the workflow (for its `progress` query) on status changes and every few seconds. */
 function progressReporter() {

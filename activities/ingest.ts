@@ -17,6 +17,8 @@ export const IngestInput = z.object({ dataset: z.object({ path: z.string().min(1
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 /** Larger inputs are refused before decoding (decompression bombs). */
 const MAX_PIXELS = 40_000_000;
+/** The GPU job contract's limit (contract/gpu-job.ts). */
+const MAX_IMAGES = 5000;
 
 interface DatasetFile {
   name: string;
@@ -51,6 +53,9 @@ export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof Inge
       `${rejected.length} file(s) in ${dataset.path} are not decodable images: ${rejected.join('; ')}`,
       'InvalidDataset',
     );
+  }
+  if (images.length > MAX_IMAGES) {
+    throw ApplicationFailure.nonRetryable(`${dataset.path} has ${images.length} images; at most ${MAX_IMAGES} can be trained on`, 'InvalidDataset');
   }
   if (!images.length) {
     throw ApplicationFailure.nonRetryable(`no images in ${dataset.path} (looked for ${[...IMAGE_EXT].join(', ')})`, 'InvalidDataset');

@@ -13,13 +13,14 @@ export interface ZipLimits {
   maxEntries: number;
 }
 
-const DEFAULT_LIMITS: ZipLimits = { maxEntryBytes: 100 * 2 ** 20, maxTotalBytes: 4 * 2 ** 30, maxEntries: 20_000 };
+export const DEFAULT_ZIP_LIMITS: ZipLimits = { maxEntryBytes: 64 * 2 ** 20, maxTotalBytes: 2 * 2 ** 30, maxEntries: 20_000 };
 
-export async function readZip(file: string, limits: ZipLimits = DEFAULT_LIMITS): Promise<ZipEntry[]> {
+export async function readZip(file: string, limits: ZipLimits = DEFAULT_ZIP_LIMITS): Promise<ZipEntry[]> {
   const zip = await yauzl.openPromise(file, { autoClose: false, lazyEntries: true, strictFileNames: true }).catch((err: Error) => {
     throw new Error(`${file} is not a readable zip: ${err.message}`);
   });
   const entries: ZipEntry[] = [];
+  const seen = new Set<string>();
   let total = 0;
   try {
     for await (const entry of zip.eachEntry()) {
@@ -29,6 +30,8 @@ export async function readZip(file: string, limits: ZipLimits = DEFAULT_LIMITS):
       // Unix mode lives in the high 16 bits; 0o120000 is a symlink.
       if (((entry.externalFileAttributes >>> 16) & 0o170000) === 0o120000) throw new Error(`${file}: symlink in zip: ${name}`);
       if (entries.length >= limits.maxEntries) throw new Error(`${file}: more than ${limits.maxEntries} entries`);
+      if (seen.has(name)) throw new Error(`${file}: ${name} appears twice in the zip`);
+      seen.add(name);
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of await zip.openReadStreamPromise(entry)) {

@@ -1,5 +1,5 @@
 // Activities against the real S3 server (versitygw), run in MockActivityEnvironment.
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { withTrigger } from '../activities/caption.js';
 import type { ActivityDeps } from '../activities/deps.js';
-import { classify, redact } from '../activities/gpu-job.js';
+import { classify } from '../activities/gpu-job.js';
+import { scrubUrls } from '../lib/logger.js';
 import { ingestDataset, sha256 } from '../activities/ingest.js';
 import { publishLora } from '../activities/publish.js';
 import { mergeMetrics, stepsToSample } from '../activities/train.js';
@@ -124,6 +125,40 @@ describe('ingestDataset', () => {
     await expectFailure(run(ingestDataset, { dataset: { path: path.join(tmp.dir, 'empty'), fingerprint } }), 'InvalidDataset', /no images/);
   });
 
+  it('refuses symlinks, absolute paths, duplicate names and zip bombs in a .zip, naming the entry', async () => {
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#123456' } }).png().toBuffer();
+    const build = (file: string, add: (zip: yazl.ZipFile) => void) =>
+      new Promise<string>((resolve, reject) => {
+        const zip = new yazl.ZipFile();
+        add(zip);
+        zip.end();
+        const chunks: Buffer[] = [];
+        zip.outputStream.on('data', (c: Buffer) => chunks.push(c)).on('error', reject).on('end', () => {
+          writeFileSync(path.join(tmp.dir, file), Buffer.concat(chunks));
+          resolve(path.join(tmp.dir, file));
+        });
+      });
+    const ingest = (zipPath: string) => run(ingestDataset, { dataset: { path: zipPath, fingerprint } });
+
+    const symlink = await build('symlink.zip', (z) => z.addBuffer(Buffer.from('/etc/passwd'), 'evil.png', { mode: 0o120777 }));
+    await expectFailure(ingest(symlink), 'InvalidDataset', /symlink in zip: evil\.png/);
+
+    const twice = await build('twice.zip', (z) => {
+      z.addBuffer(png, 'a.png');
+      z.addBuffer(png, 'a.png');
+    });
+    await expectFailure(ingest(twice), 'InvalidDataset', /a\.png appears twice/);
+
+    // 80 MiB of zeros compresses to ~80 KiB: refused once it inflates past the per-entry cap.
+    const bomb = await build('bomb.zip', (z) => z.addBuffer(Buffer.alloc(80 * 2 ** 20), 'bomb.png'));
+    expect(statSync(bomb).size).toBeLessThan(2 ** 20);
+    await expectFailure(ingest(bomb), 'InvalidDataset', /bomb\.png inflates past/);
+
+    const absolute = await build('absolute.zip', (z) => z.addBuffer(png, 'abs/olute.png'));
+    writeFileSync(absolute, Buffer.from(readFileSync(absolute).toString('latin1').replaceAll('abs/olute.png', '/bs/olute.png'), 'latin1'));
+    await expectFailure(ingest(absolute), 'InvalidDataset', /absolute path|unsafe path|\/bs\/olute\.png/);
+  });
+
   it('validates its input at the activity boundary', async () => {
     await expectFailure(run(ingestDataset, { dataset: { path: '', fingerprint: 'nothex' } }), 'InvalidInput', /dataset\.(path|fingerprint)/);
   });
@@ -184,6 +219,6 @@ describe('small pure pieces', () => {
     expect(classify('[OOM] CUDA out of memory')).toEqual({ cls: 'OOM', message: 'CUDA out of memory' });
     expect(classify(JSON.stringify({ error_type: "<class 'ValueError'>", error_message: 'boom' }))).toEqual({ cls: 'INTERNAL', message: "<class 'ValueError'>: boom" });
     expect(classify('worker w-1 exited with signal SIGKILL').cls).toBe('INTERNAL');
-    expect(redact('GET http://s3/b/k.png?X-Amz-Signature=abc failed')).toBe('GET http://s3/b/k.png?<redacted> failed');
+    expect(scrubUrls('GET http://s3/b/k.png?X-Amz-Signature=abc failed')).toBe('GET http://s3/b/k.png?<redacted> failed');
   });
 });
