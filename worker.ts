@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from './activities/index.js';
+import { dataConverterFromEnv } from './lib/codec.js';
 import { loadConfig } from './lib/config.js';
 import { makeLogger, temporalLogger } from './lib/logger.js';
 import { RunpodClient } from './lib/runpod-client.js';
@@ -17,6 +18,7 @@ async function run() {
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
+    dataConverter: dataConverterFromEnv(), // AES-GCM payload encryption when LORAFLOW_PAYLOAD_KEY is set
     workflowsPath: fileURLToPath(new URL('./workflows/index.ts', import.meta.url)),
     activities: createActivities({
       storage,

@@ -27,6 +27,12 @@ const Env = z.object({
   /** A training job ends its segment (checkpoint, then a fresh job continues) after this long:
    * keep it under the endpoint's execution timeout (RunPod's default is 10 minutes). */
   LORAFLOW_SEGMENT_SECONDS: z.coerce.number().positive().default(480),
+  /** Base64 AES-256 key: when set, every workflow payload is encrypted (lib/codec.ts). */
+  LORAFLOW_PAYLOAD_KEY: z.string().optional(),
+  /** Port of the Web UI's codec endpoint, started by the local stack when a payload key is set. */
+  LORAFLOW_CODEC_PORT: z.coerce.number().int().default(8234),
+  /** Bearer token the codec endpoint requires, if set. */
+  LORAFLOW_CODEC_TOKEN: z.string().optional(),
   RUNPOD_LOCAL_PORT: z.coerce.number().int().default(8300),
   LORAFLOW_S3_PORT: z.coerce.number().int().default(7070),
   TEMPORAL_PORT: z.coerce.number().int().default(7233),

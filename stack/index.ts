@@ -9,6 +9,9 @@ import { type Config, loadConfig } from '../lib/config.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { startRunpodLocal } from '../runpod-local/index.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
+import type { Server } from 'node:http';
+import { AesGcmCodec } from '../lib/codec.js';
+import { startCodecServer } from './codec-server.js';
 import { startS3Server } from './s3.js';
 import { assertPortFree, type Service, spawnService, stopService, waitUntilReady } from './services.js';
 
@@ -40,11 +43,19 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
 
   const services: Service[] = [];
   let runpod: Stack['runpod'] | undefined;
+  let codecServer: Server | undefined;
   const stop = async () => {
     for (const service of [...services].reverse()) await stopService(service);
     await runpod?.stop();
+    await new Promise((resolve) => (codecServer ? codecServer.close(resolve) : resolve(undefined)));
   };
   try {
+    const codec = AesGcmCodec.fromEnv(env);
+    if (codec) {
+      await assertPortFree(config.LORAFLOW_CODEC_PORT, 'codec endpoint', 'LORAFLOW_CODEC_PORT');
+      say(`payloads are encrypted; the Web UI decodes them through http://127.0.0.1:${config.LORAFLOW_CODEC_PORT}`);
+      codecServer = await startCodecServer({ codec, port: config.LORAFLOW_CODEC_PORT, allowOrigin: `http://127.0.0.1:${config.TEMPORAL_UI_PORT}`, token: config.LORAFLOW_CODEC_TOKEN });
+    }
     say(`starting Temporal on 127.0.0.1:${config.TEMPORAL_PORT} (data: ${path.join(dataDir, 'temporal.db')})`);
     const temporal = spawnService('temporal', toolchain.temporal(), [
       'server', 'start-dev',
@@ -55,6 +66,7 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
       '--namespace', config.TEMPORAL_NAMESPACE,
       '--log-level', 'warn',
       ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
+      ...(codec ? ['--ui-codec-endpoint', `http://127.0.0.1:${config.LORAFLOW_CODEC_PORT}`] : []),
     ], { logDir, env });
     services.push(temporal);
     await waitUntilReady(temporal, async () => {

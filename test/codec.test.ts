@@ -1,0 +1,104 @@
+// Payload encryption: with LORAFLOW_PAYLOAD_KEY set, Temporal stores only ciphertext, the CLI and
+// worker still read it, and the Web UI's codec endpoint decodes it for whoever holds the token.
+import { randomBytes, randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { Client } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../activities/index.js';
+import { TrainRequest } from '../contract/pipeline.js';
+import { AesGcmCodec } from '../lib/codec.js';
+import { repoRoot } from '../lib/toolchain.js';
+import { startCodecServer } from '../stack/codec-server.js';
+import { trainLora } from '../workflows/index.js';
+import { makeDataset } from './datasets.js';
+import { freePort, startGpuEndpoint, startS3, startTemporal, tempDir } from './harness.js';
+
+const codec = new AesGcmCodec(randomBytes(32));
+
+describe('AesGcmCodec', () => {
+  it('round-trips payloads and refuses tampered ones or another key', async () => {
+    const original = [defaultPayloadConverter.toPayload({ trigger: 'lfsecret' })];
+    const [encrypted] = await codec.encode(original);
+    expect(Buffer.from(encrypted!.data!).toString('latin1')).not.toContain('lfsecret');
+    const [decoded] = await codec.decode([encrypted!]);
+    expect(defaultPayloadConverter.fromPayload(decoded!)).toEqual({ trigger: 'lfsecret' });
+    const tampered = { ...encrypted!, data: Buffer.from(encrypted!.data!).map((b, i) => (i === 20 ? b ^ 1 : b)) };
+    await expect(codec.decode([tampered])).rejects.toThrow();
+    await expect(new AesGcmCodec(randomBytes(32)).decode([encrypted!])).rejects.toThrow(/encrypted with key/);
+    expect(() => new AesGcmCodec(randomBytes(16))).toThrow(/32 bytes/);
+  });
+});
+
+describe('an encrypted pipeline', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let s3: Awaited<ReturnType<typeof startS3>>;
+  let gpu: Awaited<ReturnType<typeof startGpuEndpoint>>;
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    tmp = tempDir('codec');
+    [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py'), startTemporal()]);
+  });
+  afterAll(async () => {
+    await env?.teardown();
+    await gpu?.endpoint.stop();
+    await s3?.stop();
+    tmp?.remove();
+  });
+
+  it('stores only ciphertext in history, and the codec endpoint decodes it with the token', async () => {
+    const dataConverter = { payloadCodecs: [codec] };
+    const client = new Client({ connection: env.connection, dataConverter });
+    const taskQueue = `tq-${randomUUID()}`;
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      dataConverter,
+      workflowsPath: path.join(repoRoot, 'workflows/index.ts'),
+      activities: createActivities({ storage: s3.storage, runpod: gpu.client, pollIntervalMs: 200 }),
+    });
+    const dataset = await makeDataset(path.join(tmp.dir, 'ds'), { images: 2, captioned: 2 });
+    const request = TrainRequest.parse({ name: 'secretname', triggerWord: 'lfsecret', dataset: { path: dataset, fingerprint: 'c'.repeat(64) }, baseModel: 'tiny-sd', params: { steps: 3, seed: 10 } });
+    const handle = await client.workflow.start(trainLora, { taskQueue, workflowId: `enc-${randomUUID()}`, args: [request] });
+    const published = await worker.runUntil(handle.result());
+    expect(published.uri).toContain('/loras/secretname/');
+
+    const history = await env.client.workflow.getHandle(handle.workflowId).fetchHistory(); // no codec: what the server holds
+    const started = history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
+    expect(Buffer.from(started.metadata!.encoding!).toString()).toBe('binary/encrypted');
+    // Search attributes (stage, LoRA name) stay readable by design: the server indexes them.
+    const events = history.events!.filter((e) => !e.upsertWorkflowSearchAttributesEventAttributes);
+    const stored = bytesIn(events).map((b) => Buffer.from(b).toString('latin1'));
+    expect(stored.length).toBeGreaterThan(10);
+    for (const plain of ['lfsecret', 'secretname']) expect(stored.filter((text) => text.includes(plain))).toEqual([]);
+    // The same scan finds them where they are plaintext by design.
+    expect(bytesIn(history.events!).some((b) => Buffer.from(b).toString('latin1').includes('secretname'))).toBe(true);
+
+    const port = await freePort();
+    const server = await startCodecServer({ codec, port, allowOrigin: 'http://127.0.0.1:8233', token: 'ui-token' });
+    try {
+      const body = JSON.stringify({
+        payloads: [{ metadata: Object.fromEntries(Object.entries(started.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), data: Buffer.from(started.data!).toString('base64') }],
+      });
+      const denied = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'POST', body });
+      expect(denied.status).toBe(401);
+      const decoded = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'POST', body, headers: { Authorization: 'Bearer ui-token' } });
+      expect(decoded.status).toBe(200);
+      const payload = ((await decoded.json()) as { payloads: { data: string }[] }).payloads[0]!;
+      expect(JSON.parse(Buffer.from(payload.data, 'base64').toString())).toMatchObject({ name: 'secretname', triggerWord: 'lfsecret' });
+      const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS' });
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('http://127.0.0.1:8233');
+    } finally {
+      server.close();
+    }
+  });
+});
+
+/** Every byte array (payload data and metadata) anywhere in `value`. */
+function bytesIn(value: unknown, found: Uint8Array[] = []): Uint8Array[] {
+  if (value instanceof Uint8Array) found.push(value);
+  else if (value && typeof value === 'object') for (const v of Object.values(value)) bytesIn(v, found);
+  return found;
+}
