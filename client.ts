@@ -23,7 +23,7 @@ program
   .command('train')
   .description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)')
   .requiredOption('--name <name>', 'LoRA name (lowercase letters, digits, "-")')
-  .requiredOption('--images <dir|zip>', 'dataset: a directory or .zip of images')
+  .requiredOption('--images <source>', 'dataset: a directory or .zip of images, an https:// URL of a .zip, or s3://bucket/prefix')
   .requiredOption('--trigger <word>', 'trigger word put in front of every caption')
   .option('--steps <n>', `training steps (default: ${D.steps})`, int)
   .option('--rank <n>', `LoRA rank (default: ${D.rank})`, int)
@@ -47,7 +47,7 @@ program
       format: o.format,
       sampleEvery: o.sampleEvery,
       params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
-    });
+    }, config);
     const client = await connect(config);
     const { handle, attached } = await startTraining(client, config, request);
     const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };

@@ -9,4 +9,6 @@ export interface ActivityDeps {
   pollIntervalMs: number;
   /** Checkpoint cadence and segment length of training jobs (defaults: 50 steps, 480 s). */
   training?: { checkpointEvery: number; segmentSeconds: number };
+  /** Allow dataset URLs on loopback/private addresses (local development only). */
+  allowPrivateUrls?: boolean;
 }

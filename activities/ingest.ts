@@ -1,7 +1,6 @@
-// ingest: a local directory or .zip → decoded, metadata-stripped, deduplicated images stored
+// ingest: a directory, .zip, zip URL or s3:// prefix (dataset-source.ts) → decoded, metadata-stripped, deduplicated images stored
 // content-addressed in S3, plus a manifest whose sha256 identifies the dataset.
 import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, heartbeat, log } from '@temporalio/activity';
 import sharp from 'sharp';
@@ -9,7 +8,7 @@ import { z } from 'zod';
 import { Sha256 } from '../contract/gpu-job.js';
 import type { DatasetManifest, DatasetManifestImage, IngestResult } from '../contract/pipeline.js';
 import { exists, putBytes } from '../lib/s3.js';
-import { readZip } from '../lib/zip.js';
+import { openDataset } from './dataset-source.js';
 import type { ActivityDeps } from './deps.js';
 
 export const IngestInput = z.object({ dataset: z.object({ path: z.string().min(1), fingerprint: Sha256 }) });
@@ -20,14 +19,9 @@ const MAX_PIXELS = 40_000_000;
 /** The GPU job contract's limit (contract/gpu-job.ts). */
 const MAX_IMAGES = 5000;
 
-interface DatasetFile {
-  name: string;
-  read(): Promise<Buffer>;
-}
-
 export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof IngestInput>): Promise<IngestResult> {
   const { dataset } = parseInput(IngestInput, raw);
-  const files = await listDataset(dataset.path);
+  const files = await openDataset(deps, dataset.path);
   const sidecars = new Map<string, string>();
   const images: DatasetManifestImage[] = [];
   const rejected: string[] = [];
@@ -96,26 +90,6 @@ async function storeImage(deps: ActivityDeps, source: string, input: Buffer): Pr
   const key = `images/sha256/${id}.png`;
   if (!(await exists(deps.storage, key))) await putBytes(deps.storage, key, data, 'image/png');
   return { id, key, source, width: info.width, height: info.height };
-}
-
-async function listDataset(datasetPath: string): Promise<DatasetFile[]> {
-  const info = await stat(datasetPath).catch(() => undefined);
-  if (!info) throw ApplicationFailure.nonRetryable(`dataset not found: ${datasetPath}`, 'InvalidDataset');
-  if (info.isFile() && datasetPath.toLowerCase().endsWith('.zip')) {
-    const entries = await readZip(datasetPath).catch((err: Error) => {
-      throw ApplicationFailure.nonRetryable(err.message, 'InvalidDataset');
-    });
-    return entries.map((e) => ({ name: e.name, read: async () => e.data }));
-  }
-  if (!info.isDirectory()) throw ApplicationFailure.nonRetryable(`dataset must be a directory or a .zip: ${datasetPath}`, 'InvalidDataset');
-  const entries = await readdir(datasetPath, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile())
-    .map((e) => {
-      const full = path.join(e.parentPath, e.name);
-      return { name: path.relative(datasetPath, full), read: () => readFile(full) };
-    })
-    .sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export function parseInput<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {

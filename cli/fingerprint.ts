@@ -5,8 +5,15 @@ import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { Config } from '../lib/config.js';
+import { makeStorage } from '../lib/s3.js';
 
-export async function fingerprintDataset(datasetPath: string): Promise<string> {
+export async function fingerprintDataset(datasetPath: string, config?: Config): Promise<string> {
+  // A URL is identified by itself (its content is fetched by the worker); an S3 prefix by its
+  // objects' keys and ETags.
+  if (/^https?:\/\//i.test(datasetPath)) return createHash('sha256').update(datasetPath).digest('hex');
+  if (datasetPath.startsWith('s3://') && config) return fingerprintS3(datasetPath, config);
   const info = await stat(datasetPath).catch(() => undefined);
   if (!info) throw new Error(`--images: ${datasetPath} does not exist`);
   const files = info.isDirectory()
@@ -21,5 +28,20 @@ export async function fingerprintDataset(datasetPath: string): Promise<string> {
     await pipeline(createReadStream(file), one);
     all.update(`${path.relative(datasetPath, file)}\0${one.digest('hex')}\n`);
   }
+  return all.digest('hex');
+}
+
+async function fingerprintS3(source: string, config: Config): Promise<string> {
+  const [, bucket = '', prefix = ''] = /^s3:\/\/([^/]+)\/?(.*)$/.exec(source) ?? [];
+  const { client } = makeStorage(config);
+  const all = createHash('sha256');
+  let token: string | undefined;
+  let count = 0;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) all.update(`${o.Key}\0${o.ETag}\n`), count++;
+    token = page.NextContinuationToken;
+  } while (token);
+  if (!count) throw new Error(`--images: no objects under ${source}`);
   return all.digest('hex');
 }

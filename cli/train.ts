@@ -25,9 +25,10 @@ const FLAG: Record<string, string> = {
   'params.seed': '--seed',
 };
 
-export async function buildRequest(input: Omit<TrainRequestInput, 'dataset'> & { images: string }): Promise<TrainRequest> {
-  const datasetPath = path.resolve(input.images);
-  const fingerprint = await fingerprintDataset(datasetPath).catch((err: Error) => {
+export async function buildRequest(input: Omit<TrainRequestInput, 'dataset'> & { images: string }, config?: Config): Promise<TrainRequest> {
+  const remote = /^(https?|s3):\/\//i.test(input.images);
+  const datasetPath = remote ? input.images : path.resolve(input.images);
+  const fingerprint = await fingerprintDataset(datasetPath, config).catch((err: Error) => {
     throw new CliError(err.message);
   });
   const parsed = TrainRequest.safeParse({ ...input, images: undefined, dataset: { path: datasetPath, fingerprint } });

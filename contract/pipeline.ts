@@ -12,7 +12,8 @@ export const LoraName = z
 export const TrainRequest = z.object({
   name: LoraName,
   triggerWord: TriggerWord,
-  /** A directory or .zip on the machine the Temporal worker runs on. */
+  /** A directory or .zip on the machine the Temporal worker runs on, an http(s) URL of a .zip,
+   * or an s3://bucket/prefix readable with the worker's credentials. */
   dataset: z.object({
     path: z.string().min(1),
     /** sha256 over the dataset's files, computed by the client: same request + same files = same workflow. */

@@ -33,6 +33,8 @@ const Env = z.object({
   LORAFLOW_CODEC_PORT: z.coerce.number().int().default(8234),
   /** Bearer token the codec endpoint requires, if set. */
   LORAFLOW_CODEC_TOKEN: z.string().optional(),
+  /** Let dataset URLs point at loopback or private addresses (local development only). */
+  LORAFLOW_ALLOW_PRIVATE_URLS: z.stringbool().default(false),
   RUNPOD_LOCAL_PORT: z.coerce.number().int().default(8300),
   LORAFLOW_S3_PORT: z.coerce.number().int().default(7070),
   TEMPORAL_PORT: z.coerce.number().int().default(7233),

@@ -1,5 +1,7 @@
 // Activities against the real S3 server (versitygw), run in MockActivityEnvironment.
 import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -13,7 +15,8 @@ import { scrubUrls } from '../lib/logger.js';
 import { ingestDataset, sha256 } from '../activities/ingest.js';
 import { publishLora } from '../activities/publish.js';
 import { mergeMetrics, stepsToSample } from '../activities/train.js';
-import { type DatasetManifest, TrainRequest } from '../contract/pipeline.js';
+import { type DatasetManifest, type IngestResult, TrainRequest } from '../contract/pipeline.js';
+import { isInternalAddress } from '../lib/url-guard.js';
 import { getBytes, getJson, listKeys, putBytes } from '../lib/s3.js';
 import { makeDataset } from './datasets.js';
 import { startS3, tempDir } from './harness.js';
@@ -157,6 +160,41 @@ describe('ingestDataset', () => {
     const absolute = await build('absolute.zip', (z) => z.addBuffer(png, 'abs/olute.png'));
     writeFileSync(absolute, Buffer.from(readFileSync(absolute).toString('latin1').replaceAll('abs/olute.png', '/bs/olute.png'), 'latin1'));
     await expectFailure(ingest(absolute), 'InvalidDataset', /absolute path|unsafe path|\/bs\/olute\.png/);
+  });
+
+  it('reads a .zip from a URL, refusing internal addresses unless allowed', async () => {
+    const dir = await makeDataset(path.join(tmp.dir, 'ds-url'), { images: 2, captioned: 1 });
+    const zip = readFileSync(await zipOf(path.join(tmp.dir, 'url.zip'), {
+      'img-0.png': readFileSync(path.join(dir, 'img-0.png')),
+      'img-0.txt': readFileSync(path.join(dir, 'img-0.txt')),
+      'img-1.png': readFileSync(path.join(dir, 'img-1.png')),
+    }));
+    const server = createServer((req, res) => (req.url?.startsWith('/data.zip') ? res.end(zip) : res.writeHead(302, { location: '/data.zip' }).end()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const url = `${base}/data.zip?X-Amz-Signature=secret`;
+      const refused = run(ingestDataset, { dataset: { path: url, fingerprint } });
+      await expectFailure(refused, 'InvalidDataset', /127\.0\.0\.1:\d+\/data\.zip: .*internal address \(127\.0\.0\.1\); set LORAFLOW_ALLOW_PRIVATE_URLS=true/);
+      await refused.catch((err: Error) => expect(err.message).not.toContain('secret'));
+
+      const allowed = new MockActivityEnvironment().run(ingestDataset, { ...deps, allowPrivateUrls: true }, { dataset: { path: url, fingerprint } }) as Promise<IngestResult>;
+      expect(await allowed).toMatchObject({ imageCount: 2, sidecarCaptions: 1 });
+      const redirected = new MockActivityEnvironment().run(ingestDataset, { ...deps, allowPrivateUrls: true }, { dataset: { path: `${base}/elsewhere`, fingerprint } }) as Promise<IngestResult>;
+      await expectFailure(redirected, 'InvalidDataset', /redirects are not followed/);
+    } finally {
+      server.close();
+    }
+    for (const address of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '::1', 'fd00::1', '::ffff:127.0.0.1']) expect(isInternalAddress(address), address).toBe(true);
+    for (const address of ['8.8.8.8', '2606:4700::1111']) expect(isInternalAddress(address), address).toBe(false);
+  });
+
+  it('reads every object under an s3:// prefix', async () => {
+    const dir = await makeDataset(path.join(tmp.dir, 'ds-s3'), { images: 2, captioned: 2 });
+    for (const name of ['img-0.png', 'img-0.txt', 'img-1.png', 'img-1.txt']) await putBytes(s3.storage, `uploads/team-a/${name}`, readFileSync(path.join(dir, name)), 'application/octet-stream');
+    const result = await run(ingestDataset, { dataset: { path: `s3://${s3.storage.bucket}/uploads/team-a/`, fingerprint } });
+    expect(result).toMatchObject({ imageCount: 2, sidecarCaptions: 2 });
+    await expectFailure(run(ingestDataset, { dataset: { path: `s3://${s3.storage.bucket}/uploads/nobody/`, fingerprint } }), 'InvalidDataset', /no objects under/);
   });
 
   it('validates its input at the activity boundary', async () => {
