@@ -144,7 +144,7 @@ async function waitUntilFinished(
 
 /** RunPod refuses /run bodies over 10 MB: say so clearly instead of surfacing an HTTP 413. */
 export const RUNPOD_RUN_LIMIT_BYTES = 10 * 1000 * 1000;
-function withinPayloadLimit(input: GpuJobInput): GpuJobInput {
+export function withinPayloadLimit(input: GpuJobInput): GpuJobInput {
   const bytes = Buffer.byteLength(JSON.stringify({ input }));
   if (bytes > RUNPOD_RUN_LIMIT_BYTES) {
     throw ApplicationFailure.nonRetryable(

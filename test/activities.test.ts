@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { withTrigger } from '../activities/caption.js';
 import type { ActivityDeps } from '../activities/deps.js';
-import { classify } from '../activities/gpu-job.js';
+import { classify, withinPayloadLimit } from '../activities/gpu-job.js';
 import { scrubUrls } from '../lib/logger.js';
 import { ingestDataset, sha256 } from '../activities/ingest.js';
 import { publishLora } from '../activities/publish.js';
@@ -252,6 +252,12 @@ describe('small pure pieces', () => {
   it('puts the trigger word first, once', () => {
     expect(withTrigger('lfx', 'a cat, lfx, sitting')).toBe('lfx, a cat, sitting');
     expect(withTrigger('lfx', 'lfx')).toBe('lfx');
+  });
+  it('refuses a GPU job input over RunPod's 10 MB /run limit, before sending it', () => {
+    const image = (i: number) => ({ id: sha256(Buffer.from(String(i))), url: `https://s3.example/b/${i}.png?X-Amz-Signature=${'a'.repeat(2000)}` });
+    const input = { task: 'caption' as const, triggerWord: 'lfx', images: Array.from({ length: 5000 }, (_, i) => image(i)) };
+    expect(() => withinPayloadLimit(input)).toThrow(/over RunPod's 10 MB limit for \/run \(5000 images\)/);
+    expect(withinPayloadLimit({ ...input, images: input.images.slice(0, 100) }).images).toHaveLength(100);
   });
   it('classifies GPU errors and strips presigned query strings', () => {
     expect(classify('[OOM] CUDA out of memory')).toEqual({ cls: 'OOM', message: 'CUDA out of memory' });

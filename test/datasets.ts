@@ -7,9 +7,10 @@ export async function makeDataset(dir: string, opts: { images: number; captioned
   mkdirSync(dir, { recursive: true });
   const size = opts.size ?? 32;
   for (let i = 0; i < opts.images; i++) {
-    const png = await sharp({ create: { width: size, height: size, channels: 3, background: { r: (i * 53) % 256, g: (i * 97) % 256, b: (i * 151) % 256 } } })
-      .png()
-      .toBuffer();
+    const pixels = Buffer.alloc(size * size * 3);
+    for (let p = 0; p < pixels.length; p += 3) pixels.set([(i * 53) % 256, (i * 97) % 256, (i * 151) % 256], p);
+    pixels.set([i & 255, (i >> 8) & 255, (i >> 16) & 255]); // first pixel: the index, so every image differs
+    const png = await sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
     writeFileSync(path.join(dir, `img-${i}.png`), png);
     if (i < opts.captioned) writeFileSync(path.join(dir, `img-${i}.txt`), `a test square number ${i}`);
   }

@@ -243,6 +243,22 @@ describe('trainLora workflow', () => {
     expect(stepsPaid).toBeLessThanOrEqual(60 + 10);
   });
 
+  it('moves a 1,000-image dataset only by reference: history payloads stay small', async () => {
+    const taskQueue = `tq-${randomUUID()}`;
+    const big = await makeDataset(path.join(tmp.dir, 'big'), { images: 1000, captioned: 1000, size: 16 });
+    const req = TrainRequest.parse({ ...request('lfbig', 3), dataset: { path: big, fingerprint: 'd'.repeat(64) } });
+    const { handle, published } = await withWorker(taskQueue, async () => {
+      const handle = await start(taskQueue, req);
+      return { handle, published: await handle.result() };
+    });
+    expect(published.uri).toContain('/loras/robot/');
+    const history = await handle.fetchHistory();
+    const payloadSizes = history.events!.flatMap((e) => bytesOfPayloads(e));
+    expect(Math.max(...payloadSizes)).toBeLessThan(16 * 1024); // Temporal refuses payloads over ~2 MB
+    const metadata = await getJson<{ dataset: { images: number } }>(s3.storage, published.metadataUri.replace(`s3://${s3.storage.bucket}/`, ''));
+    expect(metadata.dataset.images).toBe(1000);
+  });
+
   it('a retried train activity resumes the same GPU job instead of submitting another', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const before = trainJobs();
@@ -262,3 +278,17 @@ describe('trainLora workflow', () => {
   });
 
 });
+
+/** Sizes of every payload an event carries (inputs, results, signals). */
+function bytesOfPayloads(event: object): number[] {
+  const sizes: number[] = [];
+  const walk = (value: unknown) => {
+    if (!value || typeof value !== 'object') return;
+    if ('payloads' in value && Array.isArray((value as { payloads: unknown }).payloads)) {
+      for (const p of (value as { payloads: { data?: Uint8Array }[] }).payloads) sizes.push(p.data?.length ?? 0);
+    }
+    for (const v of Object.values(value)) if (!(v instanceof Uint8Array)) walk(v);
+  };
+  walk(event);
+  return sizes;
+}
