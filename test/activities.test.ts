@@ -253,7 +253,7 @@ describe('small pure pieces', () => {
     expect(withTrigger('lfx', 'a cat, lfx, sitting')).toBe('lfx, a cat, sitting');
     expect(withTrigger('lfx', 'lfx')).toBe('lfx');
   });
-  it('refuses a GPU job input over RunPod's 10 MB /run limit, before sending it', () => {
+  it('refuses a GPU job input over the RunPod 10 MB /run limit, before sending it', () => {
     const image = (i: number) => ({ id: sha256(Buffer.from(String(i))), url: `https://s3.example/b/${i}.png?X-Amz-Signature=${'a'.repeat(2000)}` });
     const input = { task: 'caption' as const, triggerWord: 'lfx', images: Array.from({ length: 5000 }, (_, i) => image(i)) };
     expect(() => withinPayloadLimit(input)).toThrow(/over RunPod's 10 MB limit for \/run \(5000 images\)/);
