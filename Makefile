@@ -1,7 +1,7 @@
 # loraflow: `make demo` and `make test` bootstrap everything they need (idempotent).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help setup dev demo test stop contract
+.PHONY: help setup dev demo test stop contract bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t12
@@ -23,3 +23,6 @@ stop: ## stop a stack started by `make demo`
 
 contract: ## regenerate contract/schema/*.json from the zod contract
 	@npx tsx contract/generate-schema.ts
+
+bench: setup ## run the benchmarks (BENCH_QUICK=1 or BENCH_ARGS=--quick for a short run); writes bench/results/SUMMARY.md
+	@npx tsx bench/run.ts $(BENCH_ARGS)

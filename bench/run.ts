@@ -1,0 +1,93 @@
+// `make bench`: runs the benchmarks, writes bench/results/<name>.json and bench/results/SUMMARY.md.
+// Benchmarks report; they do not assert. Every figure is set against a baseline measured in the
+// same run. Options:
+//   --quick              smaller sizes (a few minutes); also BENCH_QUICK=1
+//   --only a,b           run some of: overhead, latency, scale, ingest, gpu (cost is derived from gpu;
+//                        scale runs twice: as worker.ts is configured, and with an activity slot per pipeline)
+//   --compare DIR        add an "after" column from the result files of another run (a patched copy)
+//   --compare-label TEXT what that other run changed
+import os from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchGpu, costOf } from './gpu.js';
+import { benchIngest } from './ingest.js';
+import { resultsDir, writeResult } from './lib.js';
+import { benchLatency, benchOverhead } from './pipelines.js';
+import { benchScale } from './scale.js';
+import { summarize } from './summary.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: process.env.BENCH_QUICK === '1' },
+    only: { type: 'string' },
+    compare: { type: 'string' },
+    'compare-label': { type: 'string' },
+  },
+});
+const quick = values.quick!;
+const only = new Set((values.only ?? 'overhead,latency,scale,ingest,gpu').split(',').map((s) => s.trim()));
+const started = Date.now();
+const log = (msg: string) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${msg}`);
+const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
+
+const sizes = {
+  overheadN: env('BENCH_OVERHEAD_N', quick ? 5 : 20),
+  latencyN: env('BENCH_LATENCY_N', quick ? 20 : 60),
+  latencyJobSeconds: [env('BENCH_LATENCY_MIN_S', quick ? 5 : 10), env('BENCH_LATENCY_MAX_S', quick ? 15 : 40)] as [number, number],
+  scaleN: env('BENCH_SCALE_N', quick ? 200 : 1000),
+  scaleWindowSeconds: env('BENCH_SCALE_WINDOW_S', quick ? 15 : 30),
+  /** The second scale run: activity slots for every pipeline (0 skips it). */
+  scaleSlots: env('BENCH_SCALE_SLOTS', env('BENCH_SCALE_N', quick ? 200 : 1000) + 50),
+  ingestImages: env('BENCH_INGEST_IMAGES', quick ? 100 : 1000),
+  gpuJobs: env('BENCH_GPU_JOBS', quick ? 2 : 3),
+  gpuSteps: env('BENCH_GPU_STEPS', quick ? 10 : 20),
+  gpuPricePerHour: env('BENCH_GPU_PRICE_PER_HOUR', 5.49),
+};
+
+const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` };
+log(`sizes ${JSON.stringify(sizes)}; machine ${JSON.stringify(machine)}`);
+
+const results: Record<string, unknown> = {};
+const step = async (name: string, fn: () => Promise<unknown>) => {
+  if (!only.has(name)) return;
+  log(`${name}: start`);
+  try {
+    const result = { at: new Date().toISOString(), quick, machine, ...(await fn() as object) };
+    results[name] = result;
+    log(`${name}: ${JSON.stringify(result)}`);
+    log(`${name}: wrote ${writeResult(name, result)}`);
+  } catch (err) {
+    log(`${name}: FAILED ${err instanceof Error ? err.stack : String(err)}`);
+    results[name] = { error: err instanceof Error ? err.message : String(err) };
+    writeResult(name, results[name]);
+  }
+};
+
+await step('overhead', () => benchOverhead({ n: sizes.overheadN, log }));
+await step('latency', () => benchLatency({ n: sizes.latencyN, jobSeconds: sizes.latencyJobSeconds, log }));
+await step('ingest', () => benchIngest({ images: sizes.ingestImages, log }));
+await step('gpu', () => benchGpu({ jobs: sizes.gpuJobs, steps: sizes.gpuSteps, log }));
+if (only.has('gpu') && results.gpu && !('error' in (results.gpu as object))) {
+  await step('cost', async () => costOf(results.gpu as Awaited<ReturnType<typeof benchGpu>>, sizes.gpuPricePerHour));
+  only.add('cost');
+}
+await step('scale', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, log }));
+if (sizes.scaleSlots > 0 && only.has('scale')) {
+  only.add('scaleSlots');
+  await step('scaleSlots', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleSlots, log }));
+}
+
+// The summary covers every result file present (a partial run keeps the others' last figures).
+const load = (dir: string) =>
+  Object.fromEntries(
+    ['overhead', 'latency', 'scale', 'scaleSlots', 'ingest', 'gpu', 'cost']
+      .map((n) => [n, path.join(dir, `${n}.json`)] as const)
+      .filter(([, f]) => existsSync(f))
+      .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),
+  );
+const compare = values.compare ? { label: values['compare-label'] ?? values.compare, results: load(values.compare) } : undefined;
+const summary = summarize(load(resultsDir), { quick, sizes, machine, seconds: (Date.now() - started) / 1000, compare });
+writeFileSync(path.join(resultsDir, 'SUMMARY.md'), summary);
+log(`wrote ${path.join(resultsDir, 'SUMMARY.md')} in ${((Date.now() - started) / 60_000).toFixed(1)} min`);
+process.exit(0);

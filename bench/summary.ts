@@ -1,0 +1,183 @@
+// bench/results/SUMMARY.md from the result files: one row per figure, its same-run baseline and
+// the issue's target. Targets are reported, never asserted.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Results = Record<string, any>;
+
+interface Row {
+  item: string;
+  figure: string;
+  value: (r: Results) => string | undefined;
+  baseline?: (r: Results) => string | undefined;
+  target?: string;
+  /** true/false when the value can be set against the target. */
+  meets?: (r: Results) => boolean | undefined;
+}
+
+const n = (v: unknown, digits = 2) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : undefined);
+const ok = (r: Results, name: string) => r[name] && !r[name].error;
+
+function scaleRows(key: string, label: string): Row[] {
+  return [
+  {
+    item: `3 Scale (${label})`,
+    figure: 'pipelines parked in train with a GPU job submitted',
+    value: (r) => ok(r, key) && `${r[key].heldInTrain} of ${r[key].n}`,
+    baseline: (r) => ok(r, key) && `activity slots: ${r[key].maxConcurrentActivityTaskExecutions}`,
+    target: `all`,
+    meets: (r) => ok(r, key) && r[key].heldInTrain >= r[key].n,
+  },
+  {
+    item: `3 Scale (${label})`,
+    figure: 'Temporal worker RSS peak (MiB) / CPU (cores)',
+    value: (r) => ok(r, key) && `${n(r[key].worker.rssPeakMiB, 0)} / ${n(r[key].worker.cpuCores)}`,
+    baseline: (r) => ok(r, key) && `idle worker ${n(r[key].worker.idleRssMiB, 0)} MiB`,
+    target: '≤ 1024 MiB',
+    meets: (r) => ok(r, key) && r[key].worker.rssPeakMiB <= 1024,
+  },
+  {
+    item: `3 Scale (${label})`,
+    figure: 'Temporal server RSS peak (MiB) / CPU (cores)',
+    value: (r) => ok(r, key) && `${n(r[key].temporalServer.rssPeakMiB, 0)} / ${n(r[key].temporalServer.cpuCores)}`,
+    baseline: (r) => ok(r, key) && `idle server ${n(r[key].temporalServer.idleRssMiB, 0)} MiB`,
+  },
+  {
+    item: `3 Scale (${label})`,
+    figure: 'RunPod calls per second (of which answered 429)',
+    value: (r) => ok(r, key) && `${n(r[key].runpodCallsPerSecond, 1)} (${n(r[key].throttled429PerSecond, 1)})`,
+    baseline: (r) => ok(r, key) && `RunPod's /status limit ${r[key].runpodStatusLimitPerSecond}/s per endpoint`,
+  },
+  ];
+}
+
+const rows: Row[] = [
+  {
+    item: '1 Overhead',
+    figure: 'extra s per pipeline (4 stages, 2 GPU jobs), mean / p50',
+    value: (r) => ok(r, 'overhead') && `${n(r.overhead.extraSecondsPerPipeline.mean)} / ${n(r.overhead.extraSecondsPerPipeline.p50)}`,
+    baseline: (r) => ok(r, 'overhead') && `pipeline ${n(r.overhead.pipelineSeconds.mean)} s − direct /run ${n(r.overhead.directSeconds.mean)} s (n=${r.overhead.n})`,
+    target: '≤ 1.5 s',
+    meets: (r) => ok(r, 'overhead') && r.overhead.extraSecondsPerPipeline.mean <= 1.5,
+  },
+  {
+    item: '2 Completion latency',
+    figure: 'COMPLETED → workflow leaves train, p50 / p99 (s)',
+    value: (r) => ok(r, 'latency') && `${n(r.latency.completionLatencySeconds.p50)} / ${n(r.latency.completionLatencySeconds.p99)}`,
+    baseline: (r) => ok(r, 'latency') && `endpoint's COMPLETED time (n=${r.latency.samples}, jobs ${r.latency.jobSeconds.join('–')} s)`,
+    target: 'p50 ≤ 0.5 s',
+    meets: (r) => ok(r, 'latency') && r.latency.completionLatencySeconds.p50 <= 0.5,
+  },
+  {
+    item: '2 Completion latency',
+    figure: 'RunPod status calls per job-minute',
+    value: (r) => ok(r, 'latency') && n(r.latency.statusCallsPerJobMinute, 1),
+    baseline: (r) => ok(r, 'latency') && `${r.latency.statusCalls} calls over ${n(r.latency.jobMinutes, 1)} job-minutes`,
+    target: '≤ 6',
+    meets: (r) => ok(r, 'latency') && r.latency.statusCallsPerJobMinute <= 6,
+  },
+  ...scaleRows('scale', 'as worker.ts'),
+  ...scaleRows('scaleSlots', 'slot per pipeline'),
+  {
+    item: '4 Ingest',
+    figure: 'ingest MB/s ÷ raw S3 PUT MB/s (same bytes)',
+    value: (r) => ok(r, 'ingest') && `${n(r.ingest.ingestVsRawPutSequential, 3)} sequential, ${n(r.ingest.ingestVsRawPutParallel8, 3)} vs 8 in flight`,
+    baseline: (r) =>
+      ok(r, 'ingest') &&
+      `ingest ${n(r.ingest.ingestMBps)} MB/s; raw PUT ${n(r.ingest.rawPutSequential.MBps)} / ${n(r.ingest.rawPutParallel8.MBps)} MB/s (${r.ingest.images} × ~${n(r.ingest.inputMB / r.ingest.images)} MB JPEG)`,
+    target: '≥ 0.5',
+    meets: (r) => ok(r, 'ingest') && r.ingest.ingestVsRawPutSequential >= 0.5,
+  },
+  {
+    item: '4 Ingest',
+    figure: 'validation ms per image: decode / decode + PNG re-encode',
+    value: (r) => ok(r, 'ingest') && `${n(r.ingest.validation.decodeMsPerImage, 0)} / ${n(r.ingest.validation.decodeAndPngReencodeMsPerImage, 0)}`,
+    baseline: (r) =>
+      ok(r, 'ingest') &&
+      `${n(r.ingest.validation.shareOfIngest * 100, 0)}% of ingest time; stores ${n(r.ingest.validation.storedBytesPerInputByte, 1)} bytes per input byte`,
+  },
+  {
+    item: '5 GPU efficiency',
+    figure: 'training s ÷ billed s per job: warm / cold',
+    value: (r) => ok(r, 'gpu') && `${n(r.gpu.warm?.trainingShareOfBilled, 3) ?? '–'} / ${n(r.gpu.cold.trainingShareOfBilled, 3)}`,
+    baseline: (r) =>
+      ok(r, 'gpu') &&
+      `billed ${n(r.gpu.warm?.billedSeconds) ?? '–'} s warm, ${n(r.gpu.cold.billedSeconds)} s cold (cold start ${n(r.gpu.coldStartSeconds)} s); ${r.gpu.steps} steps, tiny model, CPU`,
+  },
+  {
+    item: '5 GPU efficiency',
+    figure: 'it/s and peak VRAM vs diffusers reference script',
+    value: () => 'not measured',
+    baseline: () => 'needs a lent GPU machine; none was lent to this run',
+    target: '≥ 1.0× it/s, ≤ 1.0× VRAM',
+  },
+  {
+    item: '6 Cost',
+    figure: 'GPU-s / $ per 1,000-step run (warm; cold)',
+    value: (r) =>
+      ok(r, 'cost') &&
+      `${n(r.cost.perThousandStepRun.warmGpuSeconds, 0)} s / $${n(r.cost.perThousandStepRun.warmDollars, 3)}; ${n(r.cost.perThousandStepRun.coldGpuSeconds, 0)} s / $${n(r.cost.perThousandStepRun.coldDollars, 3)}`,
+    baseline: (r) =>
+      ok(r, 'cost') &&
+      `anchor: $${r.cost.anchor.dollarsPerRun} ≈ ${r.cost.anchor.gpuSecondsPerRun} H100-s at $${r.cost.anchor.dollarsPerHour}/h; here $${r.cost.dollarsPerGpuHour}/h, tiny model on CPU`,
+  },
+];
+
+export function summarize(
+  results: Results,
+  meta: { quick: boolean; sizes: object; machine: object; seconds: number; compare?: { label: string; results: Results } },
+): string {
+  const cmp = meta.compare;
+  const head = ['item', 'figure', 'this run', 'same-run baseline', 'target', 'within target'];
+  if (cmp) head.splice(3, 0, `after: ${cmp.label}`);
+  const lines = [
+    '# loraflow benchmarks',
+    '',
+    'Written by `make bench` (`bench/run.ts`); the raw figures are in `bench/results/*.json` (not committed).',
+    'Every figure is set against a baseline measured in the same run on the same machine; targets are',
+    'from issue 8 and are reported, not asserted.',
+    '',
+    `Run: ${new Date().toISOString()}${meta.quick ? ' (--quick)' : ''}, ${(meta.seconds / 60).toFixed(1)} min. Machine: ${JSON.stringify(meta.machine)}.`,
+    `Sizes: \`${JSON.stringify(meta.sizes)}\`.`,
+    '',
+    `| ${head.join(' | ')} |`,
+    `| ${head.map(() => '---').join(' | ')} |`,
+  ];
+  for (const row of rows) {
+    const value = row.value(results) || '–';
+    const cells = [row.item, row.figure, value, (row.baseline?.(results) || '–'), row.target ?? '–', verdict(row.meets?.(results))];
+    if (cmp) cells.splice(3, 0, `${row.value(cmp.results) || '–'}${row.meets ? ` (${verdict(row.meets(cmp.results))})` : ''}`);
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  const failed = Object.entries(results).filter(([, v]) => v?.error);
+  if (failed.length) {
+    lines.push('', '**Benchmarks that failed in this run:**', '');
+    for (const [k, v] of failed) lines.push(`- ${k}: ${String(v.error).slice(0, 300)}`);
+  }
+  lines.push(
+    '',
+    '## How each figure is measured',
+    '',
+    '1. **Overhead**: pipelines run one at a time through the real workflow, activities and a Temporal worker process',
+    '   (`bench/worker.ts` = `worker.ts` + call counting) against runpod-local running',
+    '   `test/fixtures/bench_gpu_handler.py` (no-op GPU work, real presigned S3 upload). Each is followed by the same two',
+    '   GPU jobs (caption, train) sent straight to `/run` and polled every 25 ms. Extra = pipeline wall − direct wall.',
+    '2. **Completion latency**: pipelines started together, train jobs of evenly spread lengths; latency = the workflow’s',
+    '   `publish` stage start − the endpoint ledger’s `finishedAt` of the train job. Status calls are counted in the worker',
+    '   process (every `/status` and `/status-sync` request) over the train jobs’ minutes (submit → finish).',
+    '3. **Scale**: N pipelines with hour-long train jobs held by a few Python worker processes (async handler, SDK',
+    '   `concurrency_modifier`), one Temporal worker process; after the ramp, a window samples `/proc/<pid>` of the',
+    '   worker and of the Temporal dev server (RSS peak, CPU time) and counts RunPod calls. runpod-local applies RunPod’s',
+    '   documented rate limits, so 429s show where a real endpoint would throttle.',
+    '4. **Ingest**: the ingest activity (`MockActivityEnvironment`) on N generated ~1 MB JPEGs against versitygw, and',
+    '   the same files PUT raw to the same server (one at a time, and 8 in flight).',
+    '5. **GPU efficiency**: the real GPU worker (`gpu-worker/handler.py`) on the tiny model on CPU through runpod-local;',
+    '   billed = the endpoint’s `executionTime` (+ the worker’s start for the first, cold job); training = the worker’s',
+    '   `metrics.seconds.training`. The lent-GPU comparison against diffusers’ reference script is not measured.',
+    '6. **Cost**: the warm job’s fixed seconds + 1,000 × measured seconds per step, at `BENCH_GPU_PRICE_PER_HOUR`.',
+    '',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function verdict(v: boolean | undefined): string {
+  return v === undefined ? '–' : v ? 'yes' : '**no**';
+}

@@ -1,0 +1,70 @@
+// The Temporal worker the benchmarks run, in its own process so /proc gives its RSS and CPU alone.
+// It is worker.ts with the same workflows, activities and options, plus a fetch wrapper that
+// counts RunPod API calls by operation and HTTP status. The parent asks for the counts over IPC.
+// BENCH_MAX_ACTIVITIES overrides maxConcurrentActivityTaskExecutions (unset: what worker.ts uses).
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { loadConfig } from '../lib/config.js';
+import { RunpodClient } from '../lib/runpod-client.js';
+import { makeStorage } from '../lib/s3.js';
+
+export interface CallCounts {
+  /** e.g. "status 200": count */
+  byOp: Record<string, number>;
+  total: number;
+}
+
+const counts: CallCounts = { byOp: {}, total: 0 };
+
+const countingFetch: typeof fetch = async (input, init) => {
+  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+  // …/v2/{endpoint}/{op}[/{id}][?query]
+  const op = new URL(url).pathname.split('/')[3] ?? 'unknown';
+  try {
+    const res = await fetch(input, init);
+    const key = `${op} ${res.status}`;
+    counts.byOp[key] = (counts.byOp[key] ?? 0) + 1;
+    counts.total++;
+    return res;
+  } catch (err) {
+    const key = `${op} error`;
+    counts.byOp[key] = (counts.byOp[key] ?? 0) + 1;
+    counts.total++;
+    throw err;
+  }
+};
+
+async function run() {
+  const config = loadConfig();
+  const storage = makeStorage(config);
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const maxActivities = process.env.BENCH_MAX_ACTIVITIES ? Number(process.env.BENCH_MAX_ACTIVITIES) : undefined;
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.LORAFLOW_TASK_QUEUE,
+    workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
+    activities: createActivities({
+      storage,
+      runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID, fetch: countingFetch }),
+      pollIntervalMs: config.LORAFLOW_POLL_MS,
+      training: { checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY, segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS },
+    }),
+    maxHeartbeatThrottleInterval: '2 seconds',
+    ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
+  });
+  process.on('message', (msg: unknown) => {
+    if (msg === 'counts') process.send?.({ counts });
+    if (msg === 'stop') worker.shutdown();
+  });
+  process.send?.({ ready: true });
+  await worker.run();
+  await connection.close();
+  process.exit(0);
+}
+
+run().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
