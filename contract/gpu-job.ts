@@ -120,6 +120,9 @@ export const GpuProgress = z.object({
   step: z.int().nonnegative().optional(),
   totalSteps: z.int().positive().optional(),
   loss: z.number().optional(),
+  /** Training speed over this job's steps so far, and the estimated seconds left to params.steps. */
+  itPerSec: z.number().nonnegative().optional(),
+  etaSeconds: z.number().nonnegative().optional(),
 });
 export type GpuProgress = z.infer<typeof GpuProgress>;
 

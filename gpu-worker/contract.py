@@ -94,3 +94,16 @@ def validate_progress(progress: dict[str, Any]) -> None:
     problem = _first_error(_validator(load_schema("gpu-progress", str(schema_dir()))), progress)
     if problem:
         raise JobError(f"invalid progress payload: {problem}")
+
+
+def check_train_input(job_input: dict[str, Any]) -> None:
+    """What the schema cannot say about a train job; checked before the claim and any work."""
+    steps = job_input["params"]["steps"]
+    if ("stopAtStep" in job_input or "stopAfterSeconds" in job_input) and "checkpoint" not in job_input:
+        raise InputError("checkpoint: required when stopAtStep or stopAfterSeconds can end the job before params.steps")
+    for key in (job_input.get("samples") or {}).get("urls", {}):
+        if int(key) > steps:
+            raise InputError(f"samples.urls.{key}: step {key} is after params.steps ({steps})")
+    if "checkpoint" in job_input and "resume" in job_input:
+        if urlsplit(job_input["checkpoint"]["url"])[:3] == urlsplit(job_input["resume"]["url"])[:3]:
+            raise InputError("checkpoint.url: must not overwrite the checkpoint this job resumes from (resume.url)")

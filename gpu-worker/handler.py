@@ -20,6 +20,7 @@ Importing this module is cheap: torch and the models load on the first job that 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -37,9 +38,10 @@ os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
-from contract import validate_input, validate_output  # noqa: E402
+from contract import check_train_input, validate_input, validate_output  # noqa: E402
 from errors import error_message, redact  # noqa: E402
 from progress import Progress  # noqa: E402
+from stop import StopSignal, sigterm_stops  # noqa: E402
 
 log = logging.getLogger("loraflow.worker")
 
@@ -53,7 +55,8 @@ def _free_memory() -> None:
             torch.cuda.empty_cache()
 
 
-def handler(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, Any]:
+    """One job, start to end, in the calling thread; `stop` ends a training early (with a checkpoint)."""
     progress = Progress(lambda payload: runpod.serverless.progress_update(job, payload))
     workdir = Path(tempfile.mkdtemp(prefix="loraflow-job-", dir=os.environ.get("LORAFLOW_WORK_DIR")))
     try:
@@ -64,12 +67,13 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
 
             output = run_caption(job_input, workdir, progress)
         else:
+            check_train_input(job_input)
             from train_lora import run_train
             from transfer import claim
 
             if "claim" in job_input:  # first, before any GPU time is spent
                 claim(job_input["claim"]["url"], str(job.get("id", "")))
-            output = run_train(job_input, workdir, progress)
+            output = run_train(job_input, workdir, progress, stop)
         validate_output(task, output)
         return output
     except Exception as exc:
@@ -81,6 +85,26 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _free_memory()
+
+
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's entry point. The job runs in a thread so that the SDK's event loop stays free to
+    notice a cancel (it cancels this coroutine) and SIGTERM; both become a StopSignal: training
+    stops at the next step boundary, uploads a checkpoint, and only then is the job let go."""
+    stop = StopSignal()
+    with sigterm_stops(stop):
+        work = asyncio.ensure_future(asyncio.to_thread(run_job, job, stop))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            log.warning("job %s cancelled: stopping at the next step boundary (checkpoint first)", job.get("id", "?"))
+            stop.set("cancelled")
+            while not work.done():
+                try:
+                    await asyncio.wait([work])
+                except asyncio.CancelledError:  # cancelled again: still let the checkpoint finish
+                    pass
+            raise
 
 
 if __name__ == "__main__":

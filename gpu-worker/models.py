@@ -1,16 +1,15 @@
-"""Model lookup and the per-process model cache.
+"""Model lookup, devices and dtypes, the captioner cache.
 
 Models live in LORAFLOW_MODEL_DIR/<name> (baked into the image at build time). Frozen
-parts (tokenizer, text encoder, VAE, captioner) load once per name on first use and stay
-in memory across jobs: they are never modified. The UNet is NOT cached: training adds
-LoRA layers to it, so every train job loads a pristine one (see train_lora.py) and no
+parts (tokenizers, text encoders, VAE, captioner) load once per name on first use and stay
+in memory across jobs: they are never modified (see family_*.py). The UNet / transformer is
+NOT cached: training adds LoRA layers to it, so every train job loads a pristine one and no
 job can leak into the next.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,43 +46,22 @@ def weight_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def training_dtype(mixed_precision: str) -> torch.dtype:
+    """Dtype of the frozen weights and autocast; the LoRA weights themselves always stay fp32.
+
+    auto: bf16 on a GPU that supports it, else fp16 (with a grad scaler); fp32 on CPU.
+    """
+    if mixed_precision == "auto":
+        return weight_dtype()
+    return {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed_precision]
+
+
 def base_model_path(name: str, directory: Path) -> Path:
     path = directory / name
     if not (path / "model_index.json").is_file():
         available = sorted(p.name for p in directory.glob("*") if (p / "model_index.json").is_file())
         raise InputError(f"baseModel: unknown model {name!r} (this worker has: {', '.join(available) or 'none'})")
     return path
-
-
-@dataclass(frozen=True)
-class FrozenSD:
-    """The parts of a Stable Diffusion pipeline that LoRA training only reads."""
-
-    path: Path
-    tokenizer: Any
-    text_encoder: Any
-    vae: Any
-    noise_scheduler: Any
-    native_resolution: int
-
-
-@lru_cache(maxsize=2)
-def frozen_sd(name: str, directory: str) -> FrozenSD:
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import AutoTokenizer, CLIPTextModel
-
-    path = base_model_path(name, Path(directory))
-    dev, dtype = device(), weight_dtype()
-    tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype).to(dev)
-    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype).to(dev)
-    for module in (text_encoder, vae):
-        module.requires_grad_(False).eval()
-    # Training always uses DDPM noise, whatever sampler the pipeline ships with (as diffusers' examples do).
-    noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
-    unet_config = UNet2DConditionModel.load_config(path, subfolder="unet")
-    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    return FrozenSD(path, tokenizer, text_encoder, vae, noise_scheduler, unet_config["sample_size"] * vae_scale)
 
 
 @lru_cache(maxsize=1)

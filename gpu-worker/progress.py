@@ -30,10 +30,12 @@ class Progress:
     def phase(self, phase: str) -> None:
         self._emit({"phase": phase})
 
-    def step(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
+    def step(self, phase: str, step: int, total: int, loss: float | None = None, *,
+             it_per_sec: float | None = None, eta_seconds: float | None = None) -> None:
         if step < total and time.monotonic() - self._last_sent < self._min_interval:
             return
         payload: dict[str, Any] = {"phase": phase, "step": step, "totalSteps": total}
-        if loss is not None and math.isfinite(loss):
-            payload["loss"] = loss
+        for key, value in (("loss", loss), ("itPerSec", it_per_sec), ("etaSeconds", eta_seconds)):
+            if value is not None and math.isfinite(value):
+                payload[key] = round(value, 4) if key != "loss" else value
         self._emit(payload)

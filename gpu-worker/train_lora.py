@@ -1,37 +1,47 @@
-"""Train job: a LoRA on a Stable Diffusion UNet's attention layers.
+"""Train job: a LoRA on the attention layers of an SD, SDXL or FLUX denoiser.
 
-Follows diffusers' examples/text_to_image/train_text_to_image_lora.py (DDPM noise, random
-timesteps, epsilon or v-prediction target, MSE loss, AdamW on the LoRA parameters only),
-with one change for small datasets: VAE latent distributions and text embeddings are
-computed once per job and reused every step, so each step only runs the UNet.
+The loop every family shares (family_*.py hold what differs): AdamW on the LoRA parameters
+only, an lr schedule, gradient accumulation, mixed precision (frozen weights in bf16/fp16,
+LoRA weights in fp32), optional gradient checkpointing. VAE latent distributions and text
+embeddings are computed once per job and reused every step, so a step only runs the denoiser.
+
+A job trains from step 0 or from a resumed checkpoint up to params.steps, or ends a segment
+early (stopAtStep, stopAfterSeconds, cancel, SIGTERM) with a checkpoint and no LoRA. The batch
+order is a function of (seed, step) and every RNG state is checkpointed, so a training split
+into segments ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import random
 import resource
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+import checkpoint
 import models
 import transfer
-from errors import InputError
-from images import center_square, open_rgb
+from buckets import BatchPlan, bucket_sizes, fit, nearest_bucket
+from errors import InputError, TransientError
+from family import LORA_FILENAME, LORA_TARGETS, Family, family_for
+from images import open_rgb
 from progress import Progress
+from stop import StopSignal
 from trigger import ensure_trigger
 
-LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 MAX_CURVE_POINTS = 200
 MAX_GRAD_NORM = 1.0
 ENCODE_BATCH = 8
-LORA_FILENAME = "pytorch_lora_weights.safetensors"
+EXPLODE_FACTOR = 100.0  # loss this many times its early median: the training exploded
+EXPLODE_REFERENCE_STEPS = 10
 
 
 class PhaseTimer:
@@ -41,8 +51,10 @@ class PhaseTimer:
     def start(self, phase: str) -> None:
         self._phase, self._t0 = phase, time.perf_counter()
 
-    def stop(self) -> None:
-        self.seconds[self._phase] = round(time.perf_counter() - self._t0, 3)
+    def stop(self) -> float:
+        elapsed = time.perf_counter() - self._t0
+        self.seconds[self._phase] = round(self.seconds.get(self._phase, 0.0) + elapsed, 3)
+        return elapsed
 
 
 def downsample(values: list[float], limit: int = MAX_CURVE_POINTS) -> list[float]:
@@ -70,39 +82,9 @@ def fold_lora_scale(state: dict[str, torch.Tensor], rank: int, alpha: float) -> 
     return {k: v * scale if "lora_B" in k else v for k, v in state.items()}
 
 
-def _pixel_tensor(img, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _pixel_tensor(img) -> torch.Tensor:
     """PIL RGB -> (3,H,W) in [-1, 1], the VAE's input range."""
-    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-    return arr.to(device, dtype)
-
-
-@torch.no_grad()  # not inference_mode: these tensors feed autograd-recorded ops later
-def cache_latents_and_embeddings(sd: models.FrozenSD, pil_images: list, prompts: list[str]):
-    """VAE posterior (mean, std) per image and CLIP hidden states per prompt, computed once."""
-    dev, dtype = sd.vae.device, sd.vae.dtype
-    means, stds, embeds = [], [], []
-    for start in range(0, len(pil_images), ENCODE_BATCH):
-        stop = start + ENCODE_BATCH
-        pixels = torch.stack([_pixel_tensor(img, dev, dtype) for img in pil_images[start:stop]])
-        dist = sd.vae.encode(pixels).latent_dist
-        means.append(dist.mean.float())
-        stds.append(dist.std.float())
-        ids = sd.tokenizer(
-            prompts[start:stop], padding="max_length", max_length=sd.tokenizer.model_max_length,
-            truncation=True, return_tensors="pt",
-        ).input_ids.to(dev)
-        embeds.append(sd.text_encoder(ids, return_dict=False)[0])
-    return torch.cat(means), torch.cat(stds), torch.cat(embeds)
-
-
-def _batch_indices(n: int, batch_size: int, generator: torch.Generator):
-    """Endless shuffled epochs over n images, `batch_size` indices at a time."""
-    queue: list[int] = []
-    while True:
-        while len(queue) < batch_size:
-            queue.extend(torch.randperm(n, generator=generator).tolist())
-        yield queue[:batch_size]
-        queue = queue[batch_size:]
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
 
 def _peak_memory_bytes(dev: torch.device) -> int:
@@ -111,120 +93,253 @@ def _peak_memory_bytes(dev: torch.device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
-def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress) -> dict[str, Any]:
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Cache:
+    """Per-image latent posteriors and conditioning, computed once (images grouped by size)."""
+
+    def __init__(self, fam: Family, pil_images: list, sizes: list[tuple[int, int]], prompts: list[str]) -> None:
+        n = len(pil_images)
+        self.mean: list[torch.Tensor] = [None] * n  # type: ignore[list-item]
+        self.std: list[torch.Tensor] = [None] * n  # type: ignore[list-item]
+        self.cond: list[dict[str, torch.Tensor]] = [None] * n  # type: ignore[list-item]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, size in enumerate(sizes):
+            by_size.setdefault(size, []).append(i)
+        with torch.no_grad():  # not inference_mode: these tensors feed autograd-recorded ops later
+            for size in sorted(by_size):
+                members = by_size[size]
+                for start in range(0, len(members), ENCODE_BATCH):
+                    chunk = members[start : start + ENCODE_BATCH]
+                    fitted = [fit(pil_images[i], size) for i in chunk]
+                    pixels = torch.stack([_pixel_tensor(img) for img, _ in fitted])
+                    mean, std, cond = fam.encode(pixels, [prompts[i] for i in chunk], [g for _, g in fitted])
+                    for j, i in enumerate(chunk):
+                        self.mean[i], self.std[i], self.cond[i] = mean[j], std[j], cond[j]
+
+    def batch(self, idx: list[int]):
+        cond = {k: torch.stack([self.cond[i][k] for i in idx]) for k in self.cond[idx[0]]}
+        return torch.stack([self.mean[i] for i in idx]), torch.stack([self.std[i] for i in idx]), cond
+
+
+def fingerprint(job_input: dict[str, Any], fam: Family, resolution: int) -> dict[str, Any]:
+    """What must not change between the segments of one training."""
+    p = job_input["params"]
+    images = hashlib.sha256(
+        "\n".join(f"{img['id']} {img['caption']}" for img in job_input["images"]).encode()
+    ).hexdigest()
+    return {
+        "family": fam.name, "baseModel": job_input["baseModel"], "triggerWord": job_input["triggerWord"],
+        "images": images, "steps": p["steps"], "rank": p["rank"], "alpha": p.get("alpha") or p["rank"],
+        "learningRate": p["learningRate"], "batchSize": p["batchSize"], "seed": p["seed"],
+        "resolution": resolution, "aspectBuckets": p.get("aspectBuckets", False),
+        "lrScheduler": p.get("lrScheduler", "constant"), "warmupSteps": p.get("warmupSteps", 0),
+        "gradientAccumulation": p.get("gradientAccumulation", 1),
+    }
+
+
+def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop: StopSignal | None = None) -> dict[str, Any]:
+    from diffusers.optimization import get_scheduler
     from diffusers.training_utils import cast_training_params
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
 
+    job_started = time.monotonic()
+    stop = stop or StopSignal()
     params, images = job_input["params"], job_input["images"]
     steps, seed, batch_size = params["steps"], params["seed"], params["batchSize"]
+    accumulation = params.get("gradientAccumulation", 1)
+    ckpt_spec, sample_spec = job_input.get("checkpoint"), job_input.get("samples")
     timer = PhaseTimer()
-    dev, dtype = models.device(), models.weight_dtype()
+    dev, dtype = models.device(), models.training_dtype(params.get("mixedPrecision", "auto"))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+
+    def stopped_before_training(phase: str) -> None:
+        if stop.is_set():
+            raise TransientError(f"job stopped ({stop.reason}) during {phase}, before any training step")
 
     timer.start("download")
     progress.phase("download")
     paths = transfer.download_images(images, workdir / "images")
+    resumed = None
+    if "resume" in job_input:
+        transfer.download(job_input["resume"]["url"], workdir / "resume.ckpt", "resume download")
+        resumed = checkpoint.load(workdir / "resume.ckpt")
     pil_images = [open_rgb(p, img["id"], f"images.{i}") for i, (p, img) in enumerate(zip(paths, images))]
     timer.stop()
+    stopped_before_training("download")
 
     timer.start("load")
     progress.phase("load")
-    sd = models.frozen_sd(job_input["baseModel"], str(models.model_dir()))
-    # A fresh UNet per job: training mutates it, and jobs must not see each other's adapters.
-    unet = UNet2DConditionModel.from_pretrained(sd.path, subfolder="unet", torch_dtype=dtype).to(dev)
-    unet.requires_grad_(False)
+    fam = family_for(models.base_model_path(job_input["baseModel"], models.model_dir()), dev, dtype)
+    model = fam.load_trainable()  # a fresh one per job: training mutates it
     timer.stop()
+    stopped_before_training("load")
 
     timer.start("caching")
     progress.phase("caching")
-    resolution = params.get("resolution") or sd.native_resolution
-    pil_images = [center_square(img, resolution) for img in pil_images]
+    multiple = fam.pixel_multiple
+    resolution = max(multiple, (params.get("resolution") or fam.native_resolution) // multiple * multiple)
+    fp = fingerprint(job_input, fam, resolution)
+    if resumed is not None:
+        checkpoint.check_fingerprint(resumed, fp)
+    if params.get("aspectBuckets"):
+        choices = bucket_sizes(resolution, multiple)
+        sizes = [nearest_bucket(img.width, img.height, choices) for img in pil_images]
+    else:
+        sizes = [(resolution, resolution)] * len(pil_images)
     prompts = [ensure_trigger(job_input["triggerWord"], img["caption"]) for img in images]
-    latent_mean, latent_std, text_embeds = cache_latents_and_embeddings(sd, pil_images, prompts)
+    cache = Cache(fam, pil_images, sizes, prompts)
     del pil_images
     timer.stop()
+    stopped_before_training("caching")
 
     timer.start("training")
     seed_everything(seed)
     rank, alpha = params["rank"], params.get("alpha") or params["rank"]
-    unet.add_adapter(
-        LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS,
-                   init_lora_weights="gaussian")
-    )
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS, init_lora_weights="gaussian"))
+    if params.get("gradientCheckpointing"):
+        model.enable_gradient_checkpointing()
     if dtype != torch.float32:
-        cast_training_params(unet, dtype=torch.float32)  # trainable LoRA weights stay in fp32
-    lora_params = [p for p in unet.parameters() if p.requires_grad]
+        cast_training_params(model, dtype=torch.float32)  # trainable LoRA weights stay in fp32
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    lora_params = list(trainable.values())
     optimizer = torch.optim.AdamW(lora_params, lr=params["learningRate"])
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    noise_scheduler = sd.noise_scheduler
-    scaling = sd.vae.config.scaling_factor
-    data_gen = torch.Generator().manual_seed(seed)  # batch order, on CPU
-    noise_gen = torch.Generator(dev).manual_seed(seed)  # noise and timesteps, on the device
-    batches = _batch_indices(len(images), batch_size, data_gen)
-
-    unet.train()
-    losses: list[float] = []
-    progress.step("training", 0, steps)
-    for step in range(1, steps + 1):
-        idx = torch.tensor(next(batches), device=dev)
-        mean, std = latent_mean[idx], latent_std[idx]
-        latents = (mean + std * torch.randn(mean.shape, generator=noise_gen, device=dev)) * scaling
-        noise = torch.randn(latents.shape, generator=noise_gen, device=dev)
-        timesteps = torch.randint(
-            0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=noise_gen, device=dev
+    lr_scheduler = get_scheduler(
+        params.get("lrScheduler", "constant"), optimizer, num_warmup_steps=params.get("warmupSteps", 0),
+        num_training_steps=steps,
+    )
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
+    noise_gen = torch.Generator(dev).manual_seed(seed)  # VAE sampling, noise, timesteps
+    plan = BatchPlan(sizes, batch_size, seed)
+    start_step, losses = 0, []
+    if resumed is not None:
+        start_step, losses = checkpoint.restore(
+            resumed, params=trainable, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
+            noise_gen=noise_gen, seed=seed,
         )
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        if noise_scheduler.config.prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
-            pred = unet(noisy.to(dtype), timesteps, text_embeds[idx], return_dict=False)[0]
-        loss = F.mse_loss(pred.float(), target.float(), reduction="mean")
+        del resumed
+    end_step = min(job_input.get("stopAtStep") or steps, steps)
+    stop_after = job_input.get("stopAfterSeconds")
+    sample_urls = {int(k): v for k, v in (sample_spec or {}).get("urls", {}).items()}
+    samples_out: list[dict[str, Any]] = []
+    last_checkpoint: dict[str, Any] | None = None
 
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
+    def upload_checkpoint(step: int) -> None:
+        nonlocal last_checkpoint
+        t0 = time.perf_counter()
+        path = workdir / "checkpoint.pt"
+        checkpoint.save(path, step=step, fingerprint=fp, params=trainable, optimizer=optimizer,
+                        lr_scheduler=lr_scheduler, scaler=scaler, noise_gen=noise_gen, losses=losses)
+        data = path.read_bytes()
+        transfer.upload(ckpt_spec["url"], path, "checkpoint.url upload")
+        last_checkpoint = {"sha256": _sha256(data), "bytes": len(data), "step": step}
+        path.unlink()
+        timer.seconds["checkpoint"] = round(timer.seconds.get("checkpoint", 0.0) + time.perf_counter() - t0, 3)
+
+    def render_sample(step: int) -> None:
+        t0 = time.perf_counter()
+        model.eval()
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            image = fam.sample(model, sample_spec["prompt"], resolution, resolution, seed)
+        model.train()
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        path = workdir / f"sample-{step}.png"
+        path.write_bytes(buf.getvalue())
+        transfer.upload(sample_urls[step], path, f"samples.urls.{step} upload")
+        samples_out.append({"step": step, "sha256": _sha256(buf.getvalue())})
+        path.unlink()
+        timer.seconds["samples"] = round(timer.seconds.get("samples", 0.0) + time.perf_counter() - t0, 3)
+
+    def should_stop(step: int) -> bool:
+        if step >= end_step or stop.is_set():
+            return True
+        # By time: only once this job trained a step, so every segment makes progress.
+        return bool(stop_after) and step > start_step and time.monotonic() - job_started >= stop_after
+
+    def check_loss(step: int, value: float) -> None:
+        reference = statistics.median(losses[:EXPLODE_REFERENCE_STEPS]) if losses else None
+        if not math.isfinite(value) or (reference is not None and value > EXPLODE_FACTOR * max(reference, 0.01)):
             raise InputError(
-                f"params.learningRate: training diverged (loss {loss_value} at step {step}); "
-                "lower the learning rate"
+                f"params.learningRate: training diverged (loss {value:.4g} at step {step}"
+                + (f", {reference:.4g} early on" if reference is not None else "")
+                + "); lower the learning rate"
             )
+
+    model.train()
+    step, loop_started = start_step, time.monotonic()
+    progress.step("training", step, steps)
+    while not should_stop(step):
+        step += 1
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        step_loss = 0.0
+        for micro in range(accumulation):
+            mean, std, cond = cache.batch(plan.batch((step - 1) * accumulation + micro))
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                loss = fam.loss(model, mean, std, cond, noise_gen)
+            value = loss.item()
+            check_loss(step, value)
+            scaler.scale(loss / accumulation).backward()
+            step_loss += value / accumulation
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(lora_params, MAX_GRAD_NORM)
         scaler.step(optimizer)
         scaler.update()
-        losses.append(loss_value)
-        progress.step("training", step, steps, loss_value)
-    timer.stop()
+        lr_scheduler.step()
+        losses.append(step_loss)
+        rate = (step - start_step) / max(time.monotonic() - loop_started, 1e-9)
+        progress.step("training", step, steps, step_loss, it_per_sec=rate, eta_seconds=(steps - step) / rate)
+        if step in sample_urls:
+            render_sample(step)
+        if ckpt_spec and step % ckpt_spec["everySteps"] == 0:
+            upload_checkpoint(step)
+    model.eval()
+    training_seconds = timer.stop() - timer.seconds.get("checkpoint", 0.0) - timer.seconds.get("samples", 0.0)
+    timer.seconds["training"] = round(max(training_seconds, 0.0), 3)
 
-    timer.start("upload")
-    progress.phase("upload")
-    unet.eval()
-    lora_state = convert_state_dict_to_diffusers(fold_lora_scale(get_peft_model_state_dict(unet), rank, alpha))
-    out_dir = workdir / "lora"
-    # No adapter metadata: with the scale folded in, the file means the same to every loader,
-    # and safetensors writes multi-key metadata in hash-map order (the sha256 would vary).
-    StableDiffusionPipeline.save_lora_weights(
-        save_directory=out_dir, unet_lora_layers=lora_state, weight_name=LORA_FILENAME, safe_serialization=True
-    )
-    lora_path = out_dir / LORA_FILENAME
-    data = lora_path.read_bytes()
-    transfer.upload(job_input["output"]["loraUrl"], lora_path)
-    timer.stop()
+    finished = step >= steps
+    if not finished:
+        why = stop.reason or ("stopAtStep" if step >= end_step else "stopAfterSeconds")
+        if step == 0:
+            raise TransientError(f"job stopped ({why}) before its first training step")
+        if not ckpt_spec:
+            raise TransientError(f"job stopped ({why}) at step {step} with no checkpoint URL to save it to")
+        if last_checkpoint is None or last_checkpoint["step"] != step:
+            progress.phase("upload")
+            upload_checkpoint(step)
 
-    return {
-        "lora": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
-        "metrics": {
-            "steps": steps,
-            "finalLoss": losses[-1],
-            "lossCurve": downsample(losses),
-            "seconds": timer.seconds,
-            "device": models.device_label(),
-            "peakMemoryBytes": _peak_memory_bytes(dev),
-        },
+    result: dict[str, Any] = {"step": step}
+    if finished:
+        timer.start("upload")
+        progress.phase("upload")
+        state = fold_lora_scale(get_peft_model_state_dict(model), rank, alpha)
+        out_dir = workdir / "lora"
+        if job_input.get("format", "diffusers") == "kohya":
+            out_dir.mkdir()
+            lora_path = out_dir / LORA_FILENAME
+            save_file(fam.to_kohya(state, model), lora_path)  # no metadata: the same bytes every time
+        else:
+            lora_path = fam.save_lora(convert_state_dict_to_diffusers(state), out_dir)
+        data = lora_path.read_bytes()
+        transfer.upload(job_input["output"]["loraUrl"], lora_path)
+        timer.stop()
+        result["lora"] = {"sha256": _sha256(data), "bytes": len(data)}
+    if last_checkpoint:
+        result["checkpoint"] = last_checkpoint
+    if samples_out:
+        result["samples"] = samples_out
+    result["metrics"] = {
+        "steps": step - start_step,
+        "finalLoss": losses[-1] if losses else 0.0,
+        "lossCurve": downsample(losses),
+        "seconds": timer.seconds,
+        "device": models.device_label(),
+        "peakMemoryBytes": _peak_memory_bytes(dev),
     }
+    return result

@@ -23,8 +23,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import build_tiny_models
 
     out = tmp_path_factory.mktemp("models")
-    build_tiny_models.build_tiny_sd(out / build_tiny_models.SD_NAME)
-    build_tiny_models.build_tiny_captioner(out / build_tiny_models.CAPTIONER_NAME)
+    for name, build in build_tiny_models.BUILDERS.items():
+        build(out / name)
     return out
 
 
@@ -127,13 +127,20 @@ def store():
     s.server.server_close()
 
 
-def png_bytes(seed: int, size: int = 48) -> bytes:
+PARAM_DEFAULTS = {
+    "lrScheduler": "constant", "warmupSteps": 0, "gradientAccumulation": 1, "mixedPrecision": "auto",
+    "gradientCheckpointing": False, "aspectBuckets": False,
+}
+
+
+def png_bytes(seed: int, size: int = 48, width: int | None = None) -> bytes:
     """A small deterministic, non-square picture (so the crop path runs)."""
     from PIL import Image
 
-    img = Image.new("RGB", (size + 16, size))
+    width = width or size + 16
+    img = Image.new("RGB", (width, size))
     px = img.load()
-    for x in range(size + 16):
+    for x in range(width):
         for y in range(size):
             px[x, y] = ((x * 7 + seed * 40) % 256, (y * 5 + seed * 90) % 256, ((x + y) * 3 + seed * 10) % 256)
     buf = io.BytesIO()

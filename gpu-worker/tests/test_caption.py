@@ -12,7 +12,7 @@ from trigger import ensure_trigger, inject_trigger
 
 def test_caption_job_injects_trigger_word(worker_env, store, progress_log) -> None:
     images = [store.put_image(f"img/{i}.png", png_bytes(i)) for i in range(3)]
-    result = handler.handler({"id": "cap-1", "input": {"task": "caption", "triggerWord": "zxq", "images": images}})
+    result = handler.run_job({"id": "cap-1", "input": {"task": "caption", "triggerWord": "zxq", "images": images}})
 
     assert "error" not in result, result
     validator = Draft202012Validator(load_schema("caption-job-output", str(schema_dir())))
@@ -28,7 +28,7 @@ def test_caption_job_injects_trigger_word(worker_env, store, progress_log) -> No
 def test_corrupt_image_in_caption_job_names_its_id(worker_env, store, progress_log) -> None:
     good = store.put_image("img/0.png", png_bytes(0))
     bad = store.put_image("img/bad.jpg", b"\xff\xd8\xff garbage")
-    result = handler.handler({"id": "cap-2", "input": {"task": "caption", "triggerWord": "zxq", "images": [good, bad]}})
+    result = handler.run_job({"id": "cap-2", "input": {"task": "caption", "triggerWord": "zxq", "images": [good, bad]}})
     assert result["error"].startswith("[INPUT] images.1: image " + bad["id"])
 
 

@@ -7,6 +7,7 @@ import copy
 import pytest
 
 import handler
+from conftest import PARAM_DEFAULTS
 from contract import validate_input
 from errors import InputError, OutOfMemory, error_message
 
@@ -19,8 +20,9 @@ def train_input() -> dict:
         "baseModel": "tiny-sd",
         "triggerWord": "zxq",
         "images": [{"id": SHA, "url": f"https://bucket.s3.amazonaws.com/i/{n}.png?X-Amz-Signature=SECRETSIG", "caption": "a photo"} for n in range(5)],
-        "params": {"steps": 10, "rank": 4, "learningRate": 1e-4, "batchSize": 1, "seed": 1},
+        "params": {"steps": 10, "rank": 4, "learningRate": 1e-4, "batchSize": 1, "seed": 1, **PARAM_DEFAULTS},
         "output": {"loraUrl": "https://bucket.s3.amazonaws.com/out.safetensors?X-Amz-Signature=SECRETSIG"},
+        "format": "diffusers",
     }
 
 
@@ -54,7 +56,7 @@ def test_bad_input_names_the_field(mutate, field: str) -> None:
 def test_handler_returns_input_error_without_secrets(worker_env, progress_log) -> None:
     job_input = train_input()
     job_input["images"][3]["url"] = "https://bucket.s3.amazonaws.com/x y.png?X-Amz-Signature=SECRETSIG"
-    result = handler.handler({"id": "j1", "input": job_input})
+    result = handler.run_job({"id": "j1", "input": job_input})
     assert result["error"].startswith("[INPUT] images.3.url: ")
     assert "SECRETSIG" not in result["error"]
     assert not any(worker_env.iterdir()), "job temp dir must be removed"
@@ -63,7 +65,7 @@ def test_handler_returns_input_error_without_secrets(worker_env, progress_log) -
 def test_unreachable_image_is_transient(worker_env, progress_log) -> None:
     job_input = train_input()
     job_input["images"] = [{"id": SHA, "url": "http://127.0.0.1:9/x?X-Amz-Signature=SECRETSIG", "caption": "c"}]
-    result = handler.handler({"id": "j2", "input": job_input})  # port 9: connection refused
+    result = handler.run_job({"id": "j2", "input": job_input})  # port 9: connection refused
     assert result["error"].startswith("[TRANSIENT] images.0 (image ")
     assert "SECRETSIG" not in result["error"]
 

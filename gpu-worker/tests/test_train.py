@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import handler
-from conftest import WORKER_DIR, png_bytes
+from conftest import PARAM_DEFAULTS, WORKER_DIR, png_bytes
 from contract import load_schema, schema_dir
 
 STEPS = 30
@@ -27,8 +27,9 @@ def train_job(store, n_images: int = 3, **params) -> dict:
             "baseModel": "tiny-sd",
             "triggerWord": "zxq",
             "images": images,
-            "params": {"steps": STEPS, "rank": 4, "learningRate": 1e-3, "batchSize": 2, "seed": 7, **params},
+            "params": {"steps": STEPS, "rank": 4, "learningRate": 1e-3, "batchSize": 2, "seed": 7, **PARAM_DEFAULTS, **params},
             "output": {"loraUrl": store.url("out/lora.safetensors")},
+            "format": "diffusers",
         },
     }
 
@@ -39,7 +40,7 @@ def schema_errors(name: str, instance: dict) -> list[str]:
 
 
 def test_train_job_end_to_end(worker_env, store, progress_log, model_dir: Path, tmp_path: Path) -> None:
-    result = handler.handler(train_job(store))
+    result = handler.run_job(train_job(store))
 
     assert "error" not in result, result
     assert schema_errors("train-job-output", result) == []
@@ -49,6 +50,7 @@ def test_train_job_end_to_end(worker_env, store, progress_log, model_dir: Path, 
     assert metrics["steps"] == STEPS and len(metrics["lossCurve"]) == STEPS
     assert metrics["finalLoss"] == metrics["lossCurve"][-1]
     assert set(metrics["seconds"]) == {"download", "load", "caching", "training", "upload"}
+    assert result["step"] == STEPS and "checkpoint" not in result and "samples" not in result
     assert metrics["device"] == "cpu" and metrics["peakMemoryBytes"] > 0
     assert not any(worker_env.iterdir()), "job temp dir must be removed"
 
@@ -77,14 +79,14 @@ def test_train_job_end_to_end(worker_env, store, progress_log, model_dir: Path, 
 
 
 def test_same_seed_twice_gives_the_same_lora(worker_env, store, progress_log) -> None:
-    first = handler.handler(train_job(store, steps=5, resolution=40, alpha=8))
+    first = handler.run_job(train_job(store, steps=5, resolution=40, alpha=8))
     assert not any(worker_env.iterdir())
-    second = handler.handler(train_job(store, steps=5, resolution=40, alpha=8))
+    second = handler.run_job(train_job(store, steps=5, resolution=40, alpha=8))
     assert not any(worker_env.iterdir())
     assert "error" not in first and "error" not in second, (first, second)
     assert first["lora"]["sha256"] == second["lora"]["sha256"]
     assert first["metrics"]["lossCurve"] == second["metrics"]["lossCurve"]
-    third = handler.handler(train_job(store, steps=5, resolution=40, alpha=8, seed=8))
+    third = handler.run_job(train_job(store, steps=5, resolution=40, alpha=8, seed=8))
     assert third["lora"]["sha256"] != first["lora"]["sha256"]
 
 
@@ -92,7 +94,7 @@ def test_corrupt_image_is_input_error_naming_its_id(worker_env, store, progress_
     job = train_job(store)
     bad = store.put_image("img/bad.png", b"\x89PNG\r\n\x1a\n this is not a png")
     job["input"]["images"][1].update(bad)
-    result = handler.handler(job)
+    result = handler.run_job(job)
     assert result["error"].startswith("[INPUT] images.1: image ")
     assert bad["id"] in result["error"]
     assert not any(worker_env.iterdir())
@@ -101,14 +103,14 @@ def test_corrupt_image_is_input_error_naming_its_id(worker_env, store, progress_
 def test_missing_image_is_input_error(worker_env, store, progress_log) -> None:
     job = train_job(store)
     job["input"]["images"][2]["url"] = store.url("img/absent.png")
-    result = handler.handler(job)
+    result = handler.run_job(job)
     assert result["error"].startswith("[INPUT] images.2 (image ") and "HTTP 404" in result["error"]
     assert "SECRET" not in result["error"]
 
 
 def test_upload_failing_with_500_is_transient(worker_env, store, progress_log) -> None:
     store.fail["out/lora.safetensors"] = 500
-    result = handler.handler(train_job(store, steps=2))
+    result = handler.run_job(train_job(store, steps=2))
     assert result["error"].startswith("[TRANSIENT] output.loraUrl upload: HTTP 500")
     assert "SECRET" not in result["error"]
     attempts = [r for r in store.requests if r[0] == "PUT"]
@@ -119,23 +121,23 @@ def test_upload_failing_with_500_is_transient(worker_env, store, progress_log) -
 def test_unknown_base_model_is_input_error(worker_env, store, progress_log) -> None:
     job = train_job(store, steps=2)
     job["input"]["baseModel"] = "sd-nope"
-    result = handler.handler(job)
+    result = handler.run_job(job)
     assert result["error"].startswith("[INPUT] baseModel: unknown model 'sd-nope'")
 
 
 def test_diverging_loss_is_reported(worker_env, store, progress_log, monkeypatch: pytest.MonkeyPatch) -> None:
-    import train_lora
+    import torch.nn.functional as F
 
-    real_mse = train_lora.F.mse_loss
-    monkeypatch.setattr(train_lora.F, "mse_loss", lambda *a, **k: real_mse(*a, **k) * float("nan"))
-    result = handler.handler(train_job(store, steps=3))
+    real_mse = F.mse_loss
+    monkeypatch.setattr(F, "mse_loss", lambda *a, **k: real_mse(*a, **k) * float("nan"))
+    result = handler.run_job(train_job(store, steps=3))
     assert result["error"].startswith("[INPUT] params.learningRate: training diverged")
 
 
 def test_claims_the_training_before_any_work(worker_env, store, progress_log) -> None:
     job = train_job(store, steps=2)
     job["input"]["claim"] = {"url": store.url("claims/0.json")}
-    assert "error" not in handler.handler(job)
+    assert "error" not in handler.run_job(job)
     assert json.loads(store.objects["claims/0.json"]) == {"jobId": "train-1"}
     claim_put = next(r for r in store.requests if r[1] == "claims/0.json")
     assert claim_put[2].get("If-None-Match") == "*"
@@ -145,7 +147,7 @@ def test_a_second_job_for_a_claimed_training_stops_before_any_work(worker_env, s
     store.objects["claims/0.json"] = json.dumps({"jobId": "first-job"}).encode()
     job = train_job(store, steps=2)
     job["input"]["claim"] = {"url": store.url("claims/0.json")}
-    result = handler.handler(job)
+    result = handler.run_job(job)
     assert result["error"].startswith("[CLAIMED] claim: this training was already claimed")
     assert "SECRET" not in result["error"]
     assert not [r for r in store.requests if r[1].startswith("img/")], "no image was downloaded"

@@ -1,0 +1,119 @@
+"""Model families: what differs between SD-1.5, SDXL and FLUX when training a LoRA.
+
+A family knows how to load the frozen parts of its pipeline (cached per worker: they are
+only read), a fresh trainable denoiser (UNet or transformer, per job), how to encode images
+and prompts once, the training loss of one batch, how to save the LoRA and how to render a
+sample. `train_lora.py` holds the loop every family shares.
+
+The family is read from the base model's model_index.json (`_class_name`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from errors import InputError
+
+LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+LORA_FILENAME = "pytorch_lora_weights.safetensors"
+
+
+class Family:
+    """Base class; subclasses fill in the model-specific parts."""
+
+    name = ""
+    denoiser = "unet"  # the pipeline component that gets the LoRA
+    sample_steps = 25
+
+    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
+        self.path, self.device, self.dtype = path, dev, dtype
+
+    # --- geometry -------------------------------------------------------------------------
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def pixel_multiple(self) -> int:
+        """Image sides must be multiples of this (the VAE factor, times the patch size)."""
+        return self.vae_scale
+
+    @property
+    def native_resolution(self) -> int:
+        raise NotImplementedError
+
+    # --- per job --------------------------------------------------------------------------
+    def load_trainable(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def encode(self, pixels: torch.Tensor, prompts: list[str], geometry: list[dict[str, Any]]):
+        """-> (latent mean, latent std, [per-image conditioning dict]) for one batch of same-size images."""
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor, cond: dict[str, torch.Tensor],
+             gen: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def save_lora(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
+        """Diffusers layout (`load_lora_weights`); `state` is peft's state dict of the denoiser."""
+        raise NotImplementedError
+
+    def to_kohya(self, state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Kohya / ComfyUI / A1111 key layout of the same LoRA (scale already folded in)."""
+        raise NotImplementedError
+
+    def pipeline(self, model: torch.nn.Module):
+        """An inference pipeline around the frozen parts and the model being trained."""
+        raise NotImplementedError
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    @torch.no_grad()
+    def sample(self, model: torch.nn.Module, prompt: str, width: int, height: int, seed: int):
+        pipe = self.pipeline(model)
+        pipe.set_progress_bar_config(disable=True)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return pipe(
+                prompt, width=width, height=height, num_inference_steps=self.sample_steps, generator=generator,
+                **self.pipeline_kwargs(),
+            ).images[0]
+
+    # --- shared helpers -------------------------------------------------------------------
+    def vae_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
+        return dist.mean.float(), dist.std.float()
+
+    def randn(self, shape, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, device=self.device)
+
+
+def family_for(path: Path, dev: torch.device, dtype: torch.dtype) -> Family:
+    import family_flux
+    import family_sd
+
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    cls_name = index.get("_class_name")
+    families = {
+        "StableDiffusionPipeline": family_sd.StableDiffusion,
+        "StableDiffusionXLPipeline": family_sd.StableDiffusionXL,
+        "FluxPipeline": family_flux.Flux,
+    }
+    if cls_name not in families:
+        raise InputError(f"baseModel: {path.name!r} is a {cls_name}, which this worker cannot train "
+                         f"(supported: {', '.join(families)})")
+    return families[cls_name](path, dev, dtype)
+
+
+def scheduler_from(path: Path):
+    """The pipeline's own (inference) scheduler, by the class named in model_index.json."""
+    import diffusers
+
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    cls = getattr(diffusers, index["scheduler"][1])
+    return cls.from_pretrained(path, subfolder="scheduler")

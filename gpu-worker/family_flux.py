@@ -1,0 +1,177 @@
+"""FLUX.1: a flow-matching transformer, conditioned on T5 hidden states and a pooled CLIP embedding.
+
+Follows diffusers' train_dreambooth_lora_flux.py: latents (shifted and scaled) are packed into
+2x2 patches, a sigma is drawn uniformly (weighting scheme "none"), the input is
+(1 - sigma) * latents + sigma * noise and the target is noise - latents.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+from family import LORA_FILENAME, Family, scheduler_from
+
+MAX_SEQUENCE_LENGTH = 512  # FLUX.1's T5 context; smaller tokenizers cap it
+GUIDANCE = 3.5  # the distilled guidance FLUX.1-dev trains with (when its transformer embeds guidance)
+
+
+@lru_cache(maxsize=2)
+def _frozen(path: Path, dev: torch.device, dtype: torch.dtype) -> SimpleNamespace:
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+    from transformers import AutoTokenizer, CLIPTextModel, T5EncoderModel
+
+    parts = SimpleNamespace()
+    parts.tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
+    parts.tokenizer_2 = AutoTokenizer.from_pretrained(path, subfolder="tokenizer_2")
+    parts.text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)
+    parts.text_encoder_2 = T5EncoderModel.from_pretrained(path, subfolder="text_encoder_2", dtype=dtype)
+    parts.vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
+    for module in (parts.text_encoder, parts.text_encoder_2, parts.vae):
+        module.to(dev).requires_grad_(False).eval()
+    parts.noise_scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler")
+    parts.inference_scheduler = scheduler_from(path)
+    return parts
+
+
+class Flux(Family):
+    name = "flux"
+    denoiser = "transformer"
+    sample_steps = 28
+
+    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(path, dev, dtype)
+        self.parts = _frozen(path, dev, dtype)
+        self.vae = self.parts.vae
+        self.max_sequence_length = min(MAX_SEQUENCE_LENGTH, self.parts.tokenizer_2.model_max_length)
+
+    @property
+    def pixel_multiple(self) -> int:
+        return self.vae_scale * 2  # latents are packed into 2x2 patches
+
+    @property
+    def native_resolution(self) -> int:
+        return int(self.vae.config.sample_size)
+
+    def load_trainable(self):
+        from diffusers import FluxTransformer2DModel
+
+        model = FluxTransformer2DModel.from_pretrained(self.path, subfolder="transformer", torch_dtype=self.dtype)
+        return model.to(self.device).requires_grad_(False)
+
+    def encode(self, pixels, prompts, geometry):
+        p = self.parts
+        mean, std = self.vae_posterior(pixels)
+        clip_ids = p.tokenizer(
+            prompts, padding="max_length", max_length=p.tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+        pooled = p.text_encoder(clip_ids, output_hidden_states=False).pooler_output
+        t5_ids = p.tokenizer_2(
+            prompts, padding="max_length", max_length=self.max_sequence_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+        embeds = p.text_encoder_2(t5_ids, output_hidden_states=False)[0]
+        return mean, std, [{"prompt_embeds": embeds[i], "pooled": pooled[i]} for i in range(len(prompts))]
+
+    def loss(self, model, mean, std, cond, gen):
+        from diffusers import FluxPipeline
+
+        sched, vae_cfg = self.parts.noise_scheduler, self.vae.config
+        latents = ((mean + std * self.randn(mean.shape, gen)) - vae_cfg.shift_factor) * vae_cfg.scaling_factor
+        noise = self.randn(latents.shape, gen)
+        b, c, h, w = latents.shape
+        u = torch.rand((b,), generator=gen, device=self.device)
+        indices = (u * sched.config.num_train_timesteps).long().cpu()
+        timesteps = sched.timesteps[indices].to(self.device)
+        sigmas = sched.sigmas[indices].to(self.device, torch.float32).view(b, 1, 1, 1)
+        noisy = (1.0 - sigmas) * latents + sigmas * noise
+        packed = FluxPipeline._pack_latents(noisy, b, c, h, w)
+        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, self.device, self.dtype)
+        embeds = cond["prompt_embeds"]
+        txt_ids = torch.zeros(embeds.shape[1], 3, device=self.device, dtype=self.dtype)
+        guidance = None
+        if model.config.guidance_embeds:
+            guidance = torch.full((b,), GUIDANCE, device=self.device, dtype=torch.float32)
+        pred = model(
+            hidden_states=packed.to(self.dtype), timestep=timesteps / 1000, guidance=guidance,
+            pooled_projections=cond["pooled"], encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
+            return_dict=False,
+        )[0]
+        pred = FluxPipeline._unpack_latents(pred, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
+        return F.mse_loss(pred.float(), (noise - latents).float(), reduction="mean")
+
+    def save_lora(self, state, out_dir):
+        from diffusers import FluxPipeline
+
+        FluxPipeline.save_lora_weights(
+            save_directory=out_dir, transformer_lora_layers=state, weight_name=LORA_FILENAME, safe_serialization=True
+        )
+        return out_dir / LORA_FILENAME
+
+    def to_kohya(self, state, model):
+        return flux_to_kohya(state, model)
+
+    def pipeline(self, model):
+        from diffusers import FluxPipeline
+
+        p = self.parts
+        return FluxPipeline(
+            scheduler=type(p.inference_scheduler).from_config(p.inference_scheduler.config), vae=self.vae,
+            text_encoder=p.text_encoder, tokenizer=p.tokenizer, text_encoder_2=p.text_encoder_2,
+            tokenizer_2=p.tokenizer_2, transformer=model,
+        )
+
+    def pipeline_kwargs(self):
+        return {"max_sequence_length": self.max_sequence_length}
+
+
+def _fuse(parts: list[tuple[torch.Tensor, torch.Tensor]], extra_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """LoRAs (A_i: r x in, B_i: out_i x r) of layers that the original FLUX code fuses into one
+    linear layer -> one LoRA of rank sum(r): A stacked, B block-diagonal (+ zero rows for any
+    fused outputs that had no LoRA). Exactly the same weight deltas."""
+    down = torch.cat([a for a, _ in parts], dim=0)
+    rows = sum(b.shape[0] for _, b in parts) + extra_rows
+    up = torch.zeros(rows, down.shape[0], dtype=parts[0][1].dtype)
+    r0 = c0 = 0
+    for _, b in parts:
+        up[r0 : r0 + b.shape[0], c0 : c0 + b.shape[1]] = b
+        r0, c0 = r0 + b.shape[0], c0 + b.shape[1]
+    return down.contiguous(), up
+
+
+def flux_to_kohya(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """sd-scripts / ComfyUI FLUX layout (the original BFL module names, with fused qkv and
+    linear1) from a peft state dict over to_q/to_k/to_v/to_out.0 with the scale folded in."""
+    def ab(prefix: str):
+        return state[f"{prefix}.lora_A.weight"].float(), state[f"{prefix}.lora_B.weight"].float()
+
+    out: dict[str, torch.Tensor] = {}
+
+    def put(name: str, down: torch.Tensor, up: torch.Tensor) -> None:
+        out[f"{name}.lora_down.weight"], out[f"{name}.lora_up.weight"] = down.contiguous(), up.contiguous()
+        out[f"{name}.alpha"] = torch.tensor(float(down.shape[0]))  # scale 1: alpha == rank
+
+    used = set()
+    for i in range(len(model.transformer_blocks)):
+        p = f"transformer_blocks.{i}.attn"
+        if f"{p}.to_q.lora_A.weight" in state:
+            put(f"lora_unet_double_blocks_{i}_img_attn_qkv", *_fuse([ab(f"{p}.to_q"), ab(f"{p}.to_k"), ab(f"{p}.to_v")]))
+            used |= {f"{p}.{m}" for m in ("to_q", "to_k", "to_v")}
+        if f"{p}.to_out.0.lora_A.weight" in state:
+            put(f"lora_unet_double_blocks_{i}_img_attn_proj", *ab(f"{p}.to_out.0"))
+            used.add(f"{p}.to_out.0")
+    for i, block in enumerate(model.single_transformer_blocks):
+        p = f"single_transformer_blocks.{i}.attn"
+        if f"{p}.to_q.lora_A.weight" in state:
+            parts = [ab(f"{p}.to_q"), ab(f"{p}.to_k"), ab(f"{p}.to_v")]
+            put(f"lora_unet_single_blocks_{i}_linear1", *_fuse(parts, extra_rows=block.proj_mlp.out_features))
+            used |= {f"{p}.{m}" for m in ("to_q", "to_k", "to_v")}
+    left = {k.rsplit(".lora_", 1)[0] for k in state} - used
+    if left:
+        raise ValueError(f"no kohya FLUX name for LoRA layers {sorted(left)[:3]}")
+    return out

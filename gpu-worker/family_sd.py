@@ -1,0 +1,176 @@
+"""Stable Diffusion 1.x/2.x and SDXL: a UNet trained with DDPM noise.
+
+Follows diffusers' train_text_to_image_lora.py and train_dreambooth_lora_sdxl.py: random
+timesteps, epsilon or v-prediction target, MSE loss. SDXL adds a second text encoder
+(penultimate hidden states of both, concatenated; pooled output of the second) and the
+"time ids" (original size, crop corner, target size) of each image.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from family import LORA_FILENAME, Family, scheduler_from
+
+
+@lru_cache(maxsize=2)
+def _frozen(path: Path, dev: torch.device, dtype: torch.dtype, xl: bool) -> SimpleNamespace:
+    """Tokenizers, text encoders, VAE, schedulers: loaded once per worker, never modified."""
+    from diffusers import AutoencoderKL, DDPMScheduler
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
+
+    parts = SimpleNamespace()
+    parts.tokenizers = [AutoTokenizer.from_pretrained(path, subfolder="tokenizer")]
+    parts.text_encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)]
+    if xl:
+        parts.tokenizers.append(AutoTokenizer.from_pretrained(path, subfolder="tokenizer_2"))
+        parts.text_encoders.append(
+            CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2", dtype=dtype)
+        )
+    # SDXL's VAE overflows in fp16 (NaN latents) unless it is a patched one: keep it in fp32 then.
+    vae_dtype = torch.float32 if xl and dtype == torch.float16 else dtype
+    parts.vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=vae_dtype)
+    for module in (*parts.text_encoders, parts.vae):
+        module.to(dev).requires_grad_(False).eval()
+    # Training always uses DDPM noise, whatever sampler the pipeline ships with (as diffusers' examples do).
+    parts.noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    parts.inference_scheduler_config = scheduler_from(path).config
+    return parts
+
+
+class StableDiffusion(Family):
+    name = "sd"
+    xl = False
+
+    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(path, dev, dtype)
+        parts = _frozen(path, dev, dtype, self.xl)
+        self.tokenizers, self.text_encoders, self.vae = parts.tokenizers, parts.text_encoders, parts.vae
+        self.noise_scheduler = parts.noise_scheduler
+        self._scheduler_config = parts.inference_scheduler_config
+
+    @property
+    def native_resolution(self) -> int:
+        from diffusers import UNet2DConditionModel
+
+        return UNet2DConditionModel.load_config(self.path, subfolder="unet")["sample_size"] * self.vae_scale
+
+    def load_trainable(self) -> torch.nn.Module:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(self.path, subfolder="unet", torch_dtype=self.dtype)
+        return unet.to(self.device).requires_grad_(False)
+
+    def _token_ids(self, tokenizer, prompts: list[str]) -> torch.Tensor:
+        return tokenizer(
+            prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
+
+    def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        ids = self._token_ids(self.tokenizers[0], prompts)
+        return {"prompt_embeds": self.text_encoders[0](ids, return_dict=False)[0]}
+
+    def encode(self, pixels, prompts, geometry):
+        mean, std = self.vae_posterior(pixels)
+        cond = self.encode_prompts(prompts)
+        per_image = [{k: v[i] for k, v in cond.items()} for i in range(len(prompts))]
+        for item, geo in zip(per_image, geometry):
+            self.add_geometry(item, geo)
+        return mean, std, per_image
+
+    def add_geometry(self, item: dict[str, torch.Tensor], geo: dict[str, Any]) -> None:
+        pass
+
+    def added_cond(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        return None
+
+    def loss(self, model, mean, std, cond, gen):
+        sched = self.noise_scheduler
+        latents = (mean + std * self.randn(mean.shape, gen)) * self.vae.config.scaling_factor
+        noise = self.randn(latents.shape, gen)
+        timesteps = torch.randint(
+            0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen, device=self.device
+        )
+        noisy = sched.add_noise(latents, noise, timesteps)
+        target = sched.get_velocity(latents, noise, timesteps) if sched.config.prediction_type == "v_prediction" else noise
+        pred = model(
+            noisy.to(self.dtype), timesteps, cond["prompt_embeds"], added_cond_kwargs=self.added_cond(cond),
+            return_dict=False,
+        )[0]
+        return F.mse_loss(pred.float(), target.float(), reduction="mean")
+
+    def save_lora(self, state, out_dir):
+        from diffusers import StableDiffusionPipeline
+
+        # No adapter metadata: with the scale folded in, the file means the same to every loader,
+        # and safetensors writes multi-key metadata in hash-map order (the sha256 would vary).
+        StableDiffusionPipeline.save_lora_weights(
+            save_directory=out_dir, unet_lora_layers=state, weight_name=LORA_FILENAME, safe_serialization=True
+        )
+        return out_dir / LORA_FILENAME
+
+    def to_kohya(self, state, model):
+        """`lora_unet_<diffusers module path with _>.lora_down/lora_up/alpha`: what A1111, ComfyUI and
+        diffusers' own kohya loader read for SD and SDXL UNets."""
+        from diffusers.utils import convert_state_dict_to_kohya
+
+        kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in state.items()})
+        return {k: (v.to(torch.float32) if k.endswith(".alpha") else v.contiguous()) for k, v in kohya.items()}
+
+    def pipeline(self, model):
+        from diffusers import StableDiffusionPipeline
+
+        return StableDiffusionPipeline(
+            vae=self.vae, text_encoder=self.text_encoders[0], tokenizer=self.tokenizers[0], unet=model,
+            scheduler=self._inference_scheduler(), safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+    def _inference_scheduler(self):
+        import diffusers
+
+        return getattr(diffusers, self._scheduler_config["_class_name"]).from_config(self._scheduler_config)
+
+
+class StableDiffusionXL(StableDiffusion):
+    name = "sdxl"
+    xl = True
+
+    def encode_prompts(self, prompts):
+        hidden, pooled = [], None
+        for tokenizer, encoder in zip(self.tokenizers, self.text_encoders):
+            out = encoder(self._token_ids(tokenizer, prompts), output_hidden_states=True)
+            pooled = out[0]  # the last encoder's projected pooled output
+            hidden.append(out.hidden_states[-2])
+        return {"prompt_embeds": torch.cat(hidden, dim=-1), "text_embeds": pooled}
+
+    def add_geometry(self, item, geo):
+        # (original h, w), (crop top, left), (target h, w), as SDXL was trained.
+        ids = [*geo["original_size"], *geo["crop_top_left"], *geo["target_size"]]
+        item["time_ids"] = torch.tensor(ids, dtype=item["prompt_embeds"].dtype, device=self.device)
+
+    def added_cond(self, cond):
+        return {"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}
+
+    def save_lora(self, state, out_dir):
+        from diffusers import StableDiffusionXLPipeline
+
+        StableDiffusionXLPipeline.save_lora_weights(
+            save_directory=out_dir, unet_lora_layers=state, weight_name=LORA_FILENAME, safe_serialization=True
+        )
+        return out_dir / LORA_FILENAME
+
+    def pipeline(self, model):
+        from diffusers import StableDiffusionXLPipeline
+
+        return StableDiffusionXLPipeline(
+            vae=self.vae, text_encoder=self.text_encoders[0], text_encoder_2=self.text_encoders[1],
+            tokenizer=self.tokenizers[0], tokenizer_2=self.tokenizers[1], unet=model,
+            scheduler=self._inference_scheduler(),
+        )
