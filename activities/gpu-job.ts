@@ -15,7 +15,8 @@ import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent }
 import type { ActivityDeps } from './deps.js';
 
 export interface GpuHeartbeat {
-  gpuJobId: string;
+  /** Absent between a failed job and the next submission. */
+  gpuJobId?: string;
   /** Each submission of this activity's work is a generation, with its own claim and checkpoint. */
   generation: number;
   /** Resumable failures in a row (no progress between them). */
@@ -41,8 +42,10 @@ export interface GpuJobOptions<T> {
   checkpointPrefix?: string;
   /** True when a COMPLETED output is a segment, not the end: the next generation continues it. */
   isSegment?: (output: T) => boolean;
-  /** Resumable failures in a row before giving up (default 3). */
+  /** Resumable failures in a row before giving up (default 5). */
   maxFailures?: number;
+  /** First wait before resubmitting after a failure, doubled each time up to 30 s (default 5 s). */
+  retryBackoffMs?: number;
 }
 
 /** What makeInput needs to build one generation's job: presigned URLs made at submit time. */
@@ -97,10 +100,17 @@ export async function runGpuJob<T>(
       } else {
         const failure = failureOf(gpuJobId, status);
         const resumable = failure.cls === 'TRANSIENT' || (opts.checkpointPrefix !== undefined && failure.cls === 'INTERNAL');
-        if (!resumable || ++failures > (opts.maxFailures ?? 3)) {
+        if (!resumable || ++failures > (opts.maxFailures ?? 5)) {
           throw ApplicationFailure.create({ message: failure.message, type: `Gpu${failure.cls}`, nonRetryable: true });
         }
-        log.warn('GPU job failed; submitting the next generation from the last checkpoint', { gpuJobId, generation, error: failure.message });
+        // Back off before paying for another cold start: transient trouble (S3, network) needs time.
+        const backoffMs = Math.min(30_000, (opts.retryBackoffMs ?? 5_000) * 2 ** (failures - 1));
+        log.warn('GPU job failed; submitting the next generation from the last checkpoint', { gpuJobId, generation, backoffMs, error: failure.message });
+        generation++;
+        gpuJobId = undefined;
+        ctx.heartbeat({ generation, failures } satisfies GpuHeartbeat);
+        await ctx.sleep(backoffMs);
+        continue;
       }
       generation++;
       gpuJobId = undefined;
@@ -242,6 +252,7 @@ function progressReporter() {
     lastStatus = beat.gpuStatus ?? '';
     const execution = Context.current().info.workflowExecution;
     if (!execution) return;
+    if (!beat.gpuJobId) return;
     const signal: GpuProgressSignal = { gpuJobId: beat.gpuJobId, gpuStatus: lastStatus, ...beat.progress };
     try {
       await Context.current().client.workflow.getHandle(execution.workflowId, execution.runId).signal(gpuProgressSignal, signal);
