@@ -119,13 +119,26 @@ export async function runGpuJob<T>(
     // Only a cancel asked for by the workflow stops the GPU job. A worker shutdown or a timeout
     // leaves it running: the next attempt resumes polling it, so no GPU time is lost.
     if (err instanceof CancelledFailure && ctx.cancellationDetails?.cancelRequested && gpuJobId) {
-      const cancelled = gpuJobId;
-      await deps.runpod.cancel(cancelled).then(
-        () => log.info('GPU job cancelled with its activity', { gpuJobId: cancelled }),
-        (cancelErr: unknown) => log.warn('could not cancel GPU job', { gpuJobId: cancelled, error: String(cancelErr) }),
-      );
+      await cancelJob(deps, gpuJobId);
     }
     throw err;
+  }
+}
+
+/** A cancelled pipeline must not leave its GPU job running: retry the cancel through API errors. */
+async function cancelJob(deps: ActivityDeps, gpuJobId: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await deps.runpod.cancel(gpuJobId);
+      log.info('GPU job cancelled with its activity', { gpuJobId });
+      return;
+    } catch (err) {
+      if (err instanceof RunpodJobNotFound || attempt === 6) {
+        log.warn('could not cancel GPU job', { gpuJobId, error: String(err) });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt)); // the activity is already cancelled: no ctx.sleep
+    }
   }
 }
 

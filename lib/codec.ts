@@ -3,8 +3,9 @@
 // endpoint that lets the Web UI show decoded payloads to people allowed to see them.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { type Payload, type PayloadCodec, METADATA_ENCODING_KEY } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 
+const { temporal } = proto; // a CommonJS module: no named ESM exports
 const ENCODING = 'binary/encrypted';
 const KEY_ID = 'encryption-key-id';
 

@@ -25,10 +25,23 @@ export interface Stack {
   /** The Temporal worker process; tests kill and restart it. */
   worker?: Service;
   startWorker(): Promise<Service>;
+  /** Fault drills (chaos suite): kill -9 the Temporal server, then start it on the same SQLite file. */
+  restartTemporal(downMs?: number): Promise<void>;
+  stopS3(): Promise<void>;
+  startS3(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: boolean; say?: (msg: string) => void } = {}): Promise<Stack> {
+export interface StackOptions {
+  env?: NodeJS.ProcessEnv;
+  withWorker?: boolean;
+  say?: (msg: string) => void;
+  /** GPU worker command (default: the real gpu-worker/handler.py) and how many processes. */
+  gpuWorkerCommand?: string[];
+  gpuWorkers?: number;
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const env = { ...process.env, ...opts.env };
   const config = loadConfig(env);
   const say = opts.say ?? (() => {});
@@ -41,11 +54,12 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
   await assertPortFree(config.LORAFLOW_S3_PORT, 'S3', 'LORAFLOW_S3_PORT');
   await assertPortFree(config.RUNPOD_LOCAL_PORT, 'RunPod endpoint', 'RUNPOD_LOCAL_PORT');
 
-  const services: Service[] = [];
+  // Started in this order, stopped in reverse; a restarted service replaces its entry.
+  const services = new Map<string, Service>();
   let runpod: Stack['runpod'] | undefined;
   let codecServer: Server | undefined;
   const stop = async () => {
-    for (const service of [...services].reverse()) await stopService(service);
+    for (const service of [...services.values()].reverse()) await stopService(service);
     await runpod?.stop();
     await new Promise((resolve) => (codecServer ? codecServer.close(resolve) : resolve(undefined)));
   };
@@ -56,36 +70,42 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
       say(`payloads are encrypted; the Web UI decodes them through http://127.0.0.1:${config.LORAFLOW_CODEC_PORT}`);
       codecServer = await startCodecServer({ codec, port: config.LORAFLOW_CODEC_PORT, allowOrigin: `http://127.0.0.1:${config.TEMPORAL_UI_PORT}`, token: config.LORAFLOW_CODEC_TOKEN });
     }
+    const startTemporal = async () => {
+      const temporal = spawnService('temporal', toolchain.temporal(), [
+        'server', 'start-dev',
+        '--db-filename', path.join(dataDir, 'temporal.db'),
+        '--ip', '127.0.0.1',
+        '--port', String(config.TEMPORAL_PORT),
+        '--ui-port', String(config.TEMPORAL_UI_PORT),
+        '--namespace', config.TEMPORAL_NAMESPACE,
+        '--log-level', 'warn',
+        ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
+        ...(codec ? ['--ui-codec-endpoint', `http://127.0.0.1:${config.LORAFLOW_CODEC_PORT}`] : []),
+      ], { logDir, env });
+      services.set('temporal', temporal);
+      await waitUntilReady(temporal, async () => {
+        const connection = await Connection.connect({ address: `127.0.0.1:${config.TEMPORAL_PORT}`, connectTimeout: 1000 });
+        await connection.workflowService.getSystemInfo({});
+        await connection.close();
+        return true;
+      });
+    };
     say(`starting Temporal on 127.0.0.1:${config.TEMPORAL_PORT} (data: ${path.join(dataDir, 'temporal.db')})`);
-    const temporal = spawnService('temporal', toolchain.temporal(), [
-      'server', 'start-dev',
-      '--db-filename', path.join(dataDir, 'temporal.db'),
-      '--ip', '127.0.0.1',
-      '--port', String(config.TEMPORAL_PORT),
-      '--ui-port', String(config.TEMPORAL_UI_PORT),
-      '--namespace', config.TEMPORAL_NAMESPACE,
-      '--log-level', 'warn',
-      ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
-      ...(codec ? ['--ui-codec-endpoint', `http://127.0.0.1:${config.LORAFLOW_CODEC_PORT}`] : []),
-    ], { logDir, env });
-    services.push(temporal);
-    await waitUntilReady(temporal, async () => {
-      const connection = await Connection.connect({ address: `127.0.0.1:${config.TEMPORAL_PORT}`, connectTimeout: 1000 });
-      await connection.workflowService.getSystemInfo({});
-      await connection.close();
-      return true;
-    });
+    await startTemporal();
 
     say(`starting S3 (versitygw) on 127.0.0.1:${config.LORAFLOW_S3_PORT}, bucket ${config.LORAFLOW_S3_BUCKET}`);
-    const s3 = await startS3Server({ port: config.LORAFLOW_S3_PORT, dir: path.join(dataDir, 's3'), logDir, config, env });
-    services.push(s3.service);
+    const startS3 = async () => {
+      services.set('s3', (await startS3Server({ port: config.LORAFLOW_S3_PORT, dir: path.join(dataDir, 's3'), logDir, config, env })).service);
+    };
+    await startS3();
 
     say(`starting the RunPod endpoint on 127.0.0.1:${config.RUNPOD_LOCAL_PORT} (endpoint id ${config.RUNPOD_ENDPOINT_ID})`);
     runpod = await startRunpodLocal({
       port: config.RUNPOD_LOCAL_PORT,
       apiKey: config.RUNPOD_API_KEY,
       endpointId: config.RUNPOD_ENDPOINT_ID,
-      workerCommand: [toolchain.python(), '-u', toolchain.gpuWorker()],
+      workerCommand: opts.gpuWorkerCommand ?? [toolchain.python(), '-u', toolchain.gpuWorker()],
+      workers: opts.gpuWorkers ?? 1,
       workerCwd: repoRoot,
       // INFO: the SDK's DEBUG level logs job inputs, which carry presigned URLs.
       workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'INFO' },
@@ -107,10 +127,21 @@ export async function startStack(opts: { env?: NodeJS.ProcessEnv; withWorker?: b
       stop,
       async startWorker() {
         const worker = spawnService('worker', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'worker.ts')], { logDir, env: clientEnv, cwd: repoRoot });
-        services.push(worker);
+        services.set('worker', worker);
         stack.worker = worker;
         return worker;
       },
+      async restartTemporal(downMs = 0) {
+        const old = services.get('temporal')!;
+        old.child.kill('SIGKILL');
+        await new Promise((resolve) => (old.child.exitCode !== null || old.child.signalCode ? resolve(undefined) : old.child.once('exit', resolve)));
+        await new Promise((resolve) => setTimeout(resolve, downMs));
+        await startTemporal();
+      },
+      async stopS3() {
+        await stopService(services.get('s3')!);
+      },
+      startS3,
     };
     if (opts.withWorker !== false) {
       say('starting the Temporal worker');
