@@ -2,8 +2,9 @@
 
     python verify_lora.py --model MODELS_DIR/tiny-sd --lora lora.safetensors [--seed 0]
 
-Prints one JSON line {"loaded": bool, "changed": bool, "maxAbsDiff": float}; exits 1 if
-the LoRA cannot be loaded.
+Works for SD, SDXL and FLUX base models, and for both the diffusers and the kohya key layout
+(diffusers' `load_lora_weights` reads both). Prints one JSON line
+{"loaded": bool, "changed": bool, "maxAbsDiff": float}; exits 1 if the LoRA cannot be loaded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -20,11 +22,40 @@ PROMPT = "a photo of a person standing in a field"
 STEPS = 4
 
 
+def load_pipeline(model: Path):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if dev == "cuda" else torch.float32
+    pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype).to(dev)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def render(pipe, seed: int):
     import torch
 
+    extra = {"max_sequence_length": 32} if type(pipe).__name__.startswith("Flux") else {}
     generator = torch.Generator(pipe.device).manual_seed(seed)
-    return pipe(PROMPT, num_inference_steps=STEPS, generator=generator, output_type="np").images[0]
+    return pipe(PROMPT, num_inference_steps=STEPS, generator=generator, output_type="np", **extra).images[0]
+
+
+def verify(model: Path, lora: Path, seed: int = 0) -> dict[str, Any]:
+    import numpy as np
+
+    pipe = load_pipeline(model)
+    before = render(pipe, seed)
+    try:
+        pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
+        adapters = pipe.get_list_adapters()
+        if not (adapters.get("unet") or adapters.get("transformer")):
+            raise ValueError("no LoRA layer matched the denoiser")
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the answer
+        return {"loaded": False, "changed": False, "maxAbsDiff": 0.0, "error": f"{type(exc).__name__}: {exc}"}
+    after = render(pipe, seed)
+    diff = float(np.abs(after.astype(np.float64) - before.astype(np.float64)).max())
+    return {"loaded": True, "changed": diff > 0.0, "maxAbsDiff": diff}
 
 
 def main() -> int:
@@ -33,29 +64,9 @@ def main() -> int:
     parser.add_argument("--lora", required=True, type=Path, help=".safetensors LoRA file")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    import numpy as np
-    import torch
-    from diffusers import StableDiffusionPipeline
-
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if dev == "cuda" else torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(
-        args.model, torch_dtype=dtype, safety_checker=None, feature_extractor=None
-    ).to(dev)
-    pipe.set_progress_bar_config(disable=True)
-    before = render(pipe, args.seed)
-    try:
-        pipe.load_lora_weights(str(args.lora.parent), weight_name=args.lora.name)
-        if not pipe.get_list_adapters().get("unet"):
-            raise ValueError("no LoRA layer matched the UNet")
-    except Exception as exc:  # noqa: BLE001 - any failure to load is the answer
-        print(json.dumps({"loaded": False, "changed": False, "maxAbsDiff": 0.0, "error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    after = render(pipe, args.seed)
-    diff = float(np.abs(after.astype(np.float64) - before.astype(np.float64)).max())
-    print(json.dumps({"loaded": True, "changed": diff > 0.0, "maxAbsDiff": diff}))
-    return 0
+    report = verify(args.model, args.lora, args.seed)
+    print(json.dumps(report))
+    return 0 if report["loaded"] else 1
 
 
 if __name__ == "__main__":

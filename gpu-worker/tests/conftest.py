@@ -133,6 +133,25 @@ PARAM_DEFAULTS = {
 }
 
 
+def train_job(store, n_images: int = 3, *, base: str = "tiny-sd", job_id: str = "train-1", out: str = "out/lora.safetensors",
+              extra: dict | None = None, **params) -> dict:
+    """A complete train job (every defaulted field present, as the orchestrator sends it)."""
+    images = [dict(store.put_image(f"img/{i}.png", png_bytes(i)), caption=f"a photo number {i}") for i in range(n_images)]
+    return {
+        "id": job_id,
+        "input": {
+            "task": "train",
+            "baseModel": base,
+            "triggerWord": "zxq",
+            "images": images,
+            "params": {"steps": 30, "rank": 4, "learningRate": 1e-3, "batchSize": 2, "seed": 7, **PARAM_DEFAULTS, **params},
+            "output": {"loraUrl": store.url(out)},
+            "format": "diffusers",
+            **(extra or {}),
+        },
+    }
+
+
 def png_bytes(seed: int, size: int = 48, width: int | None = None) -> bytes:
     """A small deterministic, non-square picture (so the crop path runs)."""
     from PIL import Image

@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
 import handler
-from conftest import PARAM_DEFAULTS, WORKER_DIR, png_bytes
+from conftest import png_bytes
+from conftest import train_job as make_train_job
 from contract import load_schema, schema_dir
+from verify_lora import verify
 
 STEPS = 30
 
 
 def train_job(store, n_images: int = 3, **params) -> dict:
-    images = [dict(store.put_image(f"img/{i}.png", png_bytes(i)), caption=f"a photo number {i}") for i in range(n_images)]
-    return {
-        "id": "train-1",
-        "input": {
-            "task": "train",
-            "baseModel": "tiny-sd",
-            "triggerWord": "zxq",
-            "images": images,
-            "params": {"steps": STEPS, "rank": 4, "learningRate": 1e-3, "batchSize": 2, "seed": 7, **PARAM_DEFAULTS, **params},
-            "output": {"loraUrl": store.url("out/lora.safetensors")},
-            "format": "diffusers",
-        },
-    }
+    params.setdefault("steps", STEPS)
+    return make_train_job(store, n_images, **params)
 
 
 def schema_errors(name: str, instance: dict) -> list[str]:
@@ -65,17 +54,14 @@ def test_train_job_end_to_end(worker_env, store, progress_log, model_dir: Path, 
     steps = [p["step"] for p in progress_log if p["phase"] == "training"]
     assert steps == sorted(steps) and len(set(steps)) == len(steps) and steps[-1] == STEPS
     assert all(p["totalSteps"] == STEPS for p in progress_log if p["phase"] == "training")
+    last = [p for p in progress_log if p["phase"] == "training"][-1]
+    assert last["itPerSec"] > 0 and last["etaSeconds"] == 0
 
     # The published file loads into the base pipeline and changes its output.
     lora_file = tmp_path / "lora.safetensors"
     lora_file.write_bytes(uploaded)
-    verify = subprocess.run(
-        [sys.executable, str(WORKER_DIR / "verify_lora.py"), "--model", str(model_dir / "tiny-sd"), "--lora", str(lora_file)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert verify.returncode == 0, verify.stderr[-2000:]
-    report = json.loads(verify.stdout.strip().splitlines()[-1])
-    assert report["loaded"] is True and report["changed"] is True and report["maxAbsDiff"] > 0
+    report = verify(model_dir / "tiny-sd", lora_file)
+    assert report["loaded"] is True and report["changed"] is True and report["maxAbsDiff"] > 0, report
 
 
 def test_same_seed_twice_gives_the_same_lora(worker_env, store, progress_log) -> None:
