@@ -179,14 +179,27 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
+/** Stacks still running: Ctrl-C or SIGTERM stops them before the benchmark exits. */
+const running = new Set<() => Promise<void>>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`bench: ${signal}, stopping services`);
+    void Promise.allSettled([...running].map((stop) => stop())).then(() => process.exit(130));
+  });
+}
+
 export async function startBenchStack(o: BenchStackOptions): Promise<BenchStack> {
   const tmp = tempDir('bench');
   const logDir = path.join(tmp.dir, 'logs');
   const cleanups: Array<() => Promise<void>> = [];
-  const stop = async () => {
-    for (const fn of cleanups.reverse()) await fn().catch(() => {});
-    tmp.remove();
-  };
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      for (const fn of cleanups.reverse()) await fn().catch(() => {});
+      tmp.remove();
+      running.delete(stop);
+    })());
+  running.add(stop);
   try {
     const [temporal, s3, runpod] = await Promise.all([
       startTemporalServer(logDir).then((t) => (cleanups.push(() => stopService(t.service)), t)),

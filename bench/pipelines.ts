@@ -126,7 +126,13 @@ async function findManifestKey(stack: BenchStack, workflowId: string): Promise<s
 // ------------------------------------------------------------------ 2. completion latency
 
 export async function benchLatency(o: { n: number; jobSeconds: [number, number]; log: (m: string) => void }) {
-  const stack = await startBenchStack({ handler: HANDLER, workerEnv: { BENCH_CONCURRENCY: String(o.n) }, log: o.log });
+  // One Python worker holds every job at once (async handler; runpod-local gives it that many).
+  const stack = await startBenchStack({
+    handler: HANDLER,
+    workerEnv: { BENCH_CONCURRENCY: String(o.n + 1) },
+    runpodExtra: { concurrency: o.n + 1 },
+    log: o.log,
+  });
   try {
     // Every image has a sidecar caption: the train job is the only GPU job, so every status call counted is one.
     const dataset = await makeDataset(path.join(stack.dir, 'dataset'), { images: 2, captioned: 2 });
@@ -155,6 +161,8 @@ export async function benchLatency(o: { n: number; jobSeconds: [number, number];
       toActivity.push((train.completedAt - Date.parse(job.finishedAt)) / 1000);
     }
     for (const e of ledger) if (e.finishedAt) jobMs += Date.parse(e.finishedAt) - Date.parse(e.submittedAt);
+    // Every job should have started at once: the wait in the queue shows whether the endpoint held them all.
+    const queued = ledger.filter((e) => e.takenAt).map((e) => (Date.parse(e.takenAt!) - Date.parse(e.submittedAt)) / 1000);
     const jobMinutes = jobMs / 60_000;
     const statusCalls = callsOf(calls, 'status') + callsOf(calls, 'status-sync');
     return {
@@ -169,6 +177,7 @@ export async function benchLatency(o: { n: number; jobSeconds: [number, number];
       },
       /** Part of it: COMPLETED → the train activity's completion recorded by Temporal. */
       toActivityCompletedSeconds: { p50: round(percentile(toActivity, 50)), p99: round(percentile(toActivity, 99)) },
+      queueSeconds: { p50: round(percentile(queued, 50)), max: round(Math.max(...queued)) },
       jobMinutes: round(jobMinutes, 2),
       statusCalls,
       statusCallsPerJobMinute: round(statusCalls / jobMinutes, 1),
