@@ -1,7 +1,7 @@
 # loraflow: `make demo` and `make test` bootstrap everything they need (idempotent).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help setup dev demo test stop contract bench
+.PHONY: help setup dev demo test stop contract chaos bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t12
@@ -26,3 +26,6 @@ contract: ## regenerate contract/schema/*.json from the zod contract
 
 bench: setup ## run the benchmarks (BENCH_QUICK=1 or BENCH_ARGS=--quick for a short run); writes bench/results/SUMMARY.md
 	@npx tsx bench/run.ts $(BENCH_ARGS)
+
+chaos: setup ## the chaos suite: pipelines under injected faults, audited (QUICK=1 for the short mode)
+	@npx tsx chaos/run.ts $(if $(QUICK),--quick,)

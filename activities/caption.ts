@@ -31,6 +31,7 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
         images: await Promise.all(missing.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key) }))),
       }),
       CaptionJobOutput,
+      { jobsPrefix: `runs/${input.runKey}/gpu-jobs` },
     );
     gpuJobId = job.gpuJobId;
     for (const { id, caption } of job.output.captions) captions[id] = withTrigger(input.triggerWord, caption);

@@ -8,10 +8,10 @@ import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/
 import type { z } from 'zod';
 import { GpuErrorClass, GpuProgress, type GpuJobInput } from '../contract/gpu-job.js';
 import type { GpuProgressSignal } from '../contract/pipeline.js';
-import { RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
+import { RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { gpuProgressSignal } from '../workflows/definitions.js';
 import { scrubUrls } from '../lib/logger.js';
-import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent } from '../lib/s3.js';
+import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent, putBytes } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface GpuHeartbeat {
@@ -46,6 +46,8 @@ export interface GpuJobOptions<T> {
   maxFailures?: number;
   /** First wait before resubmitting after a failure, doubled each time up to 30 s (default 5 s). */
   retryBackoffMs?: number;
+  /** S3 prefix where every submitted job id is recorded (see cancelGpuJobs). */
+  jobsPrefix?: string;
 }
 
 /** What makeInput needs to build one generation's job: presigned URLs made at submit time. */
@@ -79,8 +81,10 @@ export async function runGpuJob<T>(
         // A job submitted by an attempt that died before its heartbeat already holds the claim.
         gpuJobId = claimKey ? await claimOwner(deps, claimKey) : undefined;
         if (!gpuJobId) {
-          gpuJobId = (await deps.runpod.run(withinPayloadLimit(await makeInput(await submission(deps, opts, generation))))).id;
+          gpuJobId = await submit(deps, withinPayloadLimit(await makeInput(await submission(deps, opts, generation))));
           log.info('GPU job submitted', { gpuJobId, generation });
+          // Remember every job of the pipeline, so a failed or cancelled pipeline can stop them all.
+          if (opts.jobsPrefix) await putBytes(deps.storage, `${opts.jobsPrefix}/${gpuJobId}.json`, JSON.stringify({ gpuJobId, generation }), 'application/json');
         }
       }
       ctx.heartbeat({ gpuJobId, generation, failures } satisfies GpuHeartbeat);
@@ -125,8 +129,25 @@ export async function runGpuJob<T>(
   }
 }
 
+/**
+ * POST /run, riding out throttling and server errors. A 5xx could come after the job was created:
+ * a claimed training then stops its duplicate before any work, so retrying is safe.
+ */
+async function submit(deps: ActivityDeps, input: GpuJobInput): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await deps.runpod.run(input)).id;
+    } catch (err) {
+      const retryable = !(err instanceof RunpodHttpError) || err.status === 429 || err.status >= 500;
+      if (!retryable || attempt === 5) throw err;
+      log.warn('RunPod /run failed; retrying', { attempt, error: err instanceof Error ? err.message : String(err) });
+      await Context.current().sleep(Math.min(10_000, 500 * 2 ** attempt));
+    }
+  }
+}
+
 /** A cancelled pipeline must not leave its GPU job running: retry the cancel through API errors. */
-async function cancelJob(deps: ActivityDeps, gpuJobId: string): Promise<void> {
+export async function cancelJob(deps: ActivityDeps, gpuJobId: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await deps.runpod.cancel(gpuJobId);

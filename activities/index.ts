@@ -1,5 +1,6 @@
 // Activities bound to their dependencies, the way Temporal's samples inject clients.
 import { captionDataset } from './caption.js';
+import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
 import { ingestDataset } from './ingest.js';
 import { publishLora } from './publish.js';
@@ -11,6 +12,7 @@ export function createActivities(deps: ActivityDeps) {
     captionDataset: (input: Parameters<typeof captionDataset>[1]) => captionDataset(deps, input),
     trainOnGpu: (input: Parameters<typeof trainOnGpu>[1]) => trainOnGpu(deps, input),
     publishLora: (input: Parameters<typeof publishLora>[1]) => publishLora(deps, input),
+    cancelGpuJobs: (input: Parameters<typeof cancelGpuJobs>[1]) => cancelGpuJobs(deps, input),
   };
 }
 

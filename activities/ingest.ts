@@ -33,11 +33,11 @@ export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof Inge
       const caption = (await file.read()).toString('utf8').trim();
       if (caption) sidecars.set(stem(file.name), caption.slice(0, 1000));
     } else if (IMAGE_EXT.has(ext)) {
-      try {
-        images.push(await storeImage(deps, file.name, await file.read()));
-      } catch (err) {
+      const decoded = await decode(await file.read()).catch((err: unknown) => {
         rejected.push(`${file.name} (${err instanceof Error ? err.message : String(err)})`);
-      }
+      });
+      // Storage errors are not the image's fault: they propagate, and the activity is retried.
+      if (decoded) images.push(await storeImage(deps, file.name, decoded));
     }
     heartbeat({ done: ++done, total: files.length });
   }
@@ -80,12 +80,16 @@ export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof Inge
   };
 }
 
-/** Decodes fully (so truncated files fail here, not on the GPU), strips metadata, stores as PNG. */
-async function storeImage(deps: ActivityDeps, source: string, input: Buffer): Promise<DatasetManifestImage> {
-  const { data, info } = await sharp(input, { limitInputPixels: MAX_PIXELS, failOn: 'error' })
+/** Decodes fully (so truncated files fail here, not on the GPU) and re-encodes as PNG without metadata. */
+function decode(input: Buffer) {
+  return sharp(input, { limitInputPixels: MAX_PIXELS, failOn: 'error' })
     .rotate() // apply EXIF orientation before the metadata goes
     .png()
     .toBuffer({ resolveWithObject: true });
+}
+
+/** Content-addressed: an image already stored is not written again. */
+async function storeImage(deps: ActivityDeps, source: string, { data, info }: Awaited<ReturnType<typeof decode>>): Promise<DatasetManifestImage> {
   const id = sha256(data);
   const key = `images/sha256/${id}.png`;
   if (!(await exists(deps.storage, key))) await putBytes(deps.storage, key, data, 'image/png');

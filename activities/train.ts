@@ -59,7 +59,7 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
       };
     },
     TrainJobOutput,
-    { claimPrefix: `${run}/train-claims`, checkpointPrefix: `${run}/checkpoints`, isSegment: (output) => !output.lora },
+    { claimPrefix: `${run}/train-claims`, checkpointPrefix: `${run}/checkpoints`, jobsPrefix: `${run}/gpu-jobs`, isSegment: (output) => !output.lora },
   );
 
   const outputs = job.outputs;

@@ -237,9 +237,9 @@ describe('trainLora workflow', () => {
     expect(published.uri).toContain('/loras/robot/');
     const trains = gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
     expect(trains.map((e) => e.status)).toEqual(['FAILED', 'COMPLETED']);
-    // At most one checkpoint interval (10 steps) was trained twice.
+    // At most one checkpoint interval (10 steps) was trained twice; from step 0 it would be 25 or more.
     const stepsPaid = trains.reduce((n, e) => n + e.progressUpdates, 0);
-    expect(stepsPaid).toBeGreaterThan(60);
+    expect(stepsPaid).toBeGreaterThanOrEqual(60);
     expect(stepsPaid).toBeLessThanOrEqual(60 + 10);
   });
 

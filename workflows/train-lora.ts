@@ -2,7 +2,10 @@
 // every side effect is an activity, and history holds keys, ids and hashes, never bytes or URLs.
 import {
   ActivityCancellationType,
+  CancellationScope,
+  CancelledFailure,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -15,7 +18,8 @@ import { gpuProgressSignal, LoraNameKey, LoraStageKey, progressQuery } from './d
 const { ingestDataset } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '1 minute',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['InvalidDataset', 'InvalidInput'] },
+  // Storage or network trouble is retried for minutes; a bad dataset is not retried at all.
+  retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['InvalidDataset', 'InvalidInput'] },
 });
 
 // GPU stages: retries resume polling the recorded RunPod job, they never submit a second one.
@@ -27,9 +31,15 @@ const { captionDataset, trainOnGpu } = proxyActivities<Activities>({
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
 });
 
+// Cleanup after a failure or cancel: cancels GPU jobs the pipeline's activities could not stop.
+const { cancelGpuJobs } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumAttempts: 10, maximumInterval: '30 seconds' },
+});
+
 const { publishLora } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ArtifactNotVerified'] },
+  retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['ArtifactNotVerified'] },
 });
 
 export async function trainLora(request: TrainRequest): Promise<PublishedLora> {
@@ -80,8 +90,16 @@ export async function trainLora(request: TrainRequest): Promise<PublishedLora> {
     progress.result = published;
     return published;
   } catch (err) {
-    enter(isCancellation(err) ? 'cancelled' : 'failed');
+    // A cancel can surface as the failure of an activity that could not finish cancelling
+    // (its worker died): the pipeline was still cancelled.
+    const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
+    enter(cancelled ? 'cancelled' : 'failed');
     progress.error = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+    if (patched('cancel-gpu-jobs-on-failure')) {
+      // Whatever failed, no GPU job of this pipeline may keep billing.
+      await CancellationScope.nonCancellable(() => cancelGpuJobs({ runKey })).catch(() => undefined);
+    }
+    if (cancelled && !isCancellation(err)) throw new CancelledFailure('pipeline cancelled', [], err instanceof Error ? err : undefined);
     throw err;
   }
 }
