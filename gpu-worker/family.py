@@ -11,6 +11,7 @@ The family is read from the base model's model_index.json (`_class_name`).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ class Family:
         generator = torch.Generator(self.device).manual_seed(seed)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             return pipe(
-                prompt, width=width, height=height, num_inference_steps=self.sample_steps, generator=generator,
+                prompt, width=width, height=height, generator=generator,
+                num_inference_steps=int(os.environ.get("LORAFLOW_SAMPLE_STEPS") or self.sample_steps),
                 **self.pipeline_kwargs(),
             ).images[0]
 

@@ -143,7 +143,6 @@ def fingerprint(job_input: dict[str, Any], fam: Family, resolution: int) -> dict
 def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop: StopSignal | None = None) -> dict[str, Any]:
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import cast_training_params
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -295,7 +294,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         losses.append(step_loss)
         rate = (step - start_step) / max(time.monotonic() - loop_started, 1e-9)
         progress.step("training", step, steps, step_loss, it_per_sec=rate, eta_seconds=(steps - step) / rate)
-        if step in sample_urls:
+        if step in sample_urls and not stop.is_set():  # stopping: the checkpoint first, and fast
             render_sample(step)
         if ckpt_spec and step % ckpt_spec["everySteps"] == 0:
             upload_checkpoint(step)
@@ -325,7 +324,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
             lora_path = out_dir / LORA_FILENAME
             save_file(fam.to_kohya(state, model), lora_path)  # no metadata: the same bytes every time
         else:
-            lora_path = fam.save_lora(convert_state_dict_to_diffusers(state), out_dir)
+            lora_path = fam.save_lora(state, out_dir)  # peft's lora_A/lora_B names, as diffusers saves them
         data = lora_path.read_bytes()
         transfer.upload(job_input["output"]["loraUrl"], lora_path)
         timer.stop()

@@ -16,6 +16,8 @@ WORKER_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(WORKER_DIR))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models on a few shared cores: one thread each is much faster than threads spinning on each other.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +41,7 @@ def worker_env(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LORAFLOW_MODEL_DIR", str(model_dir))
     monkeypatch.setenv("LORAFLOW_WORK_DIR", str(work))
     monkeypatch.setenv("LORAFLOW_CAPTIONER", "tiny-captioner")
+    monkeypatch.setenv("LORAFLOW_SAMPLE_STEPS", "3")
     monkeypatch.setattr(transfer, "BACKOFF_SECONDS", 0.01)
     return work
 
