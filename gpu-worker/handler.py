@@ -1,21 +1,19 @@
 """loraflow GPU worker: a stateless RunPod serverless handler.
 
-Accepted inputs (`job["input"]`, validated against contract/schema/gpu-job-input.schema.json):
+Jobs (`job["input"]`) are validated against contract/schema/gpu-job-input.schema.json, which
+is generated from contract/gpu-job.ts (the reference for every field):
 
-  {"task": "caption", "triggerWord": str,
-   "images": [{"id": sha256hex, "url": presigned GET}, ...]}
-  -> {"captioner": str, "captions": [{"id": sha256hex, "caption": "<trigger>, ..."}]}
-
-  {"task": "train", "baseModel": str, "triggerWord": str,
-   "images": [{"id": sha256hex, "url": presigned GET, "caption": str}, ...],
-   "params": {"steps", "rank", "alpha"?, "learningRate", "batchSize", "resolution"?, "seed"},
-   "output": {"loraUrl": presigned PUT}, "claim"?: {"url": presigned conditional PUT}}
-  -> {"lora": {"sha256", "bytes"}, "metrics": {"steps", "finalLoss", "lossCurve", "seconds",
-      "device", "peakMemoryBytes"}}
+  caption: {"task": "caption", "triggerWord", "images": [{"id", "url"}]}
+    -> {"captioner", "captions": [{"id", "caption": "<trigger>, ..."}]}
+  train:   {"task": "train", "baseModel", "triggerWord", "images": [{"id", "url", "caption"}],
+            "params": {...}, "output": {"loraUrl"}, "format", "claim"?, "stopAtStep"?,
+            "stopAfterSeconds"?, "checkpoint"?: {"url", "everySteps"}, "resume"?: {"url"},
+            "samples"?: {"prompt", "urls": {"<step>": url}}}
+    -> {"step", "lora"? (only when finished), "checkpoint"?, "samples"?, "metrics"}
 
 Failures return {"error": "[OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED] message"} (see errors.py).
 Importing this module is cheap: torch and the models load on the first job that needs them
-(models then stay cached per name for the life of the worker).
+(frozen models then stay cached per name for the life of the worker).
 """
 
 from __future__ import annotations

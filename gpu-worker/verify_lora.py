@@ -28,7 +28,10 @@ def load_pipeline(model: Path):
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if dev == "cuda" else torch.float32
-    pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype).to(dev)
+    index = json.loads((model / "model_index.json").read_text(encoding="utf-8"))
+    # SD-1.x images ship without the safety checker (see Dockerfile.gpu)
+    extra = {"safety_checker": None, "feature_extractor": None} if "safety_checker" in index else {}
+    pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype, **extra).to(dev)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
