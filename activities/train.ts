@@ -71,7 +71,7 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     stagingKey,
     lora: job.output.lora!,
     samples: [...samples].sort(([a], [b]) => a - b).map(([step, sha256]) => ({ step, key: sampleKey(step), sha256 })),
-    metrics: mergeMetrics(outputs.map((o) => o.metrics)),
+    metrics: { ...mergeMetrics(outputs.map((o) => o.metrics)), steps: job.output.step },
   };
 }
 
@@ -83,20 +83,20 @@ export function stepsToSample(steps: number, every: number): number[] {
 
 type Metrics = TrainResult['metrics'];
 
-/** One training's metrics from its segments: curves joined, phase seconds summed, peaks maxed. */
-export function mergeMetrics(parts: Metrics[]): Metrics {
+/**
+ * One training's metrics from its jobs. The worker carries the loss history in its checkpoints,
+ * so the last job's curve and final loss cover the whole training; steps and phase seconds are
+ * what each job spent (steps redone after a crash count: they were paid for), peaks are maxed.
+ */
+export function mergeMetrics(parts: Metrics[]): Metrics & { stepsPaid: number } {
   const last = parts.at(-1)!;
-  const curve = parts.flatMap((p) => p.lossCurve);
-  const stride = Math.max(1, Math.ceil(curve.length / 200));
   const seconds: Record<string, number> = {};
   for (const p of parts) for (const [phase, s] of Object.entries(p.seconds)) seconds[phase] = (seconds[phase] ?? 0) + s;
   const peaks = parts.map((p) => p.peakMemoryBytes).filter((b): b is number => b !== undefined);
   return {
-    steps: last.steps,
-    finalLoss: last.finalLoss,
-    lossCurve: curve.filter((_, i) => i % stride === 0).slice(0, 200),
+    ...last,
+    stepsPaid: parts.reduce((n, p) => n + p.steps, 0),
     seconds,
-    device: last.device,
     ...(peaks.length ? { peakMemoryBytes: Math.max(...peaks) } : {}),
   };
 }

@@ -241,17 +241,11 @@ describe('small pure pieces', () => {
   });
   it('merges segment metrics into one training', () => {
     const merged = mergeMetrics([
-      { steps: 10, finalLoss: 0.5, lossCurve: Array(150).fill(1), seconds: { load: 2, training: 10 }, device: 'cpu', peakMemoryBytes: 5 },
-      { steps: 20, finalLoss: 0.25, lossCurve: Array(150).fill(2), seconds: { load: 1, training: 9 }, device: 'cpu', peakMemoryBytes: 7 },
+      { steps: 10, finalLoss: 0.5, lossCurve: [1, 0.5], seconds: { load: 2, training: 10 }, device: 'cpu', peakMemoryBytes: 5 },
+      { steps: 12, finalLoss: 0.25, lossCurve: [1, 0.5, 0.25], seconds: { load: 1, training: 9 }, device: 'cpu', peakMemoryBytes: 7 },
     ]);
-    expect(merged).toMatchObject({ steps: 20, finalLoss: 0.25, seconds: { load: 3, training: 19 }, peakMemoryBytes: 7 });
-    expect(merged.lossCurve.length).toBeLessThanOrEqual(200);
-    expect(merged.lossCurve[0]).toBe(1);
-    expect(merged.lossCurve.at(-1)).toBe(2);
-  });
-  it('puts the trigger word first, once', () => {
-    expect(withTrigger('lfx', 'a cat, lfx, sitting')).toBe('lfx, a cat, sitting');
-    expect(withTrigger('lfx', 'lfx')).toBe('lfx');
+    // The last job's curve already covers the whole training (the history travels in checkpoints).
+    expect(merged).toEqual({ steps: 12, stepsPaid: 22, finalLoss: 0.25, lossCurve: [1, 0.5, 0.25], seconds: { load: 3, training: 19 }, device: 'cpu', peakMemoryBytes: 7 });
   });
   it('refuses a GPU job input over the RunPod 10 MB /run limit, before sending it', () => {
     const image = (i: number) => ({ id: sha256(Buffer.from(String(i))), url: `https://s3.example/b/${i}.png?X-Amz-Signature=${'a'.repeat(2000)}` });
