@@ -1,9 +1,21 @@
 // The `loraflow` CLI. Every command takes --json; configuration comes from the environment (lib/config.ts).
 import { Command, InvalidArgumentError } from 'commander';
 import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
-import { loadConfig } from './lib/config.js';
+import { type Config, loadConfig } from './lib/config.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, status } from './cli/inspect.js';
+import {
+  backfillSchedule,
+  createSchedule,
+  deleteSchedule,
+  describeScheduleRow,
+  listSchedules,
+  OVERLAP,
+  type Overlap,
+  pauseSchedule,
+  triggerSchedule,
+  unpauseSchedule,
+} from './cli/schedule.js';
 import { buildRequest, startTraining } from './cli/train.js';
 import { describeProgress, watch } from './cli/watch.js';
 
@@ -15,39 +27,50 @@ const num = (v: string) => {
   if (Number.isNaN(Number(v))) throw new InvalidArgumentError('expected a number');
   return Number(v);
 };
+const isoDate = (v: string) => {
+  const d = new Date(v);
+  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('expected an ISO date-time, e.g. 2026-01-01T00:00:00Z');
+  return d;
+};
 const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value, null, 2) : text);
 
 const program = new Command('loraflow').description('Durable LoRA training: Temporal pipelines, RunPod GPU workers, S3 storage.').showHelpAfterError();
 
-program
-  .command('train')
-  .description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)')
-  .requiredOption('--name <name>', 'LoRA name (lowercase letters, digits, "-")')
-  .requiredOption('--images <source>', 'dataset: a directory or .zip of images, an https:// URL of a .zip, or s3://bucket/prefix')
-  .requiredOption('--trigger <word>', 'trigger word put in front of every caption')
-  .option('--steps <n>', `training steps (default: ${D.steps})`, int)
-  .option('--rank <n>', `LoRA rank (default: ${D.rank})`, int)
-  .option('--alpha <n>', 'LoRA alpha (default: the rank)', num)
-  .option('--lr <x>', `learning rate (default: ${D.learningRate})`, num)
-  .option('--batch-size <n>', `batch size (default: ${D.batchSize})`, int)
-  .option('--resolution <px>', "training size in pixels (default: the base model's)", int)
-  .option('--seed <n>', `random seed (default: ${D.seed})`, int)
-  .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
-  .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
-  .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
+/** The dataset and training flags `train` and `schedule create` share. */
+function trainingFlags(command: Command): Command {
+  return command
+    .requiredOption('--name <name>', 'LoRA name (lowercase letters, digits, "-")')
+    .requiredOption('--images <source>', 'dataset: a directory or .zip of images, an https:// URL of a .zip, or s3://bucket/prefix')
+    .requiredOption('--trigger <word>', 'trigger word put in front of every caption')
+    .option('--steps <n>', `training steps (default: ${D.steps})`, int)
+    .option('--rank <n>', `LoRA rank (default: ${D.rank})`, int)
+    .option('--alpha <n>', 'LoRA alpha (default: the rank)', num)
+    .option('--lr <x>', `learning rate (default: ${D.learningRate})`, num)
+    .option('--batch-size <n>', `batch size (default: ${D.batchSize})`, int)
+    .option('--resolution <px>', "training size in pixels (default: the base model's)", int)
+    .option('--seed <n>', `random seed (default: ${D.seed})`, int)
+    .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
+    .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
+    .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int);
+}
+
+const requestFrom = (o: any, config: Config) =>
+  buildRequest({
+    name: o.name,
+    images: o.images,
+    triggerWord: o.trigger,
+    baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
+    format: o.format,
+    sampleEvery: o.sampleEvery,
+    params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
+  }, config);
+
+trainingFlags(program.command('train').description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)'))
   .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     const config = loadConfig();
-    const request = await buildRequest({
-      name: o.name,
-      images: o.images,
-      triggerWord: o.trigger,
-      baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
-      format: o.format,
-      sampleEvery: o.sampleEvery,
-      params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
-    }, config);
+    const request = await requestFrom(o, config);
     const client = await connect(config);
     const { handle, attached } = await startTraining(client, config, request);
     const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };
@@ -63,7 +86,13 @@ program
   .option('--json', 'machine-readable output')
   .action(async (id: string, o) => {
     const s = await status(await connect(loadConfig()), id);
-    const extra = s.result ? `\n  published: ${s.result.uri}` : s.error ? `\n  error: ${s.error}` : '';
+    const extra = s.result
+      ? `\n  published: ${s.result.uri}`
+      : s.skipped
+        ? `\n  skipped: dataset unchanged since version ${s.skipped.latestVersion} (${s.skipped.latestUri})`
+        : s.error
+          ? `\n  error: ${s.error}`
+          : '';
     print(o.json, s, `${id}: ${s.status} ${describeProgress(s)}${extra}`);
   });
 
@@ -95,6 +124,54 @@ program
     const config = loadConfig();
     const files = await download(await connect(config), config, id, o.out);
     print(o.json, files, `${files.lora}\n${files.metadata}`);
+  });
+
+const schedule = program.command('schedule').description('cron-triggered retraining: a run retrains only when the dataset changed since the last published version');
+
+trainingFlags(schedule.command('create').description('retrain a LoRA on a cron schedule (Temporal Schedule `retrain-<name>`)'))
+  .requiredOption('--cron <expr>', 'when to run, a cron expression in UTC, e.g. "0 3 * * *"')
+  .option('--overlap <policy>', `when a run is still going at the next time: ${Object.keys(OVERLAP).join(', ')}`, 'skip')
+  .option('--json', 'machine-readable output')
+  .action(async (o) => {
+    if (!(o.overlap in OVERLAP)) throw new CliError(`--overlap: expected one of ${Object.keys(OVERLAP).join(', ')}, got ${JSON.stringify(o.overlap)}`);
+    const config = loadConfig();
+    const request = await requestFrom(o, config);
+    const created = await createSchedule(await connect(config), config, request, { cron: o.cron, overlap: o.overlap as Overlap });
+    print(o.json, created, `created schedule ${created.scheduleId}`);
+  });
+
+schedule
+  .command('list')
+  .description("schedules: state, next run, recent runs and their outcome (published, skipped: dataset unchanged, failed)")
+  .option('--json', 'machine-readable output')
+  .action(async (o) => {
+    const rows = await listSchedules(await connect(loadConfig()));
+    print(o.json, rows, rows.map(describeScheduleRow).join('\n') || 'no schedules');
+  });
+
+const scheduleAction = (name: string, description: string, run: (client: Awaited<ReturnType<typeof connect>>, id: string) => Promise<void>, done: string) =>
+  schedule
+    .command(`${name} <id>`)
+    .description(description)
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, o) => {
+      await run(await connect(loadConfig()), id);
+      print(o.json, { scheduleId: id, [name]: true }, `${id}: ${done}`);
+    });
+scheduleAction('pause', 'pause a schedule (no runs until unpaused)', pauseSchedule, 'paused');
+scheduleAction('unpause', 'resume a paused schedule', unpauseSchedule, 'active');
+scheduleAction('trigger', 'run a schedule now (its overlap policy applies)', triggerSchedule, 'triggered');
+scheduleAction('delete', 'delete a schedule (runs already started go on)', deleteSchedule, 'deleted');
+
+schedule
+  .command('backfill <id>')
+  .description('take the runs a schedule would have taken between two times')
+  .requiredOption('--from <iso>', 'start time, e.g. 2026-01-01T00:00:00Z', isoDate)
+  .requiredOption('--to <iso>', 'end time', isoDate)
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    await backfillSchedule(await connect(loadConfig()), id, o.from, o.to);
+    print(o.json, { scheduleId: id, from: o.from, to: o.to }, `${id}: backfilling ${o.from.toISOString()} .. ${o.to.toISOString()}`);
   });
 
 program

@@ -24,6 +24,7 @@ async function run() {
       storage,
       runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID }),
       pollIntervalMs: config.LORAFLOW_POLL_MS,
+      captioner: config.LORAFLOW_CAPTIONER,
       allowPrivateUrls: config.LORAFLOW_ALLOW_PRIVATE_URLS,
       training: { checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY, segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS },
     }),

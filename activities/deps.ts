@@ -9,6 +9,9 @@ export interface ActivityDeps {
   pollIntervalMs: number;
   /** Checkpoint cadence and segment length of training jobs (defaults: 50 steps, 480 s). */
   training?: { checkpointEvery: number; segmentSeconds: number };
+  /** The captioner the endpoint's GPU worker runs (its LORAFLOW_CAPTIONER): cached captions of
+   * this captioner are reused instead of captioning again. Unset: no reuse. */
+  captioner?: string;
   /** Allow dataset URLs on loopback/private addresses (local development only). */
   allowPrivateUrls?: boolean;
 }

@@ -3,7 +3,7 @@ import { captionDataset } from './caption.js';
 import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
 import { ingestDataset } from './ingest.js';
-import { publishLora } from './publish.js';
+import { latestPublished, publishLora } from './publish.js';
 import { trainOnGpu } from './train.js';
 
 export function createActivities(deps: ActivityDeps) {
@@ -12,6 +12,7 @@ export function createActivities(deps: ActivityDeps) {
     captionDataset: (input: Parameters<typeof captionDataset>[1]) => captionDataset(deps, input),
     trainOnGpu: (input: Parameters<typeof trainOnGpu>[1]) => trainOnGpu(deps, input),
     publishLora: (input: Parameters<typeof publishLora>[1]) => publishLora(deps, input),
+    latestPublished: (input: Parameters<typeof latestPublished>[1]) => latestPublished(deps, input),
     cancelGpuJobs: (input: Parameters<typeof cancelGpuJobs>[1]) => cancelGpuJobs(deps, input),
   };
 }

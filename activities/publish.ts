@@ -1,9 +1,12 @@
 // publish: only a verified artifact is published. The staged LoRA must exist with the sha256 the
 // GPU worker reported (RunPod can say COMPLETED when the upload failed); then it is copied under
-// loras/<name>/<version>/ with metadata.json. Re-running it writes the same objects: idempotent.
+// loras/<name>/<version>/ with metadata.json, and loras/<name>/latest.json names it (with its dataset's
+// manifest sha256). Re-running it writes the same objects: idempotent.
 import { ApplicationFailure, log } from '@temporalio/activity';
-import type { CaptionResult, IngestResult, PublishedLora, TrainRequest, TrainResult } from '../contract/pipeline.js';
-import { copyObject, putBytes, s3Uri, sha256OfObject } from '../lib/s3.js';
+import { z } from 'zod';
+import { LoraName, type CaptionResult, type IngestResult, type LatestPublished, type PublishedLora, type TrainRequest, type TrainResult } from '../contract/pipeline.js';
+import { copyObject, getBytesIfExists, putBytes, s3Uri, sha256OfObject } from '../lib/s3.js';
+import { parseInput } from './ingest.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface PublishInput {
@@ -55,6 +58,37 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     metrics: trained.metrics,
   };
   await putBytes(deps.storage, metadataKey, JSON.stringify(metadata, null, 2), 'application/json');
+  await recordLatest(deps, {
+    name: request.name,
+    version,
+    manifestSha256: input.dataset.manifestSha256,
+    uri: s3Uri(deps.storage, loraKey),
+    metadataUri: s3Uri(deps.storage, metadataKey),
+  });
   log.info('LoRA published', { uri: s3Uri(deps.storage, loraKey) });
   return { uri: s3Uri(deps.storage, loraKey), metadataUri: s3Uri(deps.storage, metadataKey), version, sha256: trained.lora.sha256, bytes: trained.lora.bytes };
+}
+
+const latestKey = (name: string) => `loras/${name}/latest.json`;
+
+/** loras/<name>/latest.json names the newest version (versions sort by start time): an older run
+ * finishing late does not take it back. */
+async function recordLatest(deps: ActivityDeps, latest: LatestPublished): Promise<void> {
+  const current = await readLatest(deps, latest.name);
+  if (current && current.version > latest.version) return;
+  await putBytes(deps.storage, latestKey(latest.name), JSON.stringify(latest, null, 2), 'application/json');
+}
+
+async function readLatest(deps: ActivityDeps, name: string): Promise<LatestPublished | undefined> {
+  const bytes = await getBytesIfExists(deps.storage, latestKey(name));
+  return bytes ? (JSON.parse(bytes.toString('utf8')) as LatestPublished) : undefined;
+}
+
+export const LatestInput = z.object({ name: LoraName });
+
+/** The newest published version of a LoRA name (scheduled runs compare its dataset with theirs). */
+export async function latestPublished(deps: ActivityDeps, raw: z.input<typeof LatestInput>): Promise<{ latest?: LatestPublished }> {
+  const { name } = parseInput(LatestInput, raw);
+  const latest = await readLatest(deps, name);
+  return latest ? { latest } : {};
 }

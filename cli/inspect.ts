@@ -2,7 +2,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
-import type { PipelineProgress, PublishedLora } from '../contract/pipeline.js';
+import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { getBytes, makeStorage } from '../lib/s3.js';
 import { LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
@@ -54,7 +54,9 @@ export async function download(client: Client, config: Config, id: string, out: 
   const description = await handle.describe().catch(() => undefined);
   if (!description) throw new CliError(`no pipeline with id ${id}`);
   if (description.status.name !== 'COMPLETED') throw new CliError(`pipeline ${id} is ${description.status.name}, nothing published to download`);
-  const published = (await handle.result()) as PublishedLora;
+  const outcome = (await handle.result()) as TrainOutcome;
+  if (isSkipped(outcome)) throw new CliError(`pipeline ${id} was skipped (dataset unchanged); download ${outcome.latestVersion} from the run that published it (${outcome.latestUri})`);
+  const published: PublishedLora = outcome;
   const storage = makeStorage(config);
   const keyOf = (uri: string) => uri.replace(`s3://${storage.bucket}/`, '');
   const [lora, metadata] = await Promise.all([getBytes(storage, keyOf(published.uri)), getBytes(storage, keyOf(published.metadataUri))]);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
 import { TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
-import { trainLora } from '../workflows/index.js';
+import type { PublishingTrainLora } from '../workflows/index.js';
 import { CliError } from './connect.js';
 import { fingerprintDataset } from './fingerprint.js';
 
@@ -50,10 +50,10 @@ export async function startTraining(
   client: Client,
   config: Config,
   request: TrainRequest,
-): Promise<{ handle: WorkflowHandle<typeof trainLora>; attached: boolean }> {
+): Promise<{ handle: WorkflowHandle<PublishingTrainLora>; attached: boolean }> {
   const workflowId = workflowIdFor(request);
   try {
-    const handle = await client.workflow.start(trainLora, {
+    const handle = await client.workflow.start<PublishingTrainLora>('trainLora', {
       taskQueue: config.LORAFLOW_TASK_QUEUE,
       workflowId,
       args: [request],
@@ -63,7 +63,7 @@ export async function startTraining(
     });
     return { handle, attached: false };
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return { handle: client.workflow.getHandle(workflowId), attached: true };
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { handle: client.workflow.getHandle<PublishingTrainLora>(workflowId), attached: true };
     throw err;
   }
 }

@@ -25,11 +25,14 @@ export const TrainRequest = z.object({
   format: z.enum(['diffusers', 'kohya']).default('diffusers'),
   /** Render a sample image every N steps (0: only after the last step). */
   sampleEvery: z.int().min(0).max(100_000).default(0),
+  /** Scheduled retraining: after ingest, end as `skipped` when the dataset's manifest is the one the
+   * LoRA name's latest published version was trained on. Absent (CLI runs): always train. */
+  onlyIfChanged: z.boolean().optional(),
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
 
-export const Stage = z.enum(['queued', 'ingest', 'caption', 'train', 'publish', 'published', 'failed', 'cancelled']);
+export const Stage = z.enum(['queued', 'ingest', 'caption', 'train', 'publish', 'published', 'skipped', 'failed', 'cancelled']);
 export type Stage = z.infer<typeof Stage>;
 
 /** What the `progress` query returns. */
@@ -48,6 +51,8 @@ export interface PipelineProgress {
   updatedAt: string;
   error?: string;
   result?: PublishedLora;
+  /** Set when a scheduled run found its dataset unchanged and trained nothing. */
+  skipped?: SkippedRun;
 }
 
 /** Sent by GPU activities to their workflow (throttled), so the query can answer without I/O. */
@@ -85,6 +90,8 @@ export interface CaptionResult {
   captionsKey: string;
   sidecar: number;
   gpuCaptioned: number;
+  /** Reused from the caption cache (captions/<captioner>/<image sha256>.txt): not paid for again. */
+  cached?: number;
   gpuJobId?: string;
 }
 
@@ -95,8 +102,31 @@ export interface TrainResult {
   stagingKey: string;
   lora: { sha256: string; bytes: number };
   samples: { step: number; key: string; sha256: string }[];
-  metrics: { steps: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string; peakMemoryBytes?: number };
+  /** steps: the training's length; stepsPaid: steps the GPU jobs ran (redone ones included). */
+  metrics: { steps: number; stepsPaid?: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string; peakMemoryBytes?: number };
 }
+
+/** `loras/<name>/latest.json`: the newest published version of a LoRA name and its dataset. */
+export interface LatestPublished {
+  name: string;
+  version: string;
+  manifestSha256: string;
+  uri: string;
+  metadataUri: string;
+}
+
+/** What a scheduled run (onlyIfChanged) returns when the dataset has not changed. */
+export interface SkippedRun {
+  skipped: true;
+  reason: 'dataset unchanged';
+  manifestSha256: string;
+  /** The published version that was trained on this same dataset. */
+  latestVersion: string;
+  latestUri: string;
+}
+
+export type TrainOutcome = PublishedLora | SkippedRun;
+export const isSkipped = (o: TrainOutcome | undefined): o is SkippedRun => !!o && 'skipped' in o && o.skipped === true;
 
 export interface PublishedLora {
   uri: string; // s3://bucket/loras/<name>/<version>/lora.safetensors

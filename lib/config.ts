@@ -20,6 +20,9 @@ const Env = z.object({
   RUNPOD_ENDPOINT_ID: z.string().default('local'),
   /** Base model name the GPU worker resolves; the local stack ships `tiny-sd`. */
   LORAFLOW_BASE_MODEL: z.string().default('tiny-sd'),
+  /** The captioner the GPU worker runs (the worker reads the same variable): captions cached
+   * under this name are reused by later runs instead of being paid for again. */
+  LORAFLOW_CAPTIONER: z.string().min(1).default('tiny-captioner'),
   /** How often GPU activities poll RunPod for a job's status. */
   LORAFLOW_POLL_MS: z.coerce.number().int().min(100).default(1000),
   /** GPU workers upload a checkpoint every this many training steps. */

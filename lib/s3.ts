@@ -70,6 +70,16 @@ export async function getBytes(s: Storage, key: string): Promise<Buffer> {
   return Buffer.from(await res.Body!.transformToByteArray());
 }
 
+/** The object's bytes, or undefined when it does not exist (one request, no HEAD first). */
+export async function getBytesIfExists(s: Storage, key: string): Promise<Buffer | undefined> {
+  try {
+    return await getBytes(s, key);
+  } catch (err) {
+    if (err instanceof S3ServiceException && (err.name === 'NoSuchKey' || err.$metadata.httpStatusCode === 404)) return undefined;
+    throw err;
+  }
+}
+
 export async function getJson<T>(s: Storage, key: string): Promise<T> {
   return JSON.parse((await getBytes(s, key)).toString('utf8')) as T;
 }

@@ -219,7 +219,11 @@ describe('publishLora', () => {
     const first = await run(publishLora, args);
     expect(first.uri).toBe(`s3://${s3.storage.bucket}/loras/pub/20261125-000000-abcdef12/lora.safetensors`);
     expect(await run(publishLora, args)).toEqual(first);
-    expect(await listKeys(s3.storage, 'loras/pub/')).toEqual(['loras/pub/20261125-000000-abcdef12/lora.safetensors', 'loras/pub/20261125-000000-abcdef12/metadata.json']);
+    expect(await listKeys(s3.storage, 'loras/pub/')).toEqual(['loras/pub/20261125-000000-abcdef12/lora.safetensors', 'loras/pub/20261125-000000-abcdef12/metadata.json', 'loras/pub/latest.json']);
+    // latest.json names the newest version and its dataset, for scheduled retraining.
+    expect(await getJson(s3.storage, 'loras/pub/latest.json')).toEqual({ name: 'pub', version: '20261125-000000-abcdef12', manifestSha256: 'e'.repeat(64), uri: first.uri, metadataUri: first.metadataUri });
+    await run(publishLora, { ...args, version: '20251125-000000-00000000' }); // an older run finishing late
+    expect(await getJson(s3.storage, 'loras/pub/latest.json')).toMatchObject({ version: '20261125-000000-abcdef12' });
     const metadata = await getJson<Record<string, unknown>>(s3.storage, 'loras/pub/20261125-000000-abcdef12/metadata.json');
     expect(metadata).toMatchObject({ name: 'pub', baseModel: 'tiny-sd', lora: { sha256: sha256(bytes) }, dataset: { manifestSha256: 'e'.repeat(64) } });
   });

@@ -20,7 +20,11 @@ describe('loraflow CLI', () => {
   it('lists every command in --help', async () => {
     const { code, out } = await loraflow('--help');
     expect(code).toBe(0);
-    for (const command of ['train', 'status', 'cancel', 'list', 'download', 'dev', 'runpod-local']) expect(out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+    for (const command of ['train', 'status', 'cancel', 'list', 'download', 'schedule', 'dev', 'runpod-local']) expect(out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+    const schedule = await loraflow('schedule', '--help');
+    for (const command of ['create', 'list', 'pause', 'unpause', 'trigger', 'backfill', 'delete']) expect(schedule.out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+    const create = await loraflow('schedule', 'create', '--help');
+    for (const flag of ['--cron <expr>', '--overlap <policy>', '--steps <n>', '--json']) expect(create.out).toContain(flag);
   });
 
   it('shows the defaults the contract really applies', async () => {
@@ -39,5 +43,8 @@ describe('loraflow CLI', () => {
     expect(await loraflow('train', '--name', 'ok', '--images', dataset, '--trigger', 'lfx', '--steps', '0')).toEqual({ code: 1, out: expect.stringContaining('loraflow: --steps:') });
     expect(await loraflow('train', '--name', 'ok', '--images', 'no/such/dir', '--trigger', 'lfx')).toEqual({ code: 1, out: expect.stringMatching(/--images: .*no\/such\/dir does not exist/) });
     expect((await loraflow('train', '--name', 'ok', '--images', dataset, '--trigger', 'lfx', '--steps', 'ten')).out).toContain("argument 'ten' is invalid");
+    const schedule = ['schedule', 'create', '--name', 'ok', '--images', dataset, '--trigger', 'lfx', '--cron', '0 3 * * *'];
+    expect(await loraflow(...schedule, '--overlap', 'sometimes')).toEqual({ code: 1, out: expect.stringContaining('loraflow: --overlap: expected one of skip, buffer-one, allow-all') });
+    expect((await loraflow('schedule', 'backfill', 'x', '--from', 'yesterday', '--to', '2026-01-01T00:00:00Z')).out).toContain('expected an ISO date-time');
   });
 });

@@ -12,7 +12,7 @@ import { TrainRequest } from '../contract/pipeline.js';
 import { AesGcmCodec } from '../lib/codec.js';
 import { repoRoot } from '../lib/toolchain.js';
 import { startCodecServer } from '../stack/codec-server.js';
-import { trainLora } from '../workflows/index.js';
+import type { PublishingTrainLora } from '../workflows/index.js';
 import { makeDataset } from './datasets.js';
 import { freePort, startGpuEndpoint, startS3, startTemporal, tempDir } from './harness.js';
 
@@ -61,7 +61,7 @@ describe('an encrypted pipeline', () => {
     });
     const dataset = await makeDataset(path.join(tmp.dir, 'ds'), { images: 2, captioned: 2 });
     const request = TrainRequest.parse({ name: 'secretname', triggerWord: 'lfsecret', dataset: { path: dataset, fingerprint: 'c'.repeat(64) }, baseModel: 'tiny-sd', params: { steps: 3, seed: 10 } });
-    const handle = await client.workflow.start(trainLora, { taskQueue, workflowId: `enc-${randomUUID()}`, args: [request] });
+    const handle = await client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `enc-${randomUUID()}`, args: [request] });
     const published = await worker.runUntil(handle.result());
     expect(published.uri).toContain('/loras/secretname/');
 

@@ -14,7 +14,7 @@ import { createActivities } from '../activities/index.js';
 import { TrainRequest, type PipelineProgress } from '../contract/pipeline.js';
 import { getJson, listKeys, sha256OfObject } from '../lib/s3.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
-import { trainLora } from '../workflows/index.js';
+import type { PublishingTrainLora } from '../workflows/index.js';
 import { LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { makeDataset } from './datasets.js';
 import { startGpuEndpoint, startS3, startTemporal, tempDir, testConfig } from './harness.js';
@@ -64,8 +64,8 @@ async function withWorker<T>(taskQueue: string, fn: () => Promise<T>): Promise<T
   return worker.runUntil(fn());
 }
 
-async function start(taskQueue: string, req: TrainRequest): Promise<WorkflowHandle<typeof trainLora>> {
-  return env.client.workflow.start(trainLora, { taskQueue, workflowId: `test-${randomUUID()}`, args: [req] });
+async function start(taskQueue: string, req: TrainRequest): Promise<WorkflowHandle<PublishingTrainLora>> {
+  return env.client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `test-${randomUUID()}`, args: [req] });
 }
 
 async function until(handle: WorkflowHandle, ok: (p: PipelineProgress) => boolean, timeoutMs = 60_000): Promise<PipelineProgress> {

@@ -1,2 +1,3 @@
 // Entry point the worker bundles (workflowsPath).
 export { trainLora } from './train-lora.js';
+export type { PublishingTrainLora } from './train-lora.js';

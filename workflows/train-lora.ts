@@ -5,6 +5,7 @@ import {
   CancellationScope,
   CancelledFailure,
   isCancellation,
+  log,
   patched,
   proxyActivities,
   setHandler,
@@ -12,7 +13,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { PipelineProgress, PublishedLora, Stage, TrainRequest } from '../contract/pipeline.js';
+import type { PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
 import { gpuProgressSignal, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
 
 const { ingestDataset } = proxyActivities<Activities>({
@@ -37,12 +38,16 @@ const { cancelGpuJobs } = proxyActivities<Activities>({
   retry: { maximumAttempts: 10, maximumInterval: '30 seconds' },
 });
 
-const { publishLora } = proxyActivities<Activities>({
+const { publishLora, latestPublished } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['ArtifactNotVerified'] },
 });
 
-export async function trainLora(request: TrainRequest): Promise<PublishedLora> {
+/** trainLora as runs without `onlyIfChanged` (CLI, tests) see it: they publish or fail, never skip. */
+export type PublishingTrainLora = (request: TrainRequest) => Promise<PublishedLora>;
+
+/** Publishes a LoRA; a scheduled run (`onlyIfChanged`) whose dataset is unchanged ends `skipped`. */
+export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
   const runKey = workflowInfo().workflowId;
   const progress: PipelineProgress = { stage: 'queued', name: request.name, stageStartedAt: {}, updatedAt: new Date().toISOString() };
   setHandler(progressQuery, () => progress);
@@ -61,6 +66,18 @@ export async function trainLora(request: TrainRequest): Promise<PublishedLora> {
   try {
     enter('ingest');
     const dataset = await ingestDataset({ dataset: request.dataset });
+
+    // Scheduled retraining: no new version when the latest one was trained on this same dataset.
+    if (request.onlyIfChanged && patched('only-if-changed')) {
+      const { latest } = await latestPublished({ name: request.name });
+      if (latest && latest.manifestSha256 === dataset.manifestSha256) {
+        const skipped: SkippedRun = { skipped: true, reason: 'dataset unchanged', manifestSha256: dataset.manifestSha256, latestVersion: latest.version, latestUri: latest.uri };
+        log.info('skipped: dataset unchanged since the latest published version', { name: request.name, latestVersion: latest.version, manifestSha256: dataset.manifestSha256 });
+        enter('skipped');
+        progress.skipped = skipped;
+        return skipped;
+      }
+    }
 
     enter('caption');
     const captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.triggerWord });
