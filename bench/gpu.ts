@@ -136,7 +136,9 @@ export function costOf(gpu: Awaited<ReturnType<typeof benchGpu>>, dollarsPerHour
   // beyond training; a 1,000-step run adds 1,000 steps at the measured rate.
   const fixedWarm = warm.billedSeconds - warm.trainingSeconds;
   const warmRun = fixedWarm + 1000 * warm.secondsPerStep;
-  const coldRun = warmRun + gpu.coldStartSeconds;
+  // A cold worker adds its start and whatever else its first job spends outside training (imports).
+  const coldExtra = Math.max(0, gpu.cold.billedSeconds - gpu.cold.trainingSeconds - fixedWarm);
+  const coldRun = warmRun + coldExtra;
   const anchorSeconds = (ANCHOR.dollarsPerRun / ANCHOR.dollarsPerHour) * 3600;
   return {
     basis: `${gpu.model}; ${gpu.steps}-step jobs extrapolated to 1,000 steps. Not comparable to FLUX on an H100: the per-run fixed costs are the meaningful part`,
@@ -147,7 +149,7 @@ export function costOf(gpu: Awaited<ReturnType<typeof benchGpu>>, dollarsPerHour
       warmDollars: round((warmRun / 3600) * dollarsPerHour, 4),
       coldDollars: round((coldRun / 3600) * dollarsPerHour, 4),
       fixedSecondsPerRun: round(fixedWarm, 2),
-      coldStartSeconds: gpu.coldStartSeconds,
+      coldExtraSeconds: round(coldExtra, 2),
     },
     anchor: { ...ANCHOR, gpuSecondsPerRun: round(anchorSeconds, 0) },
     ratioToAnchor: { warm: round(warmRun / anchorSeconds, 4), cold: round(coldRun / anchorSeconds, 4) },

@@ -159,6 +159,8 @@ export interface BenchStackOptions {
   pollMs?: number;
   /** maxConcurrentActivityTaskExecutions for the Temporal worker (unset: worker.ts's). */
   maxActivities?: number;
+  /** maxCachedWorkflows for the Temporal worker (unset: worker.ts's). */
+  maxCachedWorkflows?: number;
   /** Extra environment for the Temporal worker. */
   env?: Record<string, string>;
   /** Start the Temporal worker process (default true). */
@@ -232,6 +234,7 @@ export async function startBenchStack(o: BenchStackOptions): Promise<BenchStack>
         RUNPOD_ENDPOINT_ID: runpod.endpointId,
         LORAFLOW_POLL_MS: String(o.pollMs ?? loadConfig({}).LORAFLOW_POLL_MS),
         ...(o.maxActivities ? { BENCH_MAX_ACTIVITIES: String(o.maxActivities) } : {}),
+        ...(o.maxCachedWorkflows ? { BENCH_MAX_CACHED_WORKFLOWS: String(o.maxCachedWorkflows) } : {}),
         ...o.env,
       };
       stack.worker = await startWorkerProcess(env, logDir);

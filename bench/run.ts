@@ -2,7 +2,7 @@
 // Benchmarks report; they do not assert. Every figure is set against a baseline measured in the
 // same run. Options:
 //   --quick              smaller sizes (a few minutes); also BENCH_QUICK=1
-//   --only a,b           run some of: overhead, latency, scale, ingest, gpu (cost is derived from gpu;
+//   --only a,b           run some of: overhead, latency, scale, ingest, gpu, cost (derived from gpu.json;
 //                        scale runs twice: as worker.ts is configured, and with an activity slot per pipeline)
 //   --compare DIR        add an "after" column from the result files of another run (a patched copy)
 //   --compare-label TEXT what that other run changed
@@ -39,6 +39,8 @@ const sizes = {
   scaleWindowSeconds: env('BENCH_SCALE_WINDOW_S', quick ? 15 : 30),
   /** The second scale run: activity slots for every pipeline (0 skips it). */
   scaleSlots: env('BENCH_SCALE_SLOTS', env('BENCH_SCALE_N', quick ? 200 : 1000) + 50),
+  /** A third scale run, with a slot per pipeline and this maxCachedWorkflows (0, the default, skips it). */
+  scaleCache: env('BENCH_SCALE_CACHE', 0),
   ingestImages: env('BENCH_INGEST_IMAGES', quick ? 100 : 1000),
   gpuJobs: env('BENCH_GPU_JOBS', quick ? 2 : 3),
   gpuSteps: env('BENCH_GPU_STEPS', quick ? 10 : 20),
@@ -68,26 +70,45 @@ await step('overhead', () => benchOverhead({ n: sizes.overheadN, log }));
 await step('latency', () => benchLatency({ n: sizes.latencyN, jobSeconds: sizes.latencyJobSeconds, log }));
 await step('ingest', () => benchIngest({ images: sizes.ingestImages, log }));
 await step('gpu', () => benchGpu({ jobs: sizes.gpuJobs, steps: sizes.gpuSteps, log }));
-if (only.has('gpu') && results.gpu && !('error' in (results.gpu as object))) {
-  await step('cost', async () => costOf(results.gpu as Awaited<ReturnType<typeof benchGpu>>, sizes.gpuPricePerHour));
-  only.add('cost');
-}
+// Cost is derived from the GPU figures: this run's, or (with --only cost) the last gpu.json.
+if (only.has('gpu')) only.add('cost');
+const gpuFile = path.join(resultsDir, 'gpu.json');
+const gpu = (results.gpu ?? (only.has('cost') && existsSync(gpuFile) ? JSON.parse(readFileSync(gpuFile, 'utf8')) : undefined)) as
+  | Awaited<ReturnType<typeof benchGpu>>
+  | { error: string }
+  | undefined;
+if (gpu && !('error' in gpu)) await step('cost', async () => costOf(gpu, sizes.gpuPricePerHour));
 await step('scale', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, log }));
 if (sizes.scaleSlots > 0 && only.has('scale')) {
   only.add('scaleSlots');
   await step('scaleSlots', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleSlots, log }));
 }
+if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
+  only.add('scaleCache');
+  await step('scaleCache', () =>
+    benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleSlots, maxCachedWorkflows: sizes.scaleCache, log }),
+  );
+}
 
 // The summary covers every result file present (a partial run keeps the others' last figures).
 const load = (dir: string) =>
   Object.fromEntries(
-    ['overhead', 'latency', 'scale', 'scaleSlots', 'ingest', 'gpu', 'cost']
+    ['overhead', 'latency', 'scale', 'scaleSlots', 'scaleCache', 'ingest', 'gpu', 'cost']
       .map((n) => [n, path.join(dir, `${n}.json`)] as const)
       .filter(([, f]) => existsSync(f))
       .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),
   );
+// The run's own facts go with its results, so a summary written later (--only none) tells them.
+const ran = Object.keys(results).length > 0;
+const runFile = path.join(resultsDir, 'run.json');
+const meta = ran
+  ? { at: new Date(started).toISOString(), quick, sizes, machine, seconds: (Date.now() - started) / 1000, ran: Object.keys(results) }
+  : existsSync(runFile)
+    ? (JSON.parse(readFileSync(runFile, 'utf8')) as { at: string; quick: boolean; sizes: object; machine: object; seconds: number })
+    : { at: new Date(started).toISOString(), quick, sizes, machine, seconds: 0 };
+if (ran) writeResult('run', meta);
 const compare = values.compare ? { label: values['compare-label'] ?? values.compare, results: load(values.compare) } : undefined;
-const summary = summarize(load(resultsDir), { quick, sizes, machine, seconds: (Date.now() - started) / 1000, compare });
+const summary = summarize(load(resultsDir), { ...meta, compare });
 writeFileSync(path.join(resultsDir, 'SUMMARY.md'), summary);
 log(`wrote ${path.join(resultsDir, 'SUMMARY.md')} in ${((Date.now() - started) / 60_000).toFixed(1)} min`);
 process.exit(0);

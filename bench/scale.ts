@@ -11,7 +11,7 @@ import { callsOf, descendants, diffCounts, pool, procSample, round, sampler, sle
 
 const HANDLER = 'test/fixtures/bench_gpu_handler.py';
 
-export async function benchScale(o: { n: number; windowSeconds: number; maxActivities?: number; log: (m: string) => void }) {
+export async function benchScale(o: { n: number; windowSeconds: number; maxActivities?: number; maxCachedWorkflows?: number; log: (m: string) => void }) {
   const gpuWorkers = Math.max(1, Math.ceil(o.n / 250));
   const stack = await startBenchStack({
     handler: HANDLER,
@@ -20,6 +20,7 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
     workerEnv: { BENCH_CONCURRENCY: String(Math.ceil(o.n / gpuWorkers) + 10) },
     runpodExtra: { concurrency: Math.ceil(o.n / gpuWorkers) + 10, executionTimeoutMs: 0 },
     ...(o.maxActivities ? { maxActivities: o.maxActivities } : {}),
+    ...(o.maxCachedWorkflows ? { maxCachedWorkflows: o.maxCachedWorkflows } : {}),
     log: o.log,
   });
   try {
@@ -69,6 +70,7 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
     return {
       n: o.n,
       maxConcurrentActivityTaskExecutions: o.maxActivities ?? 'worker.ts default (SDK default 100)',
+      maxCachedWorkflows: o.maxCachedWorkflows ?? 'worker.ts default (SDK default, sized from memory)',
       gpuWorkerProcesses: gpuWorkers,
       startSeconds: round(startSeconds, 1),
       rampSeconds: round(rampSeconds, 1),

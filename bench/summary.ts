@@ -9,6 +9,8 @@ interface Row {
   value: (r: Results) => string | undefined;
   baseline?: (r: Results) => string | undefined;
   target?: string;
+  /** Shown only when this result exists (in this run or the compared one). */
+  needs?: string;
   /** true/false when the value can be set against the target. */
   meets?: (r: Results) => boolean | undefined;
 }
@@ -19,14 +21,16 @@ const ok = (r: Results, name: string) => r[name] && !r[name].error;
 function scaleRows(key: string, label: string): Row[] {
   return [
   {
+    needs: key,
     item: `3 Scale (${label})`,
     figure: 'pipelines parked in train with a GPU job submitted',
     value: (r) => ok(r, key) && `${r[key].heldInTrain} of ${r[key].n}`,
-    baseline: (r) => ok(r, key) && `activity slots: ${r[key].maxConcurrentActivityTaskExecutions}`,
+    baseline: (r) => ok(r, key) && `activity slots: ${r[key].maxConcurrentActivityTaskExecutions}; workflow cache: ${r[key].maxCachedWorkflows ?? 'default'}`,
     target: `all`,
     meets: (r) => ok(r, key) && r[key].heldInTrain >= r[key].n,
   },
   {
+    needs: key,
     item: `3 Scale (${label})`,
     figure: 'Temporal worker RSS peak (MiB) / CPU (cores)',
     value: (r) => ok(r, key) && `${n(r[key].worker.rssPeakMiB, 0)} / ${n(r[key].worker.cpuCores)}`,
@@ -35,12 +39,14 @@ function scaleRows(key: string, label: string): Row[] {
     meets: (r) => ok(r, key) && r[key].worker.rssPeakMiB <= 1024,
   },
   {
+    needs: key,
     item: `3 Scale (${label})`,
     figure: 'Temporal server RSS peak (MiB) / CPU (cores)',
     value: (r) => ok(r, key) && `${n(r[key].temporalServer.rssPeakMiB, 0)} / ${n(r[key].temporalServer.cpuCores)}`,
     baseline: (r) => ok(r, key) && `idle server ${n(r[key].temporalServer.idleRssMiB, 0)} MiB`,
   },
   {
+    needs: key,
     item: `3 Scale (${label})`,
     figure: 'RunPod calls per second (of which answered 429)',
     value: (r) => ok(r, key) && `${n(r[key].runpodCallsPerSecond, 1)} (${n(r[key].throttled429PerSecond, 1)})`,
@@ -76,6 +82,7 @@ const rows: Row[] = [
   },
   ...scaleRows('scale', 'as worker.ts'),
   ...scaleRows('scaleSlots', 'slot per pipeline'),
+  ...scaleRows('scaleCache', 'slot per pipeline, small workflow cache'),
   {
     item: '4 Ingest',
     figure: 'ingest MB/s ÷ raw S3 PUT MB/s (same bytes)',
@@ -100,7 +107,7 @@ const rows: Row[] = [
     value: (r) => ok(r, 'gpu') && `${n(r.gpu.warm?.trainingShareOfBilled, 3) ?? '–'} / ${n(r.gpu.cold.trainingShareOfBilled, 3)}`,
     baseline: (r) =>
       ok(r, 'gpu') &&
-      `billed ${n(r.gpu.warm?.billedSeconds) ?? '–'} s warm, ${n(r.gpu.cold.billedSeconds)} s cold (cold start ${n(r.gpu.coldStartSeconds)} s); ${r.gpu.steps} steps, tiny model, CPU`,
+      `billed ${n(r.gpu.warm?.billedSeconds) ?? '–'} s warm, ${n(r.gpu.cold.billedSeconds)} s cold (worker start ${n(r.gpu.coldStartSeconds)} s, then ${n(r.gpu.cold.unattributedSeconds, 1)} s of the first job outside the worker's phase timers); ${r.gpu.steps} steps, tiny model, CPU`,
   },
   {
     item: '5 GPU efficiency',
@@ -123,11 +130,11 @@ const rows: Row[] = [
 
 export function summarize(
   results: Results,
-  meta: { quick: boolean; sizes: object; machine: object; seconds: number; compare?: { label: string; results: Results } },
+  meta: { at: string; quick: boolean; sizes: object; machine: object; seconds: number; compare?: { label: string; results: Results } },
 ): string {
   const cmp = meta.compare;
   const head = ['item', 'figure', 'this run', 'same-run baseline', 'target', 'within target'];
-  if (cmp) head.splice(3, 0, `after: ${cmp.label}`);
+  if (cmp) head.splice(3, 0, 'after');
   const lines = [
     '# loraflow benchmarks',
     '',
@@ -135,13 +142,17 @@ export function summarize(
     'Every figure is set against a baseline measured in the same run on the same machine; targets are',
     'from issue 8 and are reported, not asserted.',
     '',
-    `Run: ${new Date().toISOString()}${meta.quick ? ' (--quick)' : ''}, ${(meta.seconds / 60).toFixed(1)} min. Machine: ${JSON.stringify(meta.machine)}.`,
+    `Run: ${meta.at}${meta.quick ? ' (--quick)' : ''}, ${(meta.seconds / 60).toFixed(1)} min. Machine: ${JSON.stringify(meta.machine)}.`,
     `Sizes: \`${JSON.stringify(meta.sizes)}\`.`,
     '',
+    ...(cmp
+      ? [`The **after** column is the same benchmark code, run right after on the same machine against a copy of the tree with one change: ${cmp.label}.`, '']
+      : []),
     `| ${head.join(' | ')} |`,
     `| ${head.map(() => '---').join(' | ')} |`,
   ];
   for (const row of rows) {
+    if (row.needs && !results[row.needs] && !cmp?.results[row.needs]) continue;
     const value = row.value(results) || '–';
     const cells = [row.item, row.figure, value, (row.baseline?.(results) || '–'), row.target ?? '–', verdict(row.meets?.(results))];
     if (cmp) cells.splice(3, 0, `${row.value(cmp.results) || '–'}${row.meets ? ` (${verdict(row.meets(cmp.results))})` : ''}`);
@@ -172,7 +183,10 @@ export function summarize(
     '5. **GPU efficiency**: the real GPU worker (`gpu-worker/handler.py`) on the tiny model on CPU through runpod-local;',
     '   billed = the endpoint’s `executionTime` (+ the worker’s start for the first, cold job); training = the worker’s',
     '   `metrics.seconds.training`. The lent-GPU comparison against diffusers’ reference script is not measured.',
-    '6. **Cost**: the warm job’s fixed seconds + 1,000 × measured seconds per step, at `BENCH_GPU_PRICE_PER_HOUR`.',
+    '6. **Cost**: the warm job’s fixed seconds + 1,000 × measured seconds per step, at `BENCH_GPU_PRICE_PER_HOUR`;',
+    '   cold adds what the cold job spent outside training beyond a warm one.',
+    '',
+    'Profiling notes and the proposed changes with their before/after: `bench/PROFILE.md`.',
     '',
   );
   return `${lines.join('\n')}\n`;

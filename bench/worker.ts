@@ -1,7 +1,8 @@
 // The Temporal worker the benchmarks run, in its own process so /proc gives its RSS and CPU alone.
 // It is worker.ts with the same workflows, activities and options, plus a fetch wrapper that
 // counts RunPod API calls by operation and HTTP status. The parent asks for the counts over IPC.
-// BENCH_MAX_ACTIVITIES overrides maxConcurrentActivityTaskExecutions (unset: what worker.ts uses).
+// BENCH_MAX_ACTIVITIES and BENCH_MAX_CACHED_WORKFLOWS override maxConcurrentActivityTaskExecutions
+// and maxCachedWorkflows (unset: what worker.ts uses).
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
@@ -53,6 +54,7 @@ async function run() {
     }),
     maxHeartbeatThrottleInterval: '2 seconds',
     ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
+    ...(process.env.BENCH_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) } : {}),
   });
   process.on('message', (msg: unknown) => {
     if (msg === 'counts') process.send?.({ counts });
