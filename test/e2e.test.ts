@@ -109,7 +109,7 @@ describe('loraflow end to end', () => {
     const after = json<PipelineProgress>((await loraflow('status', started.workflowId, '--json')).stdout);
     expect(after.result?.uri).toContain('/loras/durable/');
     expect(trainJobs().filter((e) => Date.parse(e.submittedAt) >= Date.parse(before.stageStartedAt.train!))).toHaveLength(1);
-  });
+  }, 360_000);
 
   it('a GPU worker killed mid-training is replaced by a job resuming from the last checkpoint', async () => {
     const started = json<{ workflowId: string }>((await loraflow(...trainArgs('resumed', 120))).stdout);
@@ -128,7 +128,7 @@ describe('loraflow end to end', () => {
     const metadata = json<{ metrics: { steps: number }; gpuJobIds: string[] }>(await readFile(path.join(out, 'metadata.json'), 'utf8'));
     expect(metadata.metrics.steps).toBe(120);
     expect(metadata.gpuJobIds).toEqual(trains.map((e) => e.id));
-  });
+  }, 360_000);
 
   it('a GPU worker killed mid-caption fails the pipeline with what happened and publishes nothing', async () => {
     const uncaptioned = await makeDataset(path.join(tmp.dir, 'uncaptioned'), { images: 3, captioned: 0, size: 40 });
