@@ -4,6 +4,7 @@ import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import { type Config, loadConfig } from './lib/config.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, status } from './cli/inspect.js';
+import { describeLogs, pipelineLogs } from './cli/logs.js';
 import {
   backfillSchedule,
   createSchedule,
@@ -17,7 +18,7 @@ import {
   unpauseSchedule,
 } from './cli/schedule.js';
 import { buildRequest, startTraining } from './cli/train.js';
-import { describeProgress, watch } from './cli/watch.js';
+import { progressDetails, watch } from './cli/watch.js';
 
 const int = (v: string) => {
   if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError('expected an integer');
@@ -82,7 +83,7 @@ trainingFlags(program.command('train').description('train a LoRA on a directory 
 
 program
   .command('status <id>')
-  .description("a pipeline's stage, GPU job, step and loss")
+  .description("what a pipeline is doing (waiting for GPU capacity, cold start, crashing worker, training, resuming, publishing), its GPU job, step and loss")
   .option('--json', 'machine-readable output')
   .action(async (id: string, o) => {
     const s = await status(await connect(loadConfig()), id);
@@ -93,7 +94,17 @@ program
         : s.error
           ? `\n  error: ${s.error}`
           : '';
-    print(o.json, s, `${id}: ${s.status} ${describeProgress(s)}${extra}`);
+    print(o.json, s, `${id}: ${s.status} ${s.state}\n  ${progressDetails(s)}${extra}`);
+  });
+
+program
+  .command('logs <id>')
+  .description("each GPU job of a pipeline as the endpoint reports it: status, worker, queue wait, run time, progress, errors")
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    const config = loadConfig();
+    const logs = await pipelineLogs(await connect(config), config, id);
+    print(o.json, logs, describeLogs(logs));
   });
 
 program

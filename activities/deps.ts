@@ -4,7 +4,8 @@ import type { Storage } from '../lib/s3.js';
 
 export interface ActivityDeps {
   storage: Storage;
-  runpod: Pick<RunpodClient, 'run' | 'status' | 'cancel'>;
+  /** `health` (optional) lets GPU stages say why a job waits: capacity, cold start, crashing workers. */
+  runpod: Pick<RunpodClient, 'run' | 'status' | 'cancel'> & Partial<Pick<RunpodClient, 'health'>>;
   /** How often a GPU job's status is polled. */
   pollIntervalMs: number;
   /** Checkpoint cadence and segment length of training jobs (defaults: 50 steps, 480 s). */

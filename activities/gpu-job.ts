@@ -7,8 +7,8 @@
 import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/activity';
 import type { z } from 'zod';
 import { GpuErrorClass, GpuProgress, type GpuJobInput } from '../contract/gpu-job.js';
-import type { GpuProgressSignal } from '../contract/pipeline.js';
-import { RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
+import type { GpuProgressSignal, GpuState } from '../contract/pipeline.js';
+import { RunpodHttpError, RunpodJobNotFound, type RunpodHealth, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { gpuProgressSignal } from '../workflows/definitions.js';
 import { scrubUrls } from '../lib/logger.js';
 import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent, putBytes } from '../lib/s3.js';
@@ -71,7 +71,7 @@ export async function runGpuJob<T>(
   if (gpuJobId) log.info('resuming GPU job from an earlier attempt', { gpuJobId, generation });
   const outputs: T[] = [];
   const jobs = new Set<string>();
-  const reporter = progressReporter();
+  const reporter = progressReporter(deps);
   const keyOf = (prefix: string | undefined, ext: string) => (prefix ? `${prefix}/${generation}.${ext}` : undefined);
 
   try {
@@ -113,6 +113,7 @@ export async function runGpuJob<T>(
         generation++;
         gpuJobId = undefined;
         ctx.heartbeat({ generation, failures } satisfies GpuHeartbeat);
+        await reporter({ generation, failures }, failure.message);
         await ctx.sleep(backoffMs);
         continue;
       }
@@ -275,23 +276,75 @@ export function classify(error: unknown): { cls: GpuErrorClass; message: string 
 }
 
 
-/** Sends progress to the workflow (for its `progress` query) on status changes and every few seconds. */
-function progressReporter() {
+const HEALTH_EVERY_MS = 2_000;
+
+/**
+ * Sends progress to the workflow (for its `progress` query) on changes of status or state and every
+ * few seconds. While a job waits, the endpoint's health says why (capacity, cold start, crashing
+ * workers), so the pipeline never shows a bare IN_QUEUE. Never throws: reporting must not disturb
+ * the job it reports on.
+ */
+function progressReporter(deps: ActivityDeps) {
   let lastSent = 0;
-  let lastStatus = '';
-  return async (beat: GpuHeartbeat) => {
-    const now = Date.now();
-    if (beat.gpuStatus === lastStatus && now - lastSent < SIGNAL_EVERY_MS) return;
-    lastSent = now;
-    lastStatus = beat.gpuStatus ?? '';
-    const execution = Context.current().info.workflowExecution;
-    if (!execution) return;
-    if (!beat.gpuJobId) return;
-    const signal: GpuProgressSignal = { gpuJobId: beat.gpuJobId, gpuStatus: lastStatus, ...beat.progress };
+  let lastKey = '';
+  let health: { at: number; value?: RunpodHealth } = { at: 0 };
+  return async (beat: GpuHeartbeat, lostWith?: string) => {
     try {
+      const waiting = !beat.gpuJobId || beat.gpuStatus === 'IN_QUEUE';
+      if (waiting && deps.runpod.health && Date.now() - health.at >= HEALTH_EVERY_MS) {
+        health = { at: Date.now(), value: await deps.runpod.health().catch(() => undefined) };
+      }
+      const { gpuState, gpuDetail } = gpuStateOf(beat, waiting ? health.value : undefined, lostWith);
+      const now = Date.now();
+      const key = `${beat.gpuJobId}|${beat.gpuStatus}|${gpuState}|${gpuDetail}`;
+      if (key === lastKey && now - lastSent < SIGNAL_EVERY_MS) return;
+      lastSent = now;
+      lastKey = key;
+      const execution = Context.current().info.workflowExecution;
+      if (!execution) return;
+      const signal: GpuProgressSignal = {
+        ...(beat.gpuJobId ? { gpuJobId: beat.gpuJobId } : {}),
+        gpuStatus: beat.gpuStatus ?? '',
+        gpuState,
+        ...(gpuDetail ? { gpuDetail } : {}),
+        ...beat.progress,
+      };
       await Context.current().client.workflow.getHandle(execution.workflowId, execution.runId).signal(gpuProgressSignal, signal);
     } catch (err) {
       log.debug('progress signal not delivered', { error: String(err) });
     }
   };
+}
+
+/**
+ * What a job's status means, with the endpoint's health while it waits. A job that follows a lost
+ * one (failures > 0) is "resuming" until it runs. `diagnosis` is runpod-local's; on the real service
+ * the worker counts are all there is.
+ */
+export function gpuStateOf(beat: Pick<GpuHeartbeat, 'gpuJobId' | 'gpuStatus' | 'failures'>, health?: RunpodHealth, lostWith?: string): { gpuState: GpuState; gpuDetail?: string } {
+  const status = beat.gpuStatus;
+  if (status === 'IN_PROGRESS') return { gpuState: 'running' };
+  if (status && status !== 'IN_QUEUE') return { gpuState: 'finished' };
+  const failure = health?.diagnosis?.lastWorkerFailure;
+  if (!beat.gpuJobId || beat.failures > 0) return { gpuState: 'resuming', ...((lostWith ?? failure) ? { gpuDetail: lostWith ?? failure } : {}) };
+  const workers = (health?.workers ?? {}) as Record<string, unknown>;
+  const count = (k: string) => (typeof workers[k] === 'number' ? (workers[k] as number) : 0);
+  switch (health?.diagnosis?.queue) {
+    case 'waiting-for-capacity':
+      return { gpuState: 'waiting-for-capacity', gpuDetail: `all ${count('running')} workers busy` };
+    case 'no-workers':
+      return { gpuState: 'waiting-for-capacity', gpuDetail: 'no workers available' };
+    case 'cold-starting':
+      return { gpuState: 'cold-starting' };
+    case 'workers-crashing':
+      return { gpuState: 'worker-crashing', ...(failure ? { gpuDetail: failure } : {}) };
+    case 'running':
+    case 'idle':
+      return { gpuState: 'queued' };
+  }
+  if (!health) return { gpuState: 'queued' };
+  if (count('unhealthy') > 0) return { gpuState: 'worker-crashing', gpuDetail: `${count('unhealthy')} unhealthy workers` };
+  if (count('initializing') > 0) return { gpuState: 'cold-starting' };
+  if (count('throttled') > 0 || (count('running') > 0 && count('idle') === 0)) return { gpuState: 'waiting-for-capacity', gpuDetail: `${count('running')} workers busy` };
+  return { gpuState: 'queued' };
 }

@@ -5,22 +5,23 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { getBytes, makeStorage } from '../lib/s3.js';
+import { describeState } from '../contract/describe.js';
 import { LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { CliError } from './connect.js';
 import { sha256 } from '../activities/ingest.js';
 
-export async function status(client: Client, id: string): Promise<PipelineProgress & { workflowId: string; status: string }> {
+export async function status(client: Client, id: string): Promise<PipelineProgress & { workflowId: string; status: string; state: string }> {
   const handle = client.workflow.getHandle(id);
   const description = await handle.describe().catch((err: unknown) => {
     throw err instanceof WorkflowNotFoundError ? new CliError(`no pipeline with id ${id} (see \`loraflow list\`)`) : err;
   });
   const progress = await handle.query(progressQuery).catch(() => undefined);
   const stage = description.typedSearchAttributes.get(LoraStageKey) ?? 'unknown';
-  return {
-    ...(progress ?? { stage: stage as PipelineProgress['stage'], name: description.typedSearchAttributes.get(LoraNameKey) ?? '', stageStartedAt: {}, updatedAt: '' }),
-    workflowId: id,
-    status: description.status.name,
-  };
+  const p = progress ?? { stage: stage as PipelineProgress['stage'], name: description.typedSearchAttributes.get(LoraNameKey) ?? '', stageStartedAt: {}, updatedAt: '' };
+  // Without a worker to answer the query, the memo's last summary is the best account there is.
+  const memo = description.memo?.summary;
+  const state = progress ? describeState(progress) : typeof memo === 'string' ? memo.replace(/^[^:]+: /, '') : describeState(p);
+  return { ...p, workflowId: id, status: description.status.name, state };
 }
 
 export async function list(client: Client, limit = 50) {

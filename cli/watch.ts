@@ -1,13 +1,20 @@
 // Follows a pipeline through its stages: a progress bar on a terminal, one line per change elsewhere.
 import { type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
 import { SingleBar } from 'cli-progress';
+import { describeState } from '../contract/describe.js';
 import type { PipelineProgress, PublishedLora } from '../contract/pipeline.js';
 import { progressQuery } from '../workflows/definitions.js';
 import { CliError } from './connect.js';
 
+/** The honest state first (waiting for capacity, cold start, crashing, resuming, …), then the details. */
 export function describeProgress(p: PipelineProgress): string {
+  return `${describeState(p)} | ${progressDetails(p)}`;
+}
+
+/** stage=… gpuJob=… (status, state) phase=… step x/y loss=… */
+export function progressDetails(p: PipelineProgress): string {
   const parts = [`stage=${p.stage}`];
-  if (p.gpuJobId) parts.push(`gpuJob=${p.gpuJobId} (${p.gpuStatus ?? '?'})`);
+  if (p.gpuJobId) parts.push(`gpuJob=${p.gpuJobId} (${p.gpuStatus ?? '?'}${p.gpuState ? `, ${p.gpuState}` : ''})`);
   if (p.phase) parts.push(`phase=${p.phase}`);
   if (p.step !== undefined && p.totalSteps) parts.push(`step ${p.step}/${p.totalSteps}`);
   if (p.loss !== undefined) parts.push(`loss=${p.loss.toFixed(4)}`);
@@ -25,7 +32,7 @@ export async function watch(handle: WorkflowHandle, opts: { quiet?: boolean } = 
       if (bar) {
         if (!barStarted) (bar.start(p.totalSteps ?? 1, p.step ?? 0, { stage: p.stage, detail: '' }), (barStarted = true));
         bar.setTotal(p.totalSteps ?? 1);
-        bar.update(p.step ?? 0, { stage: p.stage.padEnd(8), detail: p.loss !== undefined ? `loss ${p.loss.toFixed(4)}` : (p.gpuStatus ?? '') });
+        bar.update(p.step ?? 0, { stage: p.stage.padEnd(8), detail: p.loss !== undefined ? `loss ${p.loss.toFixed(4)}` : describeState(p) });
       } else if (line !== last && !opts.quiet) {
         process.stderr.write(`${line}\n`);
       }

@@ -35,6 +35,19 @@ export type TrainRequestInput = z.input<typeof TrainRequest>;
 export const Stage = z.enum(['queued', 'ingest', 'caption', 'train', 'publish', 'published', 'skipped', 'failed', 'cancelled']);
 export type Stage = z.infer<typeof Stage>;
 
+/**
+ * What is really happening to a GPU stage, from the job's status and the endpoint's health:
+ * RunPod says IN_QUEUE for all of the first five.
+ */
+export type GpuState =
+  | 'queued' // about to be taken by an idle worker
+  | 'waiting-for-capacity' // every worker busy (or none available) at the endpoint's limit
+  | 'cold-starting' // a worker is starting for this job
+  | 'worker-crashing' // workers keep dying before or while taking jobs
+  | 'resuming' // the job's worker was lost: a new job continues from the last checkpoint
+  | 'running'
+  | 'finished';
+
 /** What the `progress` query returns. */
 export interface PipelineProgress {
   stage: Stage;
@@ -42,6 +55,9 @@ export interface PipelineProgress {
   gpuJobId?: string;
   /** RunPod's status of the current GPU job (IN_QUEUE, IN_PROGRESS, ...). */
   gpuStatus?: string;
+  /** What that status means here (see GpuState), and why, when known (e.g. the last worker failure). */
+  gpuState?: GpuState;
+  gpuDetail?: string;
   phase?: string;
   step?: number;
   totalSteps?: number;
@@ -57,8 +73,11 @@ export interface PipelineProgress {
 
 /** Sent by GPU activities to their workflow (throttled), so the query can answer without I/O. */
 export interface GpuProgressSignal {
-  gpuJobId: string;
+  /** Absent between a lost job and the submission of the job that resumes it. */
+  gpuJobId?: string;
   gpuStatus: string;
+  gpuState?: GpuState;
+  gpuDetail?: string;
   phase?: string;
   step?: number;
   totalSteps?: number;
@@ -135,3 +154,4 @@ export interface PublishedLora {
   sha256: string;
   bytes: number;
 }
+

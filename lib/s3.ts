@@ -108,6 +108,18 @@ export const presignGet = (s: Storage, key: string, expiresIn = 3600) =>
 export const presignPut = (s: Storage, key: string, expiresIn = 6 * 3600) =>
   getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key }), { expiresIn });
 
+/** Keys under `prefix` with their last-modified times, oldest first. */
+export async function listObjects(s: Storage, prefix: string): Promise<{ key: string; lastModified: Date }[]> {
+  const objects: { key: string; lastModified: Date }[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s.client.send(new ListObjectsV2Command({ Bucket: s.bucket, Prefix: prefix, ContinuationToken: token }));
+    objects.push(...(page.Contents ?? []).map((o) => ({ key: o.Key!, lastModified: o.LastModified ?? new Date(0) })));
+    token = page.NextContinuationToken;
+  } while (token);
+  return objects.sort((a, b) => a.lastModified.getTime() - b.lastModified.getTime() || a.key.localeCompare(b.key));
+}
+
 export async function listKeys(s: Storage, prefix: string): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;

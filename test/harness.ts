@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../lib/config.js';
 import { RunpodClient } from '../lib/runpod-client.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
-import { startRunpodLocal } from '../runpod-local/index.js';
+import { type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
 import { startS3Server } from '../stack/s3.js';
 import { stopService } from '../stack/services.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
@@ -32,13 +32,24 @@ export function tempDir(prefix: string): { dir: string; remove(): void } {
 
 export const testConfig = loadConfig({});
 
+/** Environment for a whole embedded stack (stack/index.ts) on free ports, with its data in `dir`. */
+export async function stackEnv(dir: string): Promise<Record<string, string>> {
+  return {
+    LORAFLOW_DATA_DIR: path.join(dir, 'data'),
+    TEMPORAL_PORT: String(await freePort()),
+    TEMPORAL_UI_PORT: String(await freePort()),
+    LORAFLOW_S3_PORT: String(await freePort()),
+    RUNPOD_LOCAL_PORT: String(await freePort()),
+  };
+}
+
 export async function startS3(dir: string) {
   const s3 = await startS3Server({ port: await freePort(), dir: path.join(dir, 's3'), logDir: path.join(dir, 'logs'), config: testConfig });
   return { ...s3, stop: () => stopService(s3.service) };
 }
 
 /** The local RunPod endpoint with one Python worker running `handler` (a path under the repo). */
-export async function startGpuEndpoint(dir: string, handler: string, workerEnv: Record<string, string> = {}) {
+export async function startGpuEndpoint(dir: string, handler: string, workerEnv: Record<string, string> = {}, options: Partial<RunpodLocalOptions> = {}) {
   const apiKey = 'test-key';
   const endpoint = await startRunpodLocal({
     port: 0,
@@ -47,6 +58,7 @@ export async function startGpuEndpoint(dir: string, handler: string, workerEnv: 
     workerCwd: repoRoot,
     workerEnv: { PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', RUNPOD_LOG_LEVEL: 'INFO', ...workerEnv },
     logger: pino(pino.destination({ dest: path.join(dir, 'logs', 'runpod.log'), mkdir: true, sync: true })),
+    ...options,
   });
   const client = new RunpodClient({ baseUrl: endpoint.url, apiKey, endpointId: endpoint.endpointId });
   return { endpoint, client };

@@ -9,10 +9,12 @@ import {
   patched,
   proxyActivities,
   setHandler,
+  upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { describeState } from '../contract/describe.js';
 import type { PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
 import { gpuProgressSignal, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
 
@@ -51,16 +53,28 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
   const runKey = workflowInfo().workflowId;
   const progress: PipelineProgress = { stage: 'queued', name: request.name, stageStartedAt: {}, updatedAt: new Date().toISOString() };
   setHandler(progressQuery, () => progress);
+  // A one-line summary for the Web UI's memo column, written when it changes (stage, GPU state),
+  // not on every step. Histories from before it replay without it.
+  let summary = '';
+  const updateMemo = () => {
+    const line = `${request.name}: ${describeState(progress)}`;
+    if (line === summary || !patched('memo-summary')) return;
+    summary = line;
+    upsertMemo({ summary: line });
+  };
   setHandler(gpuProgressSignal, (gpu) => {
-    Object.assign(progress, gpu, { updatedAt: new Date().toISOString() });
+    const { gpuState, gpuDetail } = progress;
+    Object.assign(progress, { gpuJobId: undefined, gpuDetail: undefined }, gpu, { updatedAt: new Date().toISOString() });
+    if (gpu.gpuState !== undefined && (gpu.gpuState !== gpuState || gpu.gpuDetail !== gpuDetail)) updateMemo();
   });
   upsertSearchAttributes([{ key: LoraNameKey, value: request.name }]);
 
   const enter = (stage: Stage) => {
     const now = new Date().toISOString();
-    Object.assign(progress, { stage, updatedAt: now, gpuJobId: undefined, gpuStatus: undefined, phase: undefined, step: undefined, totalSteps: undefined, loss: undefined });
+    Object.assign(progress, { stage, updatedAt: now, gpuJobId: undefined, gpuStatus: undefined, gpuState: undefined, gpuDetail: undefined, phase: undefined, step: undefined, totalSteps: undefined, loss: undefined });
     progress.stageStartedAt[stage] = now;
     upsertSearchAttributes([{ key: LoraStageKey, value: stage }]);
+    updateMemo();
   };
 
   try {
@@ -73,8 +87,8 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
       if (latest && latest.manifestSha256 === dataset.manifestSha256) {
         const skipped: SkippedRun = { skipped: true, reason: 'dataset unchanged', manifestSha256: dataset.manifestSha256, latestVersion: latest.version, latestUri: latest.uri };
         log.info('skipped: dataset unchanged since the latest published version', { name: request.name, latestVersion: latest.version, manifestSha256: dataset.manifestSha256 });
-        enter('skipped');
         progress.skipped = skipped;
+        enter('skipped');
         return skipped;
       }
     }
@@ -103,15 +117,15 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
       trained,
     });
 
-    enter('published');
     progress.result = published;
+    enter('published');
     return published;
   } catch (err) {
     // A cancel can surface as the failure of an activity that could not finish cancelling
     // (its worker died): the pipeline was still cancelled.
     const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
-    enter(cancelled ? 'cancelled' : 'failed');
     progress.error = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+    enter(cancelled ? 'cancelled' : 'failed');
     if (patched('cancel-gpu-jobs-on-failure')) {
       // Whatever failed, no GPU job of this pipeline may keep billing.
       await CancellationScope.nonCancellable(() => cancelGpuJobs({ runKey })).catch(() => undefined);

@@ -1,0 +1,95 @@
+// `loraflow logs ID`: what each GPU job of a pipeline did, from the endpoint itself (every job the
+// pipeline submitted is recorded under runs/<id>/gpu-jobs/), next to the pipeline's own account.
+import type { Client } from '@temporalio/client';
+import { describeState } from '../contract/describe.js';
+import { GpuProgress } from '../contract/gpu-job.js';
+import type { Config } from '../lib/config.js';
+import { RunpodClient, RunpodJobNotFound, type RunpodHealth } from '../lib/runpod-client.js';
+import { getJson, listObjects, makeStorage } from '../lib/s3.js';
+import { status } from './inspect.js';
+
+export interface GpuJobLog {
+  gpuJobId: string;
+  generation: number;
+  submittedAt: string;
+  /** RunPod's status, or PURGED once the endpoint no longer keeps the job. */
+  status: string;
+  workerId?: string;
+  /** Queue wait (incl. cold start) and run time, ms, as the endpoint reports them. */
+  delayMs?: number;
+  executionMs?: number;
+  /** The latest progress update (running) or a short account of the result. */
+  detail: string;
+  error?: string;
+}
+
+export interface PipelineLogs {
+  workflowId: string;
+  state: string;
+  jobs: GpuJobLog[];
+  endpoint?: RunpodHealth;
+}
+
+export function runpodFor(config: Config): RunpodClient {
+  return new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID });
+}
+
+export async function pipelineLogs(client: Client, config: Config, id: string, runpod: RunpodClient = runpodFor(config)): Promise<PipelineLogs> {
+  const s = await status(client, id);
+  const storage = makeStorage(config);
+  const jobs: GpuJobLog[] = [];
+  for (const { key, lastModified } of await listObjects(storage, `runs/${id}/gpu-jobs/`)) {
+    const { gpuJobId, generation } = await getJson<{ gpuJobId: string; generation: number }>(storage, key);
+    const base = { gpuJobId, generation, submittedAt: lastModified.toISOString() };
+    const job = await runpod.status(gpuJobId).catch((err: unknown) => {
+      if (err instanceof RunpodJobNotFound) return undefined;
+      throw err;
+    });
+    if (!job) {
+      jobs.push({ ...base, status: 'PURGED', detail: 'no longer kept by the endpoint' });
+      continue;
+    }
+    jobs.push({
+      ...base,
+      status: job.status,
+      ...(job.workerId ? { workerId: job.workerId } : {}),
+      ...(job.delayTime !== undefined ? { delayMs: job.delayTime } : {}),
+      ...(job.executionTime !== undefined ? { executionMs: job.executionTime } : {}),
+      detail: detailOf(job.output),
+      ...(job.error ? { error: job.error } : {}),
+    });
+  }
+  const endpoint = await runpod.health().catch(() => undefined);
+  return { workflowId: id, state: s.state, jobs, ...(endpoint ? { endpoint } : {}) };
+}
+
+function detailOf(output: unknown): string {
+  const progress = GpuProgress.safeParse(output);
+  if (progress.success) {
+    const p = progress.data;
+    return [p.phase, p.step !== undefined && p.totalSteps ? `step ${p.step}/${p.totalSteps}` : '', p.loss !== undefined ? `loss ${p.loss.toFixed(4)}` : '', p.etaSeconds !== undefined ? `eta ${Math.round(p.etaSeconds)}s` : '']
+      .filter(Boolean)
+      .join(' ');
+  }
+  if (output && typeof output === 'object') {
+    const o = output as { captions?: unknown[]; lora?: { sha256: string }; step?: number };
+    if (Array.isArray(o.captions)) return `captioned ${o.captions.length} images`;
+    if (o.lora) return `trained to step ${o.step}, LoRA sha256 ${o.lora.sha256.slice(0, 12)}…`;
+    if (typeof o.step === 'number') return `segment ended at step ${o.step} (checkpoint)`;
+  }
+  return '';
+}
+
+export function describeLogs(logs: PipelineLogs): string {
+  const lines = [`${logs.workflowId}: ${logs.state}`];
+  if (!logs.jobs.length) lines.push('  no GPU jobs yet');
+  for (const j of logs.jobs) {
+    const timing = [j.delayMs !== undefined ? `waited ${(j.delayMs / 1000).toFixed(1)}s` : '', j.executionMs !== undefined ? `ran ${(j.executionMs / 1000).toFixed(1)}s` : ''].filter(Boolean).join(', ');
+    lines.push(`  ${j.submittedAt}  ${j.gpuJobId}  gen ${j.generation}  ${j.status}${j.workerId ? ` on ${j.workerId}` : ''}${timing ? ` (${timing})` : ''}${j.detail ? `  ${j.detail}` : ''}${j.error ? `\n    error: ${j.error}` : ''}`);
+  }
+  if (logs.endpoint) {
+    const e = logs.endpoint;
+    lines.push(`endpoint: ${e.jobs.inQueue} queued, ${e.jobs.inProgress} running; workers ${e.workers.running} running, ${e.workers.idle} idle${e.diagnosis ? `; ${e.diagnosis.queue}${e.diagnosis.lastWorkerFailure ? ` (last failure: ${e.diagnosis.lastWorkerFailure})` : ''}` : ''}`);
+  }
+  return lines.join('\n');
+}
