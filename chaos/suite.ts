@@ -13,7 +13,7 @@ import { TrainRequest } from '../contract/pipeline.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from '../test/datasets.js';
-import { freePort, tempDir } from '../test/harness.js';
+import { stackEnv, tempDir } from '../test/harness.js';
 import { trainLora } from '../workflows/index.js';
 import { audit, type ChaosReport, type PipelineOutcome } from './audit.js';
 
@@ -39,11 +39,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const say = opts.say ?? (() => {});
   const tmp = tempDir('chaos');
   const env = {
-    LORAFLOW_DATA_DIR: path.join(tmp.dir, 'data'),
-    TEMPORAL_PORT: String(await freePort()),
-    TEMPORAL_UI_PORT: String(await freePort()),
-    LORAFLOW_S3_PORT: String(await freePort()),
-    RUNPOD_LOCAL_PORT: String(await freePort()),
+    ...(await stackEnv(tmp.dir)),
     LORAFLOW_POLL_MS: '500',
     LORAFLOW_CHECKPOINT_EVERY: String(opts.checkpointEvery),
   };

@@ -11,7 +11,7 @@ import { listKeys, makeStorage } from '../lib/s3.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from './datasets.js';
-import { freePort, tempDir } from './harness.js';
+import { freePort, stackEnv, tempDir } from './harness.js';
 
 const run = promisify(execFile);
 let tmp: ReturnType<typeof tempDir>;
@@ -21,11 +21,7 @@ let dataset: string;
 beforeAll(async () => {
   tmp = tempDir('e2e');
   const env = {
-    LORAFLOW_DATA_DIR: path.join(tmp.dir, 'data'),
-    TEMPORAL_PORT: String(await freePort()),
-    TEMPORAL_UI_PORT: String(await freePort()),
-    LORAFLOW_S3_PORT: String(await freePort()),
-    RUNPOD_LOCAL_PORT: String(await freePort()),
+    ...(await stackEnv(tmp.dir)),
     LORAFLOW_POLL_MS: '500',
     LORAFLOW_CHECKPOINT_EVERY: '10',
   };

@@ -11,6 +11,7 @@ import runpodSdk from 'runpod-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RunpodClient, RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
+import { until } from './wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));
@@ -21,16 +22,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let rl: RunpodLocal;
 const client = (endpointId: string) => new RunpodClient({ baseUrl: rl.url, apiKey: API_KEY, endpointId });
 
-async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await get();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out; last ${JSON.stringify(last)}`);
-    await sleep(100);
-    last = await get();
-  }
-  return last;
-}
 const final = (s: RunpodJobStatus) => ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'].includes(s.status);
 
 beforeAll(async () => {

@@ -2,18 +2,17 @@
 // per-worker concurrency, low-priority jobs, the requeue of a dead worker's job, injected worker
 // crashes and slow cold starts, the endpoint execution timeout, and health telling a crash loop
 // from jobs waiting for capacity. Each test starts its own endpoint.
-import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { RunpodClient, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal, type RunpodLocalOptions } from '../runpod-local/index.js';
+import { groupAlive, until } from './wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));
 const API_KEY = 'rl-scaling-key-4c2e';
 const logger = pino({ level: process.env.RUNPOD_LOCAL_TEST_LOGS ? 'info' : 'silent' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const final = (s: RunpodJobStatus) => ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'].includes(s.status);
 
 async function withEndpoint(
@@ -36,32 +35,7 @@ async function withEndpoint(
   }
 }
 
-async function until<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await get();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out; last ${JSON.stringify(last)}`);
-    await sleep(100);
-    last = await get();
-  }
-  return last;
-}
 
-/** Whether any live (non-zombie) process is in the process group `pgid`. */
-function groupAlive(pgid: number): boolean {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z') return true;
-  }
-  return false;
-}
 
 describe('runpod-local endpoint behaviour', () => {
   it('scales from zero on demand, records cold starts, and back to zero when idle', async () => {

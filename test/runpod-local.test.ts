@@ -2,7 +2,6 @@
 // driven through lib/runpod-client.ts. Real processes, no mocks. One endpoint is shared by the
 // tests, which run in order.
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
@@ -17,6 +16,7 @@ import {
   type RunpodJobStatus,
 } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
+import { groupAlive } from './wait.js';
 
 const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));
 const HANDLER = fileURLToPath(new URL('./fixtures/sdk_handler.py', import.meta.url));
@@ -71,22 +71,6 @@ function workerPid(): number {
   if (pid === undefined) throw new Error('worker w-1 has no process');
   seenPids.add(pid);
   return pid;
-}
-/** Whether any live (non-zombie) process is in the process group `pgid`. */
-function groupAlive(pgid: number): boolean {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    // pid (comm) state ppid pgrp ...; comm may contain spaces, so split after the last ')'
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z') return true;
-  }
-  return false;
 }
 async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -13,20 +13,14 @@ import { loadConfig } from '../lib/config.js';
 import { repoRoot } from '../lib/toolchain.js';
 import { startStack } from '../stack/index.js';
 import { trainLora } from '../workflows/index.js';
-import { freePort, tempDir } from './harness.js';
+import { stackEnv, tempDir } from './harness.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let env: Record<string, string>;
 
 beforeAll(async () => {
   tmp = tempDir('stack');
-  env = {
-    LORAFLOW_DATA_DIR: path.join(tmp.dir, 'data'),
-    TEMPORAL_PORT: String(await freePort()),
-    TEMPORAL_UI_PORT: String(await freePort()),
-    LORAFLOW_S3_PORT: String(await freePort()),
-    RUNPOD_LOCAL_PORT: String(await freePort()),
-  };
+  env = await stackEnv(tmp.dir);
 });
 afterAll(() => tmp?.remove());
 

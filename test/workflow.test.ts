@@ -10,7 +10,7 @@ import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type Workflow
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createActivities } from '../activities/index.js';
+import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { TrainRequest, type PipelineProgress } from '../contract/pipeline.js';
 import { getJson, listKeys, sha256OfObject } from '../lib/s3.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
@@ -52,13 +52,13 @@ function request(triggerWord: string, steps: number, msPerStep = 20) {
   });
 }
 
-/** Runs `fn` while a worker polls `taskQueue`. */
-async function withWorker<T>(taskQueue: string, fn: () => Promise<T>): Promise<T> {
+/** Runs `fn` while a worker polls `taskQueue`, its activities built from `deps()` plus `overrides`. */
+async function withWorker<T>(taskQueue: string, fn: () => Promise<T>, overrides: Partial<ActivityDeps> = {}): Promise<T> {
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath,
-    activities: createActivities(deps()),
+    activities: createActivities({ ...deps(), ...overrides }),
     maxHeartbeatThrottleInterval: '1 second',
   });
   return worker.runUntil(fn());
@@ -177,13 +177,7 @@ describe('trainLora workflow', () => {
       status: (id: string) => gpu.client.status(id),
       cancel: (id: string) => gpu.client.cancel(id),
     };
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowsPath,
-      activities: createActivities({ ...deps(), runpod }),
-    });
-    const published = await worker.runUntil(async () => (await start(taskQueue, request('lfrobot', 20, 50))).result());
+    const published = await withWorker(taskQueue, async () => (await start(taskQueue, request('lfrobot', 20, 50))).result(), { runpod });
     expect(crashed).toBe(true);
     expect(published.uri).toContain('/loras/robot/');
     const trains = gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
@@ -196,14 +190,8 @@ describe('trainLora workflow', () => {
   it('runs a long training as segments, each continuing from the last checkpoint', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const before = gpu.endpoint.ledger().length;
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowsPath,
-      activities: createActivities({ ...deps(), training: { checkpointEvery: 5, segmentSeconds: 0.5 } }),
-    });
     const req = { ...request('lfrobot', 30, 50), sampleEvery: 10 };
-    const published = await worker.runUntil(async () => (await start(taskQueue, req)).result());
+    const published = await withWorker(taskQueue, async () => (await start(taskQueue, req)).result(), { training: { checkpointEvery: 5, segmentSeconds: 0.5 } });
     const trains = gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
     expect(trains.length).toBeGreaterThanOrEqual(2);
     expect(trains.every((e) => e.status === 'COMPLETED')).toBe(true);
@@ -222,18 +210,12 @@ describe('trainLora workflow', () => {
   it('a GPU worker killed mid-training is replaced by a job resuming from the last checkpoint', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const before = gpu.endpoint.ledger().length;
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowsPath,
-      activities: createActivities({ ...deps(), training: { checkpointEvery: 10, segmentSeconds: 600 } }),
-    });
-    const published = await worker.runUntil(async () => {
+    const published = await withWorker(taskQueue, async () => {
       const handle = await start(taskQueue, request('lfrobot', 60, 100));
       await until(handle, (p) => p.stage === 'train' && (p.step ?? 0) >= 25);
       process.kill(gpu.endpoint.workers().find((w) => w.state === 'running')!.pid!, 'SIGKILL');
       return handle.result();
-    });
+    }, { training: { checkpointEvery: 10, segmentSeconds: 600 } });
     expect(published.uri).toContain('/loras/robot/');
     const trains = gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
     expect(trains.map((e) => e.status)).toEqual(['FAILED', 'COMPLETED']);
