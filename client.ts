@@ -3,7 +3,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import { type Config, loadConfig } from './lib/config.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
-import { cancel, download, list, status } from './cli/inspect.js';
+import { cancel, download, list, report, status } from './cli/inspect.js';
+import { formatCost } from './activities/report.js';
 import { describeLogs, pipelineLogs } from './cli/logs.js';
 import {
   backfillSchedule,
@@ -87,8 +88,9 @@ program
   .option('--json', 'machine-readable output')
   .action(async (id: string, o) => {
     const s = await status(await connect(loadConfig()), id);
+    const cost = s.result?.usage ? `\n  GPU: ${s.result.usage.gpuSeconds.toFixed(1)} s in ${s.result.usage.jobs.length} jobs, ${formatCost(s.result.usage.cost)} at $${s.result.usage.pricePerHour}/GPU-hour` : '';
     const extra = s.result
-      ? `\n  published: ${s.result.uri}`
+      ? `\n  published: ${s.result.uri}${cost}${s.result.reportUri ? `\n  report: ${s.result.reportUri} (\`loraflow report ${id}\`)` : ''}`
       : s.skipped
         ? `\n  skipped: dataset unchanged since version ${s.skipped.latestVersion} (${s.skipped.latestUri})`
         : s.error
@@ -124,6 +126,17 @@ program
     const rows = await list(await connect(loadConfig()));
     const text = rows.map((r) => `${r.workflowId}  ${r.status.padEnd(10)} ${r.stage.padEnd(9)} ${r.started}`).join('\n') || 'no pipelines yet';
     print(o.json, rows, text);
+  });
+
+program
+  .command('report <id>')
+  .description("write a published pipeline's report (loss curve, samples, parameters, dataset, GPU time and cost) into a directory")
+  .option('--out <dir>', 'directory to write into (default: ./report-<id>)')
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    const config = loadConfig();
+    const written = await report(await connect(config), config, id, o.out ?? `report-${id}`);
+    print(o.json, written, written.index);
   });
 
 program

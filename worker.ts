@@ -25,6 +25,7 @@ async function run() {
       runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID }),
       pollIntervalMs: config.LORAFLOW_POLL_MS,
       captioner: config.LORAFLOW_CAPTIONER,
+      gpuPricePerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,
       allowPrivateUrls: config.LORAFLOW_ALLOW_PRIVATE_URLS,
       training: { checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY, segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS },
     }),

@@ -13,6 +13,8 @@ export interface ActivityDeps {
   /** The captioner the endpoint's GPU worker runs (its LORAFLOW_CAPTIONER): cached captions of
    * this captioner are reused instead of captioning again. Unset: no reuse. */
   captioner?: string;
+  /** Price of one GPU hour on the endpoint (LORAFLOW_GPU_PRICE_PER_HOUR), for each run's cost. */
+  gpuPricePerHour?: number;
   /** Allow dataset URLs on loopback/private addresses (local development only). */
   allowPrivateUrls?: boolean;
 }

@@ -62,7 +62,7 @@ export async function runGpuJob<T>(
   makeInput: (submission: Submission) => Promise<GpuJobInput>,
   outputSchema: z.ZodType<T>,
   opts: GpuJobOptions<T> = {},
-): Promise<{ gpuJobId: string; gpuJobIds: string[]; output: T; outputs: T[] }> {
+): Promise<{ gpuJobId: string; gpuJobIds: string[]; output: T; outputs: T[]; timings: GpuJobTiming[] }> {
   const ctx = Context.current();
   const recorded = ctx.info.heartbeatDetails as GpuHeartbeat | undefined;
   let generation = recorded?.generation ?? 0;
@@ -71,6 +71,8 @@ export async function runGpuJob<T>(
   if (gpuJobId) log.info('resuming GPU job from an earlier attempt', { gpuJobId, generation });
   const outputs: T[] = [];
   const jobs = new Set<string>();
+  /** Each finished job's timing fields, as the endpoint reported them (cost accounting). */
+  const timings = new Map<string, GpuJobTiming>();
   const reporter = progressReporter(deps);
   const keyOf = (prefix: string | undefined, ext: string) => (prefix ? `${prefix}/${generation}.${ext}` : undefined);
 
@@ -91,6 +93,7 @@ export async function runGpuJob<T>(
       jobs.add(gpuJobId);
 
       const status = await waitUntilFinished(deps, gpuJobId, generation, failures, reporter);
+      timings.set(gpuJobId, timingOf(status));
       if (status.status === 'FAILED' && classify(status.error).cls === 'CLAIMED') {
         gpuJobId = await claimedElsewhere(deps, gpuJobId, keyOf(opts.claimPrefix, 'json'));
         continue;
@@ -98,7 +101,7 @@ export async function runGpuJob<T>(
       if (status.status === 'COMPLETED') {
         const output = parseOutput(gpuJobId, status, outputSchema);
         outputs.push(output);
-        if (!opts.isSegment?.(output)) return { gpuJobId, gpuJobIds: [...jobs], output, outputs };
+        if (!opts.isSegment?.(output)) return { gpuJobId, gpuJobIds: [...jobs], output, outputs, timings: [...timings.values()] };
         log.info('GPU job ended a segment; continuing from its checkpoint', { gpuJobId, generation });
         failures = 0;
       } else {
@@ -129,6 +132,21 @@ export async function runGpuJob<T>(
     throw err;
   }
 }
+
+/** What the endpoint bills by: queue wait (incl. cold start) and execution time of one job, ms. */
+export interface GpuJobTiming {
+  gpuJobId: string;
+  status: string;
+  delayMs?: number;
+  executionMs?: number;
+}
+
+export const timingOf = (status: RunpodJobStatus): GpuJobTiming => ({
+  gpuJobId: status.id,
+  status: status.status,
+  ...(status.delayTime !== undefined ? { delayMs: status.delayTime } : {}),
+  ...(status.executionTime !== undefined ? { executionMs: status.executionTime } : {}),
+});
 
 /**
  * POST /run, riding out throttling and server errors. A 5xx could come after the job was created:

@@ -4,6 +4,7 @@ import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
 import { ingestDataset } from './ingest.js';
 import { latestPublished, publishLora } from './publish.js';
+import { writeReport } from './report.js';
 import { trainOnGpu } from './train.js';
 
 export function createActivities(deps: ActivityDeps) {
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     trainOnGpu: (input: Parameters<typeof trainOnGpu>[1]) => trainOnGpu(deps, input),
     publishLora: (input: Parameters<typeof publishLora>[1]) => publishLora(deps, input),
     latestPublished: (input: Parameters<typeof latestPublished>[1]) => latestPublished(deps, input),
+    writeReport: (input: Parameters<typeof writeReport>[1]) => writeReport(deps, input),
     cancelGpuJobs: (input: Parameters<typeof cancelGpuJobs>[1]) => cancelGpuJobs(deps, input),
   };
 }

@@ -56,6 +56,7 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     dataset: { manifestSha256: input.dataset.manifestSha256, images: input.dataset.imageCount, captions: input.captions },
     gpuJobIds: trained.gpuJobIds,
     metrics: trained.metrics,
+    ...(trained.usage ? { usage: trained.usage } : {}),
   };
   await putBytes(deps.storage, metadataKey, JSON.stringify(metadata, null, 2), 'application/json');
   await recordLatest(deps, {
@@ -66,7 +67,14 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     metadataUri: s3Uri(deps.storage, metadataKey),
   });
   log.info('LoRA published', { uri: s3Uri(deps.storage, loraKey) });
-  return { uri: s3Uri(deps.storage, loraKey), metadataUri: s3Uri(deps.storage, metadataKey), version, sha256: trained.lora.sha256, bytes: trained.lora.bytes };
+  return {
+    uri: s3Uri(deps.storage, loraKey),
+    metadataUri: s3Uri(deps.storage, metadataKey),
+    version,
+    sha256: trained.lora.sha256,
+    bytes: trained.lora.bytes,
+    ...(trained.usage ? { usage: trained.usage } : {}),
+  };
 }
 
 const latestKey = (name: string) => `loras/${name}/latest.json`;

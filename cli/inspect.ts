@@ -4,7 +4,7 @@ import path from 'node:path';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
-import { getBytes, makeStorage } from '../lib/s3.js';
+import { getBytes, listKeys, makeStorage } from '../lib/s3.js';
 import { describeState } from '../contract/describe.js';
 import { LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { CliError } from './connect.js';
@@ -70,4 +70,27 @@ export async function download(client: Client, config: Config, id: string, out: 
     await rename(`${file}.partial`, file);
   }
   return files;
+}
+
+/** Writes a published pipeline's report (index.html and its PNGs) into `out`; returns index.html's path. */
+export async function report(client: Client, config: Config, id: string, out: string): Promise<{ index: string; files: string[]; reportUri: string }> {
+  const handle = client.workflow.getHandle(id);
+  const description = await handle.describe().catch(() => undefined);
+  if (!description) throw new CliError(`no pipeline with id ${id}`);
+  if (description.status.name !== 'COMPLETED') throw new CliError(`pipeline ${id} is ${description.status.name}: a report is written once it is published`);
+  const outcome = (await handle.result()) as TrainOutcome;
+  if (isSkipped(outcome)) throw new CliError(`pipeline ${id} was skipped (dataset unchanged): see the report of ${outcome.latestVersion}`);
+  const storage = makeStorage(config);
+  const prefix = outcome.metadataUri.replace(`s3://${storage.bucket}/`, '').replace(/metadata\.json$/, 'report/');
+  const keys = await listKeys(storage, prefix);
+  if (!keys.includes(`${prefix}index.html`)) throw new CliError(`pipeline ${id} has no report at s3://${storage.bucket}/${prefix} (published before reports existed, or it could not be written: see the worker's log)`);
+  await mkdir(out, { recursive: true });
+  const files = [];
+  for (const key of keys) {
+    const file = path.join(out, key.slice(prefix.length));
+    await writeFile(`${file}.partial`, await getBytes(storage, key));
+    await rename(`${file}.partial`, file);
+    files.push(file);
+  }
+  return { index: path.join(out, 'index.html'), files, reportUri: `s3://${storage.bucket}/${prefix}index.html` };
 }

@@ -122,6 +122,8 @@ export interface TrainResult {
   lora: { sha256: string; bytes: number };
   samples: { step: number; key: string; sha256: string }[];
   /** steps: the training's length; stepsPaid: steps the GPU jobs ran (redone ones included). */
+  /** GPU time of every job the run used (caption and training, failed ones included) and its price. */
+  usage?: GpuUsage;
   metrics: { steps: number; stepsPaid?: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string; peakMemoryBytes?: number };
 }
 
@@ -147,11 +149,28 @@ export interface SkippedRun {
 export type TrainOutcome = PublishedLora | SkippedRun;
 export const isSkipped = (o: TrainOutcome | undefined): o is SkippedRun => !!o && 'skipped' in o && o.skipped === true;
 
+export interface GpuUsage {
+  jobs: { gpuJobId: string; status: string; delayMs?: number; executionMs?: number }[];
+  /** Sum of the jobs' executionTime: what the endpoint bills. */
+  gpuSeconds: number;
+  /** Sum of the jobs' delayTime: queue wait and cold starts. */
+  queueSeconds: number;
+  /** Jobs whose timing the endpoint no longer had (purged): not in the sums. */
+  unknownJobs: number;
+  pricePerHour: number;
+  /** gpuSeconds × pricePerHour / 3600, in the price's currency (USD by default). */
+  cost: number;
+}
+
 export interface PublishedLora {
   uri: string; // s3://bucket/loras/<name>/<version>/lora.safetensors
   metadataUri: string;
   version: string;
   sha256: string;
   bytes: number;
+  /** GPU seconds and cost of the run. */
+  usage?: GpuUsage;
+  /** s3://…/loras/<name>/<version>/report/index.html, once the report is written. */
+  reportUri?: string;
 }
 

@@ -23,6 +23,9 @@ const Env = z.object({
   /** The captioner the GPU worker runs (the worker reads the same variable): captions cached
    * under this name are reused by later runs instead of being paid for again. */
   LORAFLOW_CAPTIONER: z.string().min(1).default('tiny-captioner'),
+  /** Price of one GPU hour of the endpoint's GPU type (RunPod's list price of the card it runs):
+   * each run's cost is its jobs' execution time at this price. */
+  LORAFLOW_GPU_PRICE_PER_HOUR: z.coerce.number().nonnegative().default(2.49),
   /** How often GPU activities poll RunPod for a job's status. */
   LORAFLOW_POLL_MS: z.coerce.number().int().min(100).default(1000),
   /** GPU workers upload a checkpoint every this many training steps. */

@@ -20,7 +20,7 @@ describe('loraflow CLI', () => {
   it('lists every command in --help', async () => {
     const { code, out } = await loraflow('--help');
     expect(code).toBe(0);
-    for (const command of ['train', 'status', 'logs', 'cancel', 'list', 'download', 'schedule', 'dev', 'runpod-local']) expect(out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+    for (const command of ['train', 'status', 'logs', 'cancel', 'list', 'report', 'download', 'schedule', 'dev', 'runpod-local']) expect(out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
     const schedule = await loraflow('schedule', '--help');
     for (const command of ['create', 'list', 'pause', 'unpause', 'trigger', 'backfill', 'delete']) expect(schedule.out).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
     const create = await loraflow('schedule', 'create', '--help');

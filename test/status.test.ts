@@ -3,17 +3,22 @@
 // worker being resumed and publishing, from the endpoint's health and the job's status. The local
 // RunPod endpoint scales from zero to one worker with a slow cold start.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
+import sharp from 'sharp';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../activities/index.js';
 import { gpuStateOf } from '../activities/gpu-job.js';
+import { formatCost, writeReport } from '../activities/report.js';
 import { describeState } from '../contract/describe.js';
 import { TrainRequest, type PipelineProgress } from '../contract/pipeline.js';
-import { status } from '../cli/inspect.js';
+import { report, status } from '../cli/inspect.js';
 import { describeLogs, pipelineLogs } from '../cli/logs.js';
+import type { Config } from '../lib/config.js';
 import type { RunpodHealth } from '../lib/runpod-client.js';
+import { getJson, listKeys, putBytes } from '../lib/s3.js';
 import { repoRoot } from '../lib/toolchain.js';
 import { progressQuery } from '../workflows/definitions.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
@@ -27,6 +32,7 @@ let env: TestWorkflowEnvironment;
 let worker: Worker;
 let running: Promise<void>;
 let dataset: string;
+let config: Config;
 const taskQueue = 'status-test';
 
 beforeAll(async () => {
@@ -38,6 +44,7 @@ beforeAll(async () => {
     startTemporal(),
   ]);
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 2, captioned: 2 });
+  config = { ...testConfig, RUNPOD_API_BASE: gpu.endpoint.url, RUNPOD_API_KEY: 'test-key', RUNPOD_ENDPOINT_ID: gpu.endpoint.endpointId, LORAFLOW_S3_ENDPOINT: s3.endpoint };
   worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
@@ -59,6 +66,7 @@ afterAll(async () => {
 
 const request = (steps: number, msPerStep: number) =>
   TrainRequest.parse({ name: 'honest', triggerWord: 'lfhonest', dataset: { path: dataset, fingerprint: 'b'.repeat(64) }, baseModel: 'tiny-sd', params: { steps, seed: msPerStep } });
+const keyOf = (uri: string) => uri.replace(`s3://${s3.storage.bucket}/`, '');
 const start = (req: TrainRequest) => env.client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `honest-${randomUUID()}`, args: [req] });
 
 /** Polls the progress query, collecting every distinct state line, until `ok`. */
@@ -109,12 +117,50 @@ describe('honest status', () => {
     expect(states.every((s) => !/IN_QUEUE/.test(s))).toBe(true);
 
     // `loraflow logs`: every GPU job of A as the endpoint reports it.
-    const config = { ...testConfig, RUNPOD_API_BASE: gpu.endpoint.url, RUNPOD_API_KEY: 'test-key', RUNPOD_ENDPOINT_ID: gpu.endpoint.endpointId, LORAFLOW_S3_ENDPOINT: s3.endpoint };
     const logs = await pipelineLogs(env.client, config, a.workflowId, gpu.client);
     expect(logs.jobs.map((j) => j.status)).toEqual(['FAILED', 'COMPLETED']);
     expect(logs.jobs[1]!.executionMs).toBeGreaterThan(0);
     expect(logs.jobs[0]!.error).toMatch(/SIGKILL|exited/);
     expect(describeLogs(logs)).toMatch(/COMPLETED on w-\d+ \(waited [\d.]+s, ran [\d.]+s\)\s+trained to step 200/);
+  });
+
+  it('publishes a report with loss curve, samples, parameters, dataset and GPU cost; `report` writes it locally', async () => {
+    const before = gpu.endpoint.ledger().length;
+    const handle = await start({ ...request(20, 10), sampleEvery: 10 });
+    const published = await handle.result();
+
+    // Cost from the endpoint's timing fields of every job the run used, at the configured price.
+    const ledger = gpu.endpoint.ledger().slice(before);
+    const usage = published.usage!;
+    expect(usage.jobs.map((j) => j.gpuJobId)).toEqual(ledger.map((e) => e.id));
+    expect(usage).toMatchObject({ pricePerHour: 2.49, unknownJobs: 0 });
+    expect(usage.gpuSeconds).toBeGreaterThan(0.1);
+    expect(usage.cost).toBeCloseTo((usage.gpuSeconds * 2.49) / 3600, 6);
+    const shown = await status(env.client, handle.workflowId);
+    expect(shown.result?.usage?.cost).toBe(usage.cost);
+
+    const prefix = keyOf(published.metadataUri).replace('metadata.json', 'report/');
+    expect(published.reportUri).toBe(`s3://${s3.storage.bucket}/${prefix}index.html`);
+    // The scripted worker's samples are not images: the report leaves them out and says so.
+    expect(await listKeys(s3.storage, prefix)).toEqual(['cost.png', 'dataset.png', 'index.html', 'loss.png', 'parameters.png'].map((f) => prefix + f));
+
+    // With real sample images the grid is there (the activity is idempotent: written again).
+    const metadata = await getJson<{ samples: { step: number; uri: string }[] }>(s3.storage, keyOf(published.metadataUri));
+    for (const sample of metadata.samples) {
+      await putBytes(s3.storage, keyOf(sample.uri), await sharp({ create: { width: 64, height: 64, channels: 3, background: '#ff0000' } }).png().toBuffer(), 'image/png');
+    }
+    const manifestKey = (await getJson<{ dataset: { manifestSha256: string } }>(s3.storage, keyOf(published.metadataUri))).dataset.manifestSha256;
+    const rewritten = (await new MockActivityEnvironment().run(writeReport, { storage: s3.storage, runpod: gpu.client, pollIntervalMs: 200 }, { metadataKey: keyOf(published.metadataUri), manifestKey: `manifests/${manifestKey}.json` })) as Awaited<ReturnType<typeof writeReport>>;
+    expect(rewritten.files).toContain('samples.png');
+
+    const out = path.join(tmp.dir, 'report-out');
+    const written = await report(env.client, config, handle.workflowId, out);
+    expect(written.index).toBe(path.join(out, 'index.html'));
+    const html = readFileSync(written.index, 'utf8');
+    for (const text of ['loss.png', 'samples.png', 'dataset.png', 'GPU seconds (billed)', formatCost(usage.cost), 'step 10, step 20', '2 images']) expect(html).toContain(text);
+    expect(await sharp(path.join(out, 'loss.png')).metadata()).toMatchObject({ width: 640, height: 320, format: 'png' });
+    expect(await sharp(path.join(out, 'samples.png')).metadata()).toMatchObject({ width: 512, height: 256 });
+    expect(await sharp(path.join(out, 'dataset.png')).metadata()).toMatchObject({ width: 192, height: 96 });
   });
 
   it('maps job status and endpoint health to a state', () => {

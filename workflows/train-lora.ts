@@ -46,6 +46,12 @@ const { publishLora, latestPublished } = proxyActivities<Activities>({
 });
 
 /** trainLora as runs without `onlyIfChanged` (CLI, tests) see it: they publish or fail, never skip. */
+// The report is a convenience: a few tries, then the pipeline ends published without it.
+const { writeReport } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { maximumAttempts: 3, initialInterval: '2 seconds' },
+});
+
 export type PublishingTrainLora = (request: TrainRequest) => Promise<PublishedLora>;
 
 /** Publishes a LoRA; a scheduled run (`onlyIfChanged`) whose dataset is unchanged ends `skipped`. */
@@ -109,13 +115,25 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
     });
 
     enter('publish');
-    const published = await publishLora({
+    let published = await publishLora({
       request,
       version: versionOf(workflowInfo().startTime, workflowInfo().runId),
       dataset,
       captions,
       trained,
     });
+
+    // The run's report (loss, samples, parameters, dataset, cost) next to the LoRA. The LoRA is
+    // published either way: a report that cannot be written is logged, not a failed pipeline.
+    if (patched('run-report')) {
+      try {
+        const report = await writeReport({ metadataKey: keyOf(published.metadataUri), manifestKey: dataset.manifestKey });
+        published = { ...published, reportUri: report.reportUri };
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        log.warn('report not written', { error: err instanceof Error ? err.message : String(err) });
+      }
+    }
 
     progress.result = published;
     enter('published');
@@ -134,6 +152,9 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
     throw err;
   }
 }
+
+/** s3://bucket/key → key */
+const keyOf = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');
 
 /** Sortable and unique per run: 20261125-093012-1a2b3c4d. */
 function versionOf(start: Date, runId: string): string {
