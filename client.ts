@@ -96,7 +96,7 @@ program
         : s.error
           ? `\n  error: ${s.error}`
           : '';
-    print(o.json, s, `${id}: ${s.status} ${s.state}\n  ${progressDetails(s)}${extra}`);
+    print(o.json, s, `${id}: ${s.status} ${s.state}${extra}\n  ${progressDetails(s)}`);
   });
 
 program
