@@ -24,6 +24,7 @@ async function run() {
       storage,
       runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID }),
       pollIntervalMs: config.LORAFLOW_POLL_MS,
+      statusWaitMs: config.LORAFLOW_STATUS_WAIT_MS,
       captioner: config.LORAFLOW_CAPTIONER,
       gpuPricePerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,
       allowPrivateUrls: config.LORAFLOW_ALLOW_PRIVATE_URLS,
@@ -31,6 +32,7 @@ async function run() {
     }),
     // Heartbeats carry cancellation back to GPU activities: keep them frequent.
     maxHeartbeatThrottleInterval: '2 seconds',
+    maxConcurrentActivityTaskExecutions: config.LORAFLOW_MAX_ACTIVITIES,
   });
   await worker.run();
 }

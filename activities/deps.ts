@@ -4,10 +4,17 @@ import type { Storage } from '../lib/s3.js';
 
 export interface ActivityDeps {
   storage: Storage;
-  /** `health` (optional) lets GPU stages say why a job waits: capacity, cold start, crashing workers. */
-  runpod: Pick<RunpodClient, 'run' | 'status' | 'cancel'> & Partial<Pick<RunpodClient, 'health'>>;
+  /** `health` (optional) lets GPU stages say why a job waits: capacity, cold start, crashing workers;
+   * `statusSync` (optional) waits for a job with a long-poll instead of polling. */
+  runpod: Pick<RunpodClient, 'run' | 'status' | 'cancel'> & Partial<Pick<RunpodClient, 'health' | 'statusSync'>>;
   /** How often a GPU job's status is polled. */
   pollIntervalMs: number;
+  /**
+   * When set, wait for a GPU job with /status-sync long-polls of this many ms instead of polling:
+   * completion is seen at once and a running job costs 60 000 / statusWaitMs calls a minute
+   * (bench/PROFILE.md); progress (step, loss, queue state) then refreshes at this pace.
+   */
+  statusWaitMs?: number;
   /** Checkpoint cadence and segment length of training jobs (defaults: 50 steps, 480 s). */
   training?: { checkpointEvery: number; segmentSeconds: number };
   /** The captioner the endpoint's GPU worker runs (its LORAFLOW_CAPTIONER): cached captions of

@@ -191,19 +191,28 @@ async function waitUntilFinished(
   reporter: ReturnType<typeof progressReporter>,
 ): Promise<RunpodJobStatus> {
   const ctx = Context.current();
+  let last: GpuHeartbeat = { gpuJobId, generation, failures };
   for (;;) {
-    const status = await pollOnce(deps, gpuJobId);
+    const asked = Date.now();
+    const status = await pollOnce(deps, gpuJobId, () => last);
     if (status) {
       const progress = GpuProgress.safeParse(status.output);
-      const beat: GpuHeartbeat = { gpuJobId, generation, failures, gpuStatus: status.status, progress: progress.success ? progress.data : undefined };
-      ctx.heartbeat(beat);
-      await reporter(beat);
+      last = { gpuJobId, generation, failures, gpuStatus: status.status, progress: progress.success ? progress.data : undefined };
+      ctx.heartbeat(last);
+      await reporter(last);
       if (status.status === 'CANCELLED') throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} was cancelled outside loraflow`, 'GpuJobCancelled');
       if (['COMPLETED', 'FAILED', 'TIMED_OUT'].includes(status.status)) return status;
     }
-    await ctx.sleep(deps.pollIntervalMs); // rejects with CancelledFailure when cancelled
+    // A long-poll held open goes straight on; a plain /status (or an early answer) waits out the interval.
+    const rest = deps.pollIntervalMs - (Date.now() - asked);
+    if (rest > 0) await ctx.sleep(rest); // rejects with CancelledFailure when cancelled
   }
 }
+
+/** Heartbeats sent while a long-poll is open, so cancellation still reaches the activity. */
+const HEARTBEAT_EVERY_MS = 2_000;
+/** False once the endpoint has shown it has no /status-sync (then /status every pollIntervalMs). */
+let longPollSupported = true;
 
 /** RunPod refuses /run bodies over 10 MB: say so clearly instead of surfacing an HTTP 413. */
 export const RUNPOD_RUN_LIMIT_BYTES = 10 * 1000 * 1000;
@@ -250,11 +259,31 @@ async function claimedElsewhere(deps: ActivityDeps, gpuJobId: string, claimKey: 
   return owner;
 }
 
-/** One status call; transport errors and 5xx are logged and retried on the next tick. */
-async function pollOnce(deps: ActivityDeps, gpuJobId: string): Promise<RunpodJobStatus | undefined> {
+/**
+ * One status call: a /status-sync long-poll where the endpoint has it, else /status. Transport
+ * errors and 5xx are logged and retried on the next tick.
+ */
+async function pollOnce(deps: ActivityDeps, gpuJobId: string, beat: () => GpuHeartbeat): Promise<RunpodJobStatus | undefined> {
+  const ctx = Context.current();
   try {
+    if (deps.statusWaitMs && longPollSupported && deps.runpod.statusSync) {
+      const keepAlive = setInterval(() => ctx.heartbeat(beat()), HEARTBEAT_EVERY_MS);
+      try {
+        return await Promise.race([deps.runpod.statusSync(gpuJobId, deps.statusWaitMs), ctx.cancelled]);
+      } catch (err) {
+        if (!(err instanceof RunpodHttpError && [400, 404, 405].includes(err.status))) throw err;
+        // An endpoint without /status-sync refuses it: if /status knows the job, poll that for good.
+        const status = await deps.runpod.status(gpuJobId);
+        longPollSupported = false;
+        log.info('the endpoint has no /status-sync; polling /status', { gpuJobId });
+        return status;
+      } finally {
+        clearInterval(keepAlive);
+      }
+    }
     return await deps.runpod.status(gpuJobId);
   } catch (err) {
+    if (err instanceof CancelledFailure) throw err;
     if (err instanceof RunpodJobNotFound) {
       throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} disappeared from the endpoint`, 'GpuJobLost');
     }

@@ -40,7 +40,7 @@ async function run() {
   const config = loadConfig();
   const storage = makeStorage(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const maxActivities = process.env.BENCH_MAX_ACTIVITIES ? Number(process.env.BENCH_MAX_ACTIVITIES) : undefined;
+  const maxActivities = process.env.BENCH_MAX_ACTIVITIES ? Number(process.env.BENCH_MAX_ACTIVITIES) : config.LORAFLOW_MAX_ACTIVITIES;
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -50,6 +50,7 @@ async function run() {
       storage,
       runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID, fetch: countingFetch }),
       pollIntervalMs: config.LORAFLOW_POLL_MS,
+      statusWaitMs: config.LORAFLOW_STATUS_WAIT_MS,
       training: { checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY, segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS },
     }),
     maxHeartbeatThrottleInterval: '2 seconds',

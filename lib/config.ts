@@ -28,6 +28,9 @@ const Env = z.object({
   LORAFLOW_GPU_PRICE_PER_HOUR: z.coerce.number().nonnegative().default(2.49),
   /** How often GPU activities poll RunPod for a job's status. */
   LORAFLOW_POLL_MS: z.coerce.number().int().min(100).default(1000),
+  /** Wait for GPU jobs with /status-sync long-polls of this many ms (0: poll every LORAFLOW_POLL_MS).
+   * 10 s keeps a running job at 6 status calls a minute and still sees completion at once. */
+  LORAFLOW_STATUS_WAIT_MS: z.coerce.number().int().min(0).max(300_000).default(10_000),
   /** GPU workers upload a checkpoint every this many training steps. */
   LORAFLOW_CHECKPOINT_EVERY: z.coerce.number().int().min(1).default(50),
   /** A training job ends its segment (checkpoint, then a fresh job continues) after this long:
@@ -41,6 +44,9 @@ const Env = z.object({
   LORAFLOW_CODEC_TOKEN: z.string().optional(),
   /** Let dataset URLs point at loopback or private addresses (local development only). */
   LORAFLOW_ALLOW_PRIVATE_URLS: z.stringbool().default(false),
+  /** Activities one Temporal worker runs at once. A waiting GPU stage holds one slot for the whole
+   * job, so this bounds how many pipelines can wait on GPUs at the same time (SDK default: 100). */
+  LORAFLOW_MAX_ACTIVITIES: z.coerce.number().int().min(1).default(1000),
   RUNPOD_LOCAL_PORT: z.coerce.number().int().default(8300),
   LORAFLOW_S3_PORT: z.coerce.number().int().default(7070),
   TEMPORAL_PORT: z.coerce.number().int().default(7233),

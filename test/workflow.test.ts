@@ -241,6 +241,23 @@ describe('trainLora workflow', () => {
     expect(metadata.dataset.images).toBe(1000);
   });
 
+  it('waits for a GPU job with /status-sync long-polls: a handful of calls instead of one per poll interval', async () => {
+    const taskQueue = `tq-${randomUUID()}`;
+    const calls = { status: 0, statusSync: 0 };
+    const runpod = {
+      run: (input: Parameters<typeof gpu.client.run>[0]) => gpu.client.run(input),
+      cancel: (id: string) => gpu.client.cancel(id),
+      status: (id: string) => (calls.status++, gpu.client.status(id)),
+      statusSync: (id: string, waitMs?: number) => (calls.statusSync++, gpu.client.statusSync(id, waitMs)),
+    };
+    // 40 steps of 100 ms: polling every 200 ms would make about 20 calls for the train job alone.
+    const published = await withWorker(taskQueue, async () => (await start(taskQueue, request('lfrobot', 40, 100))).result(), { runpod, statusWaitMs: 10_000 });
+    expect(published.uri).toContain('/loras/robot/');
+    expect(calls.statusSync).toBeGreaterThanOrEqual(2); // caption and train jobs
+    // Plain /status only to read finished jobs' timings for the run's cost.
+    expect(calls.status + calls.statusSync).toBeLessThanOrEqual(8);
+  });
+
   it('a retried train activity resumes the same GPU job instead of submitting another', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const before = trainJobs();
