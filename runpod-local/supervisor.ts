@@ -57,8 +57,12 @@ export interface Incarnation {
   exitPromise: Promise<void>;
   pendingStops: Set<string>;
   stopWaiter?: (ids: string[]) => void;
-  stopTimers: Map<string, NodeJS.Timeout>;
+  /** Per cancelled job: the grace timer that kills the worker and the interval re-sending the stop. */
+  stopTimers: Map<string, { kill: NodeJS.Timeout; resend: NodeJS.Timeout }>;
 }
+
+/** How often a stop is re-sent until the worker lets go of the job. */
+const STOP_RESEND_MS = 1_000;
 
 interface Slot {
   workerId: string;
@@ -218,10 +222,17 @@ export class Supervisor {
    */
   requestStop(token: string, jobId: string): void {
     const inc = this.byToken.get(token);
-    if (!inc || inc.exited) return;
-    inc.pendingStops.add(jobId);
-    this.flushStops(inc);
-    const timer = setTimeout(() => {
+    if (!inc || inc.exited || inc.stopTimers.has(jobId)) return;
+    const send = () => {
+      inc.pendingStops.add(jobId);
+      this.flushStops(inc);
+    };
+    send();
+    // The SDK drops a stop for a job it has taken but not yet started (its task is created up to
+    // 100 ms later), so the stop is repeated until the worker shows it let go of the job.
+    const resend = setInterval(send, STOP_RESEND_MS);
+    const kill = setTimeout(() => {
+      clearInterval(resend);
       inc.stopTimers.delete(jobId);
       if (inc.exited) return;
       this.opts.logger.warn(
@@ -230,13 +241,12 @@ export class Supervisor {
       );
       killGroup(inc, 'SIGKILL');
     }, this.opts.cancelGraceMs);
-    inc.stopTimers.set(jobId, timer);
+    inc.stopTimers.set(jobId, { kill, resend });
   }
 
   /** The incarnation reported that it runs no job: stop signals to it are settled. */
   noteIdle(inc: Incarnation): void {
-    for (const t of inc.stopTimers.values()) clearTimeout(t);
-    inc.stopTimers.clear();
+    clearStopTimers(inc);
     inc.pendingStops.clear();
   }
 
@@ -452,8 +462,7 @@ export class Supervisor {
       if (inc.exited) return;
       inc.exited = true;
       this.byToken.delete(token);
-      for (const t of inc.stopTimers.values()) clearTimeout(t);
-      inc.stopTimers.clear();
+      clearStopTimers(inc);
       inc.stopWaiter?.([]);
       killGroup(inc, 'SIGKILL'); // sweep helpers left behind by the worker
       const level = this.stopping || slot.retiring ? 'info' : 'warn';
@@ -496,4 +505,12 @@ function killGroup(inc: Incarnation, signal: NodeJS.Signals): void {
       /* already gone */
     }
   }
+}
+
+function clearStopTimers(inc: Incarnation): void {
+  for (const { kill, resend } of inc.stopTimers.values()) {
+    clearTimeout(kill);
+    clearInterval(resend);
+  }
+  inc.stopTimers.clear();
 }
