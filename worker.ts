@@ -29,6 +29,19 @@ async function run() {
       gpuPricePerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,
       allowPrivateUrls: config.LORAFLOW_ALLOW_PRIVATE_URLS,
       training: { checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY, segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS },
+      // Hugging Face Hub pushes only when HF_TOKEN is set.
+      ...(config.HF_TOKEN
+        ? {
+            hub: {
+              token: config.HF_TOKEN,
+              endpoint: config.LORAFLOW_HF_ENDPOINT,
+              namespace: config.LORAFLOW_HF_NAMESPACE,
+              repoTemplate: config.LORAFLOW_HF_REPO,
+              private: config.LORAFLOW_HF_PRIVATE,
+              baseModels: config.LORAFLOW_HF_BASE_MODELS,
+            },
+          }
+        : {}),
     }),
     // Heartbeats carry cancellation back to GPU activities: keep them frequent.
     maxHeartbeatThrottleInterval: '2 seconds',

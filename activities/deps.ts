@@ -24,4 +24,21 @@ export interface ActivityDeps {
   gpuPricePerHour?: number;
   /** Allow dataset URLs on loopback/private addresses (local development only). */
   allowPrivateUrls?: boolean;
+  /** Pushing published LoRAs to the Hugging Face Hub (activities/hub.ts); absent when HF_TOKEN is unset. */
+  hub?: HubDeps;
+}
+
+export interface HubDeps {
+  /** HF_TOKEN: never logged, returned or put in an error message. */
+  token: string;
+  /** LORAFLOW_HF_ENDPOINT, without a trailing slash. */
+  endpoint: string;
+  /** LORAFLOW_HF_NAMESPACE; unset: the token's own user. */
+  namespace?: string;
+  /** LORAFLOW_HF_REPO: `<namespace>/<repo>` containing `{name}`. */
+  repoTemplate?: string;
+  /** LORAFLOW_HF_PRIVATE: visibility of repos it creates. */
+  private: boolean;
+  /** LORAFLOW_HF_BASE_MODELS: the worker's base model names → Hub model ids. */
+  baseModels?: Record<string, string>;
 }

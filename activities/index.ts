@@ -2,6 +2,7 @@
 import { captionDataset } from './caption.js';
 import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
+import { pushToHub } from './hub.js';
 import { ingestDataset } from './ingest.js';
 import { latestPublished, publishLora } from './publish.js';
 import { writeReport } from './report.js';
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     publishLora: (input: Parameters<typeof publishLora>[1]) => publishLora(deps, input),
     latestPublished: (input: Parameters<typeof latestPublished>[1]) => latestPublished(deps, input),
     writeReport: (input: Parameters<typeof writeReport>[1]) => writeReport(deps, input),
+    pushToHub: (input: Parameters<typeof pushToHub>[1]) => pushToHub(deps, input),
     cancelGpuJobs: (input: Parameters<typeof cancelGpuJobs>[1]) => cancelGpuJobs(deps, input),
   };
 }

@@ -2,6 +2,15 @@
 // Production points the same variables at RunPod and any S3; see README "Configuration".
 import { z } from 'zod';
 
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+/** A Hugging Face user, organisation or repo name. */
+const HubName = z.string().max(96).regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/, 'letters, digits, ".", "_" or "-", not at either end');
+export const DEFAULT_HF_BASE_MODELS =
+  'sd15=stable-diffusion-v1-5/stable-diffusion-v1-5,sdxl=stabilityai/stable-diffusion-xl-base-1.0,flux-dev=black-forest-labs/FLUX.1-dev';
+
+/** Variables whose values a config error must not print. */
+const SECRETS = new Set(['AWS_SECRET_ACCESS_KEY', 'RUNPOD_API_KEY', 'HF_TOKEN', 'LORAFLOW_PAYLOAD_KEY', 'LORAFLOW_CODEC_TOKEN']);
+
 const Env = z.object({
   LORAFLOW_DATA_DIR: z.string().default('data'),
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
@@ -47,6 +56,45 @@ const Env = z.object({
   /** Activities one Temporal worker runs at once. A waiting GPU stage holds one slot for the whole
    * job, so this bounds how many pipelines can wait on GPUs at the same time (SDK default: 100). */
   LORAFLOW_MAX_ACTIVITIES: z.coerce.number().int().min(1).default(1000),
+  /** Hugging Face token with write access: when set, published LoRAs can be pushed to the Hub
+   * (activities/hub.ts). Empty means unset. */
+  HF_TOKEN: z.preprocess(emptyToUndefined, z.string().regex(/^hf_\S+$/, 'a Hugging Face access token starts with "hf_"').optional()),
+  /** The user or organisation the Hub repos belong to; unset: the token's own user (whoami). */
+  LORAFLOW_HF_NAMESPACE: z.preprocess(emptyToUndefined, HubName.optional()),
+  /** Repo id template, `{name}` being the LoRA name, e.g. `my-org/loraflow-{name}`
+   * (default `<LORAFLOW_HF_NAMESPACE>/{name}`): one Hub repo per LoRA name, one commit per version. */
+  LORAFLOW_HF_REPO: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9._{}-]*\{name\}[A-Za-z0-9._{}-]*$/, 'expected "<namespace>/<repo>" containing {name}, e.g. "my-org/loraflow-{name}"')
+      .optional(),
+  ),
+  /** Create Hub repos private (existing repos keep their visibility). */
+  LORAFLOW_HF_PRIVATE: z.stringbool().default(true),
+  /** The Hub's address: a mirror or an Enterprise Hub instead of the public one. */
+  LORAFLOW_HF_ENDPOINT: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => !new URL(u).username && !new URL(u).password, 'no credentials in the URL: the token is HF_TOKEN')
+    .transform((u) => u.replace(/\/+$/, ''))
+    .default('https://huggingface.co'),
+  /** Hub model ids of the GPU worker's base model names, for the model card's `base_model`:
+   * `name=org/repo` pairs, comma-separated. The defaults are Dockerfile.gpu's documented builds. */
+  LORAFLOW_HF_BASE_MODELS: z
+    .string()
+    .default(DEFAULT_HF_BASE_MODELS)
+    .transform((s, ctx) => {
+      const map: Record<string, string> = {};
+      for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const m = /^([A-Za-z0-9._-]+)=([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)$/.exec(pair);
+        if (!m) {
+          ctx.addIssue({ code: 'custom', message: `"${pair}" is not name=org/repo` });
+          return z.NEVER;
+        }
+        map[m[1]!] = m[2]!;
+      }
+      return map;
+    }),
   RUNPOD_LOCAL_PORT: z.coerce.number().int().default(8300),
   LORAFLOW_S3_PORT: z.coerce.number().int().default(7070),
   TEMPORAL_PORT: z.coerce.number().int().default(7233),
@@ -58,7 +106,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = Env.safeParse(env);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new Error(`config: ${issue.path.join('.')}=${JSON.stringify(env[String(issue.path[0])])}: ${issue.message}`);
+    const name = String(issue.path[0]);
+    const value = SECRETS.has(name) ? '<redacted>' : JSON.stringify(env[name])?.replace(/\/\/[^/@\s]*@/, '//<redacted>@');
+    throw new Error(`config: ${issue.path.join('.')}=${value}: ${issue.message}`);
   }
   return parsed.data;
 }

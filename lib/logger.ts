@@ -7,14 +7,20 @@ import { type DestinationStream, type Logger, pino } from 'pino';
 const SECRET_PATHS = [
   'apiKey', '*.apiKey', 'RUNPOD_API_KEY', '*.RUNPOD_API_KEY', 'AWS_SECRET_ACCESS_KEY', '*.AWS_SECRET_ACCESS_KEY',
   'authorization', '*.authorization', '*.headers.authorization', 'taskToken', '*.taskToken',
+  'Authorization', '*.Authorization', '*.headers.Authorization', 'HF_TOKEN', '*.HF_TOKEN',
+  'accessToken', '*.accessToken', 'token', '*.token', '*.hub.token',
 ];
 
 /** Keeps scheme, host and path of every URL; drops the query string where signatures live. */
 export const scrubUrls = (text: string) => text.replace(/(https?:\/\/[^\s?"']+)\?[^\s"']*/g, '$1?<redacted>');
 
+/** Bearer credentials and Hugging Face tokens (`hf_…`) written out in free text. */
+const scrubTokens = (text: string) => text.replace(/\bBearer\s+[^\s"',]+/g, 'Bearer <redacted>').replace(/\bhf_[A-Za-z0-9]{20,}\b/g, 'hf_<redacted>');
+const scrubText = (text: string) => scrubTokens(scrubUrls(text));
+
 function scrub(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return scrubUrls(value);
-  if (value instanceof Error) return { name: value.name, message: scrubUrls(value.message), stack: value.stack && scrubUrls(value.stack) };
+  if (typeof value === 'string') return scrubText(value);
+  if (value instanceof Error) return { name: value.name, message: scrubText(value.message), stack: value.stack && scrubText(value.stack) };
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrub(v, depth + 1)]));
