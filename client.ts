@@ -29,6 +29,10 @@ const num = (v: string) => {
   if (Number.isNaN(Number(v))) throw new InvalidArgumentError('expected a number');
   return Number(v);
 };
+const priority = (v: string) => {
+  if (!/^[1-5]$/.test(v)) throw new InvalidArgumentError('expected 1 (most urgent) to 5');
+  return Number(v);
+};
 const isoDate = (v: string) => {
   const d = new Date(v);
   if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('expected an ISO date-time, e.g. 2026-01-01T00:00:00Z');
@@ -53,7 +57,8 @@ function trainingFlags(command: Command): Command {
     .option('--seed <n>', `random seed (default: ${D.seed})`, int)
     .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
     .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
-    .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int);
+    .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
+    .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num);
 }
 
 const requestFrom = (o: any, config: Config) =>
@@ -64,17 +69,19 @@ const requestFrom = (o: any, config: Config) =>
     baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
     format: o.format,
     sampleEvery: o.sampleEvery,
+    budget: o.budget,
     params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
   }, config);
 
 trainingFlags(program.command('train').description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)'))
+  .option('--priority <1-5>', 'GPU queue priority when more runs wait than LORAFLOW_MAX_GPU_JOBS allow: 1 goes first', priority, 3)
   .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     const config = loadConfig();
     const request = await requestFrom(o, config);
     const client = await connect(config);
-    const { handle, attached } = await startTraining(client, config, request);
+    const { handle, attached } = await startTraining(client, config, request, { priority: o.priority });
     const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };
     if (!o.json) console.error(`${attached ? 'attached to existing' : 'started'} pipeline ${handle.workflowId}\n  Web UI: ${info.webUi}`);
     if (!o.wait) return print(o.json, info, handle.workflowId);
@@ -155,12 +162,13 @@ const schedule = program.command('schedule').description('cron-triggered retrain
 trainingFlags(schedule.command('create').description('retrain a LoRA on a cron schedule (Temporal Schedule `retrain-<name>`)'))
   .requiredOption('--cron <expr>', 'when to run, a cron expression in UTC, e.g. "0 3 * * *"')
   .option('--overlap <policy>', `when a run is still going at the next time: ${Object.keys(OVERLAP).join(', ')}`, 'skip')
+  .option('--priority <1-5>', 'GPU queue priority of the scheduled runs (1 goes first); below manual runs by default', priority, 4)
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     if (!(o.overlap in OVERLAP)) throw new CliError(`--overlap: expected one of ${Object.keys(OVERLAP).join(', ')}, got ${JSON.stringify(o.overlap)}`);
     const config = loadConfig();
     const request = await requestFrom(o, config);
-    const created = await createSchedule(await connect(config), config, request, { cron: o.cron, overlap: o.overlap as Overlap });
+    const created = await createSchedule(await connect(config), config, request, { cron: o.cron, overlap: o.overlap as Overlap, priority: o.priority });
     print(o.json, created, `created schedule ${created.scheduleId}`);
   });
 

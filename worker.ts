@@ -1,20 +1,29 @@
-// The Temporal worker: runs the trainLora workflow and its activities on the loraflow task queue.
+// The Temporal worker: runs the trainLora workflow and its activities on the loraflow task queue,
+// and its GPU stages on loraflow-gpu (lib/workers.ts).
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from './activities/index.js';
 import { dataConverterFromEnv } from './lib/codec.js';
 import { loadConfig } from './lib/config.js';
 import { makeLogger, temporalLogger } from './lib/logger.js';
 import { RunpodClient } from './lib/runpod-client.js';
 import { ensureBucket, makeStorage } from './lib/s3.js';
+import { createWorkers } from './lib/workers.js';
 
 async function run() {
   const config = loadConfig();
-  Runtime.install({ logger: temporalLogger(makeLogger({ name: 'loraflow-worker' })) });
+  Runtime.install({
+    logger: temporalLogger(makeLogger({ name: 'loraflow-worker' })),
+    // Prometheus /metrics: the SDK's worker metrics and the pipelines' own (runs by outcome).
+    ...(config.LORAFLOW_METRICS_ADDRESS
+      ? { telemetryOptions: { metrics: { prometheus: { bindAddress: config.LORAFLOW_METRICS_ADDRESS, countersTotalSuffix: true } } } }
+      : {}),
+  });
   const storage = makeStorage(config);
   if (config.LORAFLOW_CREATE_BUCKET) await ensureBucket(storage);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const worker = await Worker.create({
+  // Two workers on one connection: the pipelines, and their GPU stages (at most LORAFLOW_MAX_GPU_JOBS at once).
+  const workers = await createWorkers({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
@@ -27,6 +36,8 @@ async function run() {
       statusWaitMs: config.LORAFLOW_STATUS_WAIT_MS,
       captioner: config.LORAFLOW_CAPTIONER,
       gpuPricePerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,
+      gpuPrices: config.LORAFLOW_GPU_PRICES,
+      ...(config.LORAFLOW_GPU_TYPE ? { gpuType: config.LORAFLOW_GPU_TYPE } : {}),
       allowPrivateUrls: config.LORAFLOW_ALLOW_PRIVATE_URLS,
       training: { checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY, segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS },
       // Hugging Face Hub pushes only when HF_TOKEN is set.
@@ -46,8 +57,9 @@ async function run() {
     // Heartbeats carry cancellation back to GPU activities: keep them frequent.
     maxHeartbeatThrottleInterval: '2 seconds',
     maxConcurrentActivityTaskExecutions: config.LORAFLOW_MAX_ACTIVITIES,
+    maxGpuJobs: config.LORAFLOW_MAX_GPU_JOBS,
   });
-  await worker.run();
+  await workers.run();
 }
 
 run().catch((err) => {

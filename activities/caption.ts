@@ -9,9 +9,16 @@ import type { CaptionResult, DatasetManifest, DatasetManifestImage } from '../co
 import { getBytesIfExists, getJson, presignGet, putBytes } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 import { runGpuJob } from './gpu-job.js';
+import { budgetGuard } from './usage.js';
 import { parseInput } from './ingest.js';
 
-export const CaptionInput = z.object({ runKey: z.string().min(1), manifestKey: z.string().min(1), triggerWord: TriggerWord });
+export const CaptionInput = z.object({
+  runKey: z.string().min(1),
+  manifestKey: z.string().min(1),
+  triggerWord: TriggerWord,
+  /** The run's GPU budget (see TrainInput.budget). */
+  budget: z.number().positive().optional(),
+});
 
 /** Stored at `captionsKey`: image id → final caption. */
 export type Captions = Record<string, string>;
@@ -41,7 +48,7 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
         images: await Promise.all(missing.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key) }))),
       }),
       CaptionJobOutput,
-      { jobsPrefix: `runs/${input.runKey}/gpu-jobs` },
+      { jobsPrefix: `runs/${input.runKey}/gpu-jobs`, ...(input.budget ? { budget: budgetGuard(deps, input.runKey, input.budget) } : {}) },
     );
     gpuJobId = job.gpuJobId;
     for (const { id, caption } of job.output.captions) captions[id] = withTrigger(input.triggerWord, caption);

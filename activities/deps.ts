@@ -20,8 +20,12 @@ export interface ActivityDeps {
   /** The captioner the endpoint's GPU worker runs (its LORAFLOW_CAPTIONER): cached captions of
    * this captioner are reused instead of captioning again. Unset: no reuse. */
   captioner?: string;
-  /** Price of one GPU hour on the endpoint (LORAFLOW_GPU_PRICE_PER_HOUR), for each run's cost. */
+  /** Price of one GPU hour (LORAFLOW_GPU_PRICE_PER_HOUR) for GPUs not in `gpuPrices`. */
   gpuPricePerHour?: number;
+  /** Price per hour by GPU type (LORAFLOW_GPU_PRICES), matched against the device each job reports. */
+  gpuPrices?: Record<string, number>;
+  /** The endpoint's GPU type (LORAFLOW_GPU_TYPE): the price of jobs that report no device. */
+  gpuType?: string;
   /** Allow dataset URLs on loopback/private addresses (local development only). */
   allowPrivateUrls?: boolean;
   /** Pushing published LoRAs to the Hugging Face Hub (activities/hub.ts); absent when HF_TOKEN is unset. */

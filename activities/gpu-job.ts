@@ -13,6 +13,7 @@ import { gpuProgressSignal } from '../workflows/definitions.js';
 import { scrubUrls } from '../lib/logger.js';
 import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent, putBytes } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
+import type { BudgetGuard } from './usage.js';
 
 export interface GpuHeartbeat {
   /** Absent between a failed job and the next submission. */
@@ -48,6 +49,8 @@ export interface GpuJobOptions<T> {
   retryBackoffMs?: number;
   /** S3 prefix where every submitted job id is recorded (see cancelGpuJobs). */
   jobsPrefix?: string;
+  /** The run's budget: checked before each submission and on every status of a running job. */
+  budget?: BudgetGuard;
 }
 
 /** What makeInput needs to build one generation's job: presigned URLs made at submit time. */
@@ -83,6 +86,7 @@ export async function runGpuJob<T>(
         // A job submitted by an attempt that died before its heartbeat already holds the claim.
         gpuJobId = claimKey ? await claimOwner(deps, claimKey) : undefined;
         if (!gpuJobId) {
+          await opts.budget?.beforeSubmit();
           gpuJobId = await submit(deps, withinPayloadLimit(await makeInput(await submission(deps, opts, generation))));
           log.info('GPU job submitted', { gpuJobId, generation });
           // Remember every job of the pipeline, so a failed or cancelled pipeline can stop them all.
@@ -92,7 +96,7 @@ export async function runGpuJob<T>(
       ctx.heartbeat({ gpuJobId, generation, failures } satisfies GpuHeartbeat);
       jobs.add(gpuJobId);
 
-      const status = await waitUntilFinished(deps, gpuJobId, generation, failures, reporter);
+      const status = await waitUntilFinished(deps, gpuJobId, generation, failures, reporter, await opts.budget?.forJob(gpuJobId));
       timings.set(gpuJobId, timingOf(status));
       if (status.status === 'FAILED' && classify(status.error).cls === 'CLAIMED') {
         gpuJobId = await claimedElsewhere(deps, gpuJobId, keyOf(opts.claimPrefix, 'json'));
@@ -129,6 +133,7 @@ export async function runGpuJob<T>(
     if (err instanceof CancelledFailure && ctx.cancellationDetails?.cancelRequested && gpuJobId) {
       await cancelJob(deps, gpuJobId);
     }
+    if (err instanceof ApplicationFailure && err.type === 'BudgetExceeded' && gpuJobId) await cancelJob(deps, gpuJobId);
     throw err;
   }
 }
@@ -137,6 +142,8 @@ export async function runGpuJob<T>(
 export interface GpuJobTiming {
   gpuJobId: string;
   status: string;
+  /** The device the worker reported in its result (metrics.device), e.g. "cuda:NVIDIA H100 80GB HBM3". */
+  gpu?: string;
   delayMs?: number;
   executionMs?: number;
 }
@@ -144,9 +151,15 @@ export interface GpuJobTiming {
 export const timingOf = (status: RunpodJobStatus): GpuJobTiming => ({
   gpuJobId: status.id,
   status: status.status,
+  ...(deviceOf(status.output) ? { gpu: deviceOf(status.output) } : {}),
   ...(status.delayTime !== undefined ? { delayMs: status.delayTime } : {}),
   ...(status.executionTime !== undefined ? { executionMs: status.executionTime } : {}),
 });
+
+function deviceOf(output: unknown): string | undefined {
+  const device = (output as { metrics?: { device?: unknown } } | undefined)?.metrics?.device;
+  return typeof device === 'string' ? device : undefined;
+}
 
 /**
  * POST /run, riding out throttling and server errors. A 5xx could come after the job was created:
@@ -189,9 +202,11 @@ async function waitUntilFinished(
   generation: number,
   failures: number,
   reporter: ReturnType<typeof progressReporter>,
+  budget?: Awaited<ReturnType<BudgetGuard['forJob']>>,
 ): Promise<RunpodJobStatus> {
   const ctx = Context.current();
   let last: GpuHeartbeat = { gpuJobId, generation, failures };
+  let runningSince: number | undefined;
   for (;;) {
     const asked = Date.now();
     const status = await pollOnce(deps, gpuJobId, () => last);
@@ -202,6 +217,9 @@ async function waitUntilFinished(
       await reporter(last);
       if (status.status === 'CANCELLED') throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} was cancelled outside loraflow`, 'GpuJobCancelled');
       if (['COMPLETED', 'FAILED', 'TIMED_OUT'].includes(status.status)) return status;
+      // The endpoint's executionTime is the billed clock; our own count is the fallback.
+      if (status.status === 'IN_PROGRESS') runningSince ??= asked;
+      if (runningSince !== undefined) budget?.check(Math.max(status.executionTime ?? 0, Date.now() - runningSince));
     }
     // A long-poll held open goes straight on; a plain /status (or an early answer) waits out the interval.
     const rest = deps.pollIntervalMs - (Date.now() - asked);

@@ -20,13 +20,14 @@ export const HubPushInput = z.object({ metadataKey: z.string().regex(/^loras\/[^
 export type HubPushInput = z.input<typeof HubPushInput>;
 
 export interface HubPushResult {
-  /** `<namespace>/<repo>` on the Hub. */
-  repo: string;
+  /** `<namespace>/<repo>` on the Hub (absent when not configured). */
+  repo?: string;
   /** The repo's page (LORAFLOW_HF_ENDPOINT/<repo>): no credentials. */
-  url: string;
+  url?: string;
   /** pushed: this call made the commit; already-pushed: an earlier attempt did (its commit is
-   * returned); newer-version-on-hub: a later version of this LoRA is there, nothing was pushed. */
-  outcome: 'pushed' | 'already-pushed' | 'newer-version-on-hub';
+   * returned); newer-version-on-hub: a later version of this LoRA is there, nothing was pushed;
+   * not-configured: HF_TOKEN is not set on this worker, so pushing is off. */
+  outcome: 'pushed' | 'already-pushed' | 'newer-version-on-hub' | 'not-configured';
   /** The commit holding this version (absent for newer-version-on-hub). */
   revision?: string;
   commitUrl?: string;
@@ -144,9 +145,8 @@ export function modelCard(metadata: HubMetadata, options: { baseModelId?: string
 export async function pushToHub(deps: ActivityDeps, raw: HubPushInput): Promise<HubPushResult> {
   const input = parseInput(HubPushInput, raw);
   const hub = deps.hub;
-  if (!hub?.token) {
-    throw ApplicationFailure.nonRetryable('pushToHub needs HF_TOKEN (a Hugging Face token with write access); it is not set on this worker', 'HubNotConfigured');
-  }
+  // The workflow calls this after every publish: pushing is on where the worker has HF_TOKEN.
+  if (!hub?.token) return { outcome: 'not-configured' };
   const meta = await readMetadata(deps.storage, input.metadataKey);
   const prefix = input.metadataKey.replace(/\/metadata\.json$/, '');
   if (prefix !== `loras/${meta.name}/${meta.version}`) {

@@ -3,13 +3,13 @@
 // history. A job that ends a segment or dies is continued from its last checkpoint (gpu-job.ts).
 import { z } from 'zod';
 import { TrainJobOutput, TrainingParams, TriggerWord } from '../contract/gpu-job.js';
-import type { DatasetManifest, GpuUsage, TrainResult } from '../contract/pipeline.js';
-import { RunpodJobNotFound } from '../lib/runpod-client.js';
-import { getJson, listKeys, presignGet, presignPut } from '../lib/s3.js';
+import type { DatasetManifest, TrainResult } from '../contract/pipeline.js';
+import { getJson, presignGet, presignPut } from '../lib/s3.js';
 import type { Captions } from './caption.js';
 import type { ActivityDeps } from './deps.js';
-import { type GpuJobTiming, runGpuJob, timingOf } from './gpu-job.js';
+import { runGpuJob } from './gpu-job.js';
 import { parseInput } from './ingest.js';
+import { budgetGuard, gpuUsage } from './usage.js';
 
 export const TrainInput = z.object({
   runKey: z.string().min(1),
@@ -20,6 +20,8 @@ export const TrainInput = z.object({
   params: TrainingParams,
   format: z.enum(['diffusers', 'kohya']).default('diffusers'),
   sampleEvery: z.int().min(0).default(0),
+  /** The run's GPU budget (price currency): its jobs are cancelled once their cost passes it. */
+  budget: z.number().positive().optional(),
 });
 
 const DEFAULT_TRAINING = { checkpointEvery: 50, segmentSeconds: 480 };
@@ -60,7 +62,13 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
       };
     },
     TrainJobOutput,
-    { claimPrefix: `${run}/train-claims`, checkpointPrefix: `${run}/checkpoints`, jobsPrefix: `${run}/gpu-jobs`, isSegment: (output) => !output.lora },
+    {
+      claimPrefix: `${run}/train-claims`,
+      checkpointPrefix: `${run}/checkpoints`,
+      jobsPrefix: `${run}/gpu-jobs`,
+      isSegment: (output) => !output.lora,
+      ...(input.budget ? { budget: budgetGuard(deps, input.runKey, input.budget) } : {}),
+    },
   );
 
   const outputs = job.outputs;
@@ -74,39 +82,6 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     samples: [...samples].sort(([a], [b]) => a - b).map(([step, sha256]) => ({ step, key: sampleKey(step), sha256 })),
     metrics: { ...mergeMetrics(outputs.map((o) => o.metrics)), steps: job.output.step },
     usage: await gpuUsage(deps, input.runKey, job.timings),
-  };
-}
-
-export const DEFAULT_GPU_PRICE_PER_HOUR = 2.49;
-
-/**
- * GPU time of every job the run submitted (all recorded under runs/<runKey>/gpu-jobs/: the caption
- * job, segments, jobs lost to crashed workers, those of earlier attempts). Timings this attempt saw
- * finish are used as they were; the others are asked of the endpoint, which may have purged them.
- */
-export async function gpuUsage(deps: ActivityDeps, runKey: string, seen: GpuJobTiming[] = []): Promise<GpuUsage> {
-  const known = new Map(seen.map((t) => [t.gpuJobId, t]));
-  const jobs: GpuJobTiming[] = [];
-  for (const key of await listKeys(deps.storage, `runs/${runKey}/gpu-jobs/`)) {
-    const { gpuJobId } = await getJson<{ gpuJobId: string }>(deps.storage, key);
-    const timing =
-      known.get(gpuJobId) ??
-      (await deps.runpod.status(gpuJobId).then(timingOf, (err: unknown) => {
-        if (err instanceof RunpodJobNotFound) return { gpuJobId, status: 'PURGED' };
-        throw err;
-      }));
-    jobs.push(timing);
-  }
-  const sum = (k: 'delayMs' | 'executionMs') => jobs.reduce((n, j) => n + (j[k] ?? 0), 0) / 1000;
-  const gpuSeconds = sum('executionMs');
-  const pricePerHour = deps.gpuPricePerHour ?? DEFAULT_GPU_PRICE_PER_HOUR;
-  return {
-    jobs,
-    gpuSeconds,
-    queueSeconds: sum('delayMs'),
-    unknownJobs: jobs.filter((j) => j.executionMs === undefined).length,
-    pricePerHour,
-    cost: Math.round(((gpuSeconds * pricePerHour) / 3600) * 1e6) / 1e6,
   };
 }
 

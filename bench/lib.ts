@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../lib/config.js';
 import { RunpodClient } from '../lib/runpod-client.js';
 import type { Storage } from '../lib/s3.js';
-import { repoRoot, toolchain } from '../lib/toolchain.js';
+import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
 import { startRunpodLocal } from '../runpod-local/index.js';
 import { type Service, spawnService, stopService, waitUntilReady } from '../stack/services.js';
 import { freePort, startS3, tempDir } from '../test/harness.js';
@@ -254,6 +254,7 @@ async function startTemporalServer(logDir: string) {
     toolchain.temporal(),
     [
       'server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'error',
+      ...TEMPORAL_DEV_SERVER_FLAGS,
       ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
     ],
     { logDir },

@@ -4,7 +4,8 @@
 // BENCH_MAX_ACTIVITIES and BENCH_MAX_CACHED_WORKFLOWS override maxConcurrentActivityTaskExecutions
 // and maxCachedWorkflows (unset: what worker.ts uses).
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
+import { createWorkers } from '../lib/workers.js';
 import { createActivities } from '../activities/index.js';
 import { loadConfig } from '../lib/config.js';
 import { RunpodClient } from '../lib/runpod-client.js';
@@ -41,7 +42,7 @@ async function run() {
   const storage = makeStorage(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const maxActivities = process.env.BENCH_MAX_ACTIVITIES ? Number(process.env.BENCH_MAX_ACTIVITIES) : config.LORAFLOW_MAX_ACTIVITIES;
-  const worker = await Worker.create({
+  const worker = await createWorkers({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
@@ -55,6 +56,8 @@ async function run() {
     }),
     maxHeartbeatThrottleInterval: '2 seconds',
     ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
+    // The benchmarks measure orchestration at scale: GPU stages are not capped below the activity slots.
+    maxGpuJobs: process.env.BENCH_MAX_GPU_JOBS ? Number(process.env.BENCH_MAX_GPU_JOBS) : maxActivities || config.LORAFLOW_MAX_ACTIVITIES,
     ...(process.env.BENCH_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) } : {}),
   });
   process.on('message', (msg: unknown) => {

@@ -2,6 +2,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { getBytes, listKeys, makeStorage } from '../lib/s3.js';
@@ -9,6 +10,8 @@ import { describeState } from '../contract/describe.js';
 import { LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { CliError } from './connect.js';
 import { sha256 } from '../activities/ingest.js';
+
+const GPU_STAGES = ['captionDataset', 'trainOnGpu'];
 
 export async function status(client: Client, id: string): Promise<PipelineProgress & { workflowId: string; status: string; state: string }> {
   const handle = client.workflow.getHandle(id);
@@ -20,7 +23,12 @@ export async function status(client: Client, id: string): Promise<PipelineProgre
   const p = progress ?? { stage: stage as PipelineProgress['stage'], name: description.typedSearchAttributes.get(LoraNameKey) ?? '', stageStartedAt: {}, updatedAt: '' };
   // Without a worker to answer the query, the memo's last summary is the best account there is.
   const memo = description.memo?.summary;
-  const state = progress ? describeState(progress) : typeof memo === 'string' ? memo.replace(/^[^:]+: /, '') : describeState(p);
+  let state = progress ? describeState(progress) : typeof memo === 'string' ? memo.replace(/^[^:]+: /, '') : describeState(p);
+  // A GPU stage not yet started by a worker waits for one of the GPU slots (LORAFLOW_MAX_GPU_JOBS).
+  const gpuStageQueued = (description.raw.pendingActivities ?? []).some(
+    (a) => GPU_STAGES.includes(a.activityType?.name ?? '') && a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
+  );
+  if (gpuStageQueued && !p.gpuState) state = `${p.stage}: waiting for a GPU slot (all LORAFLOW_MAX_GPU_JOBS in use; higher-priority runs go first)`;
   return { ...p, workflowId: id, status: description.status.name, state };
 }
 

@@ -20,6 +20,8 @@ export interface CreateScheduleOptions {
   overlap?: Overlap;
   /** Default: retrain-<name>. */
   scheduleId?: string;
+  /** priorityKey of the runs (1 goes first; default 4, behind manual runs' 3). */
+  priority?: number;
 }
 
 /** A scheduled request: its dataset is re-read at every run, so the fingerprint names the source only. */
@@ -42,6 +44,8 @@ export async function createSchedule(client: Client, config: Config, request: Tr
         taskQueue: config.LORAFLOW_TASK_QUEUE,
         workflowId: scheduleId,
         typedSearchAttributes: [{ key: LoraNameKey, value: request.name }],
+        // The SDK encodes an action's priority, but its options type leaves the field out.
+        ...({ priority: { priorityKey: opts.priority ?? 4 } } as object),
       },
       policies: { overlap },
       // The server keeps cron expressions only as calendars: the memo remembers what was asked for.

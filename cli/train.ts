@@ -16,6 +16,7 @@ const FLAG: Record<string, string> = {
   baseModel: '--base-model',
   format: '--format',
   sampleEvery: '--sample-every',
+  budget: '--budget',
   'params.steps': '--steps',
   'params.rank': '--rank',
   'params.alpha': '--alpha',
@@ -50,6 +51,7 @@ export async function startTraining(
   client: Client,
   config: Config,
   request: TrainRequest,
+  opts: { priority?: number } = {},
 ): Promise<{ handle: WorkflowHandle<PublishingTrainLora>; attached: boolean }> {
   const workflowId = workflowIdFor(request);
   try {
@@ -57,6 +59,8 @@ export async function startTraining(
       taskQueue: config.LORAFLOW_TASK_QUEUE,
       workflowId,
       args: [request],
+      // Where GPU stages wait for a slot, lower keys go first; activities inherit it.
+      ...(opts.priority ? { priority: { priorityKey: opts.priority } } : {}),
       // A running or published twin is attached to; a failed or cancelled one may be retried.
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',

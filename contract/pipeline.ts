@@ -28,6 +28,9 @@ export const TrainRequest = z.object({
   /** Scheduled retraining: after ingest, end as `skipped` when the dataset's manifest is the one the
    * LoRA name's latest published version was trained on. Absent (CLI runs): always train. */
   onlyIfChanged: z.boolean().optional(),
+  /** Most the run may spend on GPU time (price currency): past it, its GPU job is cancelled and the
+   * run fails with BudgetExceeded. Absent: no cap. */
+  budget: z.number().positive().max(1_000_000).optional(),
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
@@ -150,15 +153,17 @@ export type TrainOutcome = PublishedLora | SkippedRun;
 export const isSkipped = (o: TrainOutcome | undefined): o is SkippedRun => !!o && 'skipped' in o && o.skipped === true;
 
 export interface GpuUsage {
-  jobs: { gpuJobId: string; status: string; delayMs?: number; executionMs?: number }[];
+  /** Each job priced by its GPU: the device it reported, else the endpoint's LORAFLOW_GPU_TYPE. */
+  jobs: { gpuJobId: string; status: string; delayMs?: number; executionMs?: number; gpu?: string; pricePerHour: number; cost: number }[];
   /** Sum of the jobs' executionTime: what the endpoint bills. */
   gpuSeconds: number;
   /** Sum of the jobs' delayTime: queue wait and cold starts. */
   queueSeconds: number;
   /** Jobs whose timing the endpoint no longer had (purged): not in the sums. */
   unknownJobs: number;
+  /** The endpoint's GPU type's price per hour (LORAFLOW_GPU_TYPE in LORAFLOW_GPU_PRICES, else LORAFLOW_GPU_PRICE_PER_HOUR). */
   pricePerHour: number;
-  /** gpuSeconds × pricePerHour / 3600, in the price's currency (USD by default). */
+  /** Sum of the jobs' executionTime × their GPU's price / 3600, in the price's currency (USD by default). */
   cost: number;
 }
 
@@ -172,5 +177,7 @@ export interface PublishedLora {
   usage?: GpuUsage;
   /** s3://…/loras/<name>/<version>/report/index.html, once the report is written. */
   reportUri?: string;
+  /** The Hugging Face Hub push, where the worker has HF_TOKEN (activities/hub.ts). */
+  hub?: { outcome: 'pushed' | 'already-pushed' | 'newer-version-on-hub' | 'failed'; repo?: string; url?: string; revision?: string; commitUrl?: string; error?: string };
 }
 

@@ -3,6 +3,18 @@
 import { z } from 'zod';
 
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+
+/** "H100=4.18,A100 80GB=2.72" → { H100: 4.18, "A100 80GB": 2.72 }; a bad entry names itself. */
+export function parseGpuPrices(text: string): Record<string, number> {
+  const prices: Record<string, number> = {};
+  for (const entry of text.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const m = /^(.+?)\s*=\s*(\d+(?:\.\d+)?)$/.exec(entry);
+    if (!m) throw new Error(`"${entry}": expected GPU=price per hour, e.g. H100=4.18`);
+    prices[m[1]!] = Number(m[2]);
+  }
+  return prices;
+}
+
 /** A Hugging Face user, organisation or repo name. */
 const HubName = z.string().max(96).regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/, 'letters, digits, ".", "_" or "-", not at either end');
 export const DEFAULT_HF_BASE_MODELS =
@@ -32,9 +44,24 @@ const Env = z.object({
   /** The captioner the GPU worker runs (the worker reads the same variable): captions cached
    * under this name are reused by later runs instead of being paid for again. */
   LORAFLOW_CAPTIONER: z.string().min(1).default('tiny-captioner'),
-  /** Price of one GPU hour of the endpoint's GPU type (RunPod's list price of the card it runs):
-   * each run's cost is its jobs' execution time at this price. */
+  /** Price of one GPU hour for GPUs not listed in LORAFLOW_GPU_PRICES (and for CPU workers):
+   * each run's cost is its jobs' execution time at their GPU's price. */
   LORAFLOW_GPU_PRICE_PER_HOUR: z.coerce.number().nonnegative().default(2.49),
+  /** Price per hour by GPU type, matched (case-insensitively) against the device each job reports:
+   * "H100=4.18,A100=2.72,L40S=1.90". GPUs not listed cost LORAFLOW_GPU_PRICE_PER_HOUR. */
+  LORAFLOW_GPU_PRICES: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      try {
+        return parseGpuPrices(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+  /** The endpoint's GPU type (e.g. "H100"): prices a job that reports no device, and budget checks. */
+  LORAFLOW_GPU_TYPE: z.preprocess(emptyToUndefined, z.string().optional()),
   /** How often GPU activities poll RunPod for a job's status. */
   LORAFLOW_POLL_MS: z.coerce.number().int().min(100).default(1000),
   /** Wait for GPU jobs with /status-sync long-polls of this many ms (0: poll every LORAFLOW_POLL_MS).
@@ -56,6 +83,14 @@ const Env = z.object({
   /** Activities one Temporal worker runs at once. A waiting GPU stage holds one slot for the whole
    * job, so this bounds how many pipelines can wait on GPUs at the same time (SDK default: 100). */
   LORAFLOW_MAX_ACTIVITIES: z.coerce.number().int().min(1).default(1000),
+  /** GPU jobs one Temporal worker keeps on the endpoint at once: further GPU stages wait in
+   * Temporal's queue (in priority order) instead of flooding the endpoint. */
+  LORAFLOW_MAX_GPU_JOBS: z.coerce.number().int().min(1).default(10),
+  /** host:port where the worker serves Prometheus metrics (`/metrics`): Temporal's worker metrics and
+   * loraflow_pipeline_runs_total{outcome,trigger,lora}. Empty: off. The local stack serves it on
+   * LORAFLOW_METRICS_PORT. */
+  LORAFLOW_METRICS_ADDRESS: z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port').optional(),
+  LORAFLOW_METRICS_PORT: z.coerce.number().int().default(9464),
   /** Hugging Face token with write access: when set, published LoRAs can be pushed to the Hub
    * (activities/hub.ts). Empty means unset. */
   HF_TOKEN: z.preprocess(emptyToUndefined, z.string().regex(/^hf_\S+$/, 'a Hugging Face access token starts with "hf_"').optional()),
@@ -100,6 +135,8 @@ const Env = z.object({
   TEMPORAL_PORT: z.coerce.number().int().default(7233),
 });
 export type Config = z.infer<typeof Env>;
+/** Every variable loraflow reads (the compose test checks the worker's environment against it). */
+export const CONFIG_VARIABLES = Object.keys(Env.shape);
 
 /** Reads the environment; a bad value fails with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

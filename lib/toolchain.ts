@@ -18,3 +18,9 @@ export const toolchain = {
   modelDir: () => tool('LORAFLOW_MODEL_DIR', '.tools/models'),
   gpuWorker: () => path.join(repoRoot, 'gpu-worker', 'handler.py'),
 };
+
+/**
+ * Dev-server flags loraflow relies on: the task-queue matcher that dispatches queued tasks in
+ * priority order (runs' priorityKey), which this server version only uses when asked.
+ */
+export const TEMPORAL_DEV_SERVER_FLAGS = ['--dynamic-config-value', 'matching.useNewMatcher=true'];

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { pino } from 'pino';
 import { type Config, loadConfig } from '../lib/config.js';
-import { repoRoot, toolchain } from '../lib/toolchain.js';
+import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
 import { startRunpodLocal } from '../runpod-local/index.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import type { Server } from 'node:http';
@@ -53,6 +53,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   await assertPortFree(config.TEMPORAL_UI_PORT, 'Temporal Web UI', 'TEMPORAL_UI_PORT');
   await assertPortFree(config.LORAFLOW_S3_PORT, 'S3', 'LORAFLOW_S3_PORT');
   await assertPortFree(config.RUNPOD_LOCAL_PORT, 'RunPod endpoint', 'RUNPOD_LOCAL_PORT');
+  if (opts.withWorker !== false) await assertPortFree(config.LORAFLOW_METRICS_PORT, 'worker metrics', 'LORAFLOW_METRICS_PORT');
 
   // Started in this order, stopped in reverse; a restarted service replaces its entry.
   const services = new Map<string, Service>();
@@ -79,6 +80,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         '--ui-port', String(config.TEMPORAL_UI_PORT),
         '--namespace', config.TEMPORAL_NAMESPACE,
         '--log-level', 'warn',
+        ...TEMPORAL_DEV_SERVER_FLAGS,
         ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
         ...(codec ? ['--ui-codec-endpoint', `http://127.0.0.1:${config.LORAFLOW_CODEC_PORT}`] : []),
       ], { logDir, env });
@@ -117,6 +119,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       TEMPORAL_ADDRESS: `127.0.0.1:${config.TEMPORAL_PORT}`,
       LORAFLOW_S3_ENDPOINT: `http://127.0.0.1:${config.LORAFLOW_S3_PORT}`,
       RUNPOD_API_BASE: runpod.url,
+      LORAFLOW_METRICS_ADDRESS: `127.0.0.1:${config.LORAFLOW_METRICS_PORT}`,
     };
     const stack: Stack = {
       config: loadConfig(clientEnv),

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import { createWorkers } from '../lib/workers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../activities/index.js';
 import { TrainRequest } from '../contract/pipeline.js';
@@ -52,7 +52,7 @@ describe('an encrypted pipeline', () => {
     const dataConverter = { payloadCodecs: [codec] };
     const client = new Client({ connection: env.connection, dataConverter });
     const taskQueue = `tq-${randomUUID()}`;
-    const worker = await Worker.create({
+    const worker = await createWorkers({
       connection: env.nativeConnection,
       taskQueue,
       dataConverter,

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { loadConfig } from '../lib/config.js';
+import { CONFIG_VARIABLES } from '../lib/config.js';
 import { repoRoot } from '../lib/toolchain.js';
 
 interface Service {
@@ -49,8 +49,16 @@ describe('docker-compose.yml', () => {
     expect(services['temporal-ui']!.ports).toContain('8080:8080');
   });
 
+  it('gives the Temporal server the dynamic config that dispatches queued tasks by priority', () => {
+    const temporal = services.temporal!;
+    const mount = temporal.volumes!.find((v) => v.endsWith(`:${temporal.environment!.DYNAMIC_CONFIG_FILE_PATH}:ro`));
+    expect(mount, 'a read-only mount of DYNAMIC_CONFIG_FILE_PATH').toBeDefined();
+    const file = parse(readFileSync(path.join(repoRoot, mount!.split(':')[0]!), 'utf8')) as Record<string, { value: unknown }[]>;
+    expect(file['matching.useNewMatcher']).toEqual([{ value: true }]);
+  });
+
   it('configures the worker only with variables loraflow reads, and its build files exist', () => {
-    const known = Object.keys(loadConfig({}));
+    const known = CONFIG_VARIABLES;
     for (const variable of Object.keys(services['loraflow-worker']!.environment!)) expect(known, variable).toContain(variable);
     expect(existsSync(path.join(repoRoot, services['loraflow-worker']!.build!.dockerfile))).toBe(true);
     for (const name of ['temporal-schema', 'temporal-setup']) {

@@ -261,9 +261,11 @@ describe('pushToHub', () => {
     }
   });
 
-  it('refuses to run without HF_TOKEN, with bad metadata (naming the field) or a LoRA that no longer matches it', async () => {
+  it('pushes nothing without HF_TOKEN, and refuses bad metadata (naming the field) or a LoRA that no longer matches it', async () => {
     const { metadataKey } = await published('hub-five', '20261125-000000-55555555', Buffer.from('lora five'), []);
-    await expectFailure(push({ metadataKey }, { ...deps, hub: undefined }).result, 'HubNotConfigured', /HF_TOKEN/);
+    const requestsBefore = hub.requests.length;
+    expect(await push({ metadataKey }, { ...deps, hub: undefined }).result).toEqual({ outcome: 'not-configured' });
+    expect(hub.requests.length).toBe(requestsBefore);
 
     const bad = JSON.parse((await getBytes(s3.storage, metadataKey)).toString()) as Record<string, unknown>;
     await putBytes(s3.storage, 'loras/hub-bad/v1/metadata.json', JSON.stringify({ ...bad, name: 'hub-bad', version: 'v1', lora: { sha256: 'nope', bytes: 9 } }), 'application/json');

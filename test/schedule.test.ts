@@ -4,10 +4,12 @@
 // otherwise, and reuses cached captions instead of paying for a caption job again.
 import { execFile } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import { Runtime } from '@temporalio/worker';
+import { createWorkers, type LoraflowWorkers } from '../lib/workers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../activities/index.js';
 import { captionCacheKey } from '../activities/caption.js';
@@ -35,19 +37,24 @@ let tmp: ReturnType<typeof tempDir>;
 let s3: Awaited<ReturnType<typeof startS3>>;
 let gpu: Awaited<ReturnType<typeof startGpuEndpoint>>;
 let env: TestWorkflowEnvironment;
-let worker: Worker;
+let worker: LoraflowWorkers;
 let running: Promise<void>;
 let config: Config;
 let dataset: string;
+let metricsUrl: string;
 const NAME = 'sched-robot';
 const ID = `retrain-${NAME}`;
 
 beforeAll(async () => {
+  // As worker.ts does with LORAFLOW_METRICS_ADDRESS: before any connection, Prometheus on a free port.
+  const port = await freePort();
+  metricsUrl = `http://127.0.0.1:${port}/metrics`;
+  Runtime.install({ telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}`, countersTotalSuffix: true } } } });
   tmp = tempDir('sched');
   [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py'), startTemporal()]);
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 3, captioned: 2 });
   config = { ...testConfig, LORAFLOW_TASK_QUEUE: 'sched-test', TEMPORAL_ADDRESS: env.address };
-  worker = await Worker.create({
+  worker = await createWorkers({
     connection: env.nativeConnection,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
     workflowsPath: path.join(repoRoot, 'workflows/index.ts'),
@@ -58,13 +65,30 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (worker && worker.getState() === 'RUNNING') worker.shutdown();
+  worker?.shutdown();
   await running?.catch(() => undefined);
   await env?.teardown();
   await gpu?.endpoint.stop();
   await s3?.stop();
   tmp?.remove();
 });
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** The value of loraflow_pipeline_runs_total for this LoRA's scheduled runs with `outcome`. */
+async function scheduledRuns(outcome: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('loraflow_pipeline_runs_total{') && l.includes(`outcome="${outcome}"`) && l.includes('trigger="scheduled"') && l.includes(`lora="${NAME}"`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
 
 const jobs = (task: string) => gpu.endpoint.ledger().filter((e) => e.task === task).length;
 const keyOf = (uri: string) => uri.replace(`s3://${s3.storage.bucket}/`, '');
@@ -107,6 +131,9 @@ describe('scheduled retraining', () => {
     const row = await describeSchedule(env.client, ID);
     expect(row).toMatchObject({ scheduleId: ID, name: NAME, cron: '0 0 1 1 *', state: 'active', dataset, recentRuns: [] });
     expect(row.nextRuns[0]).toMatch(/^\d{4}-01-01T00:00:00/);
+    // Scheduled runs queue for GPU slots behind manual runs (priority 3) unless told otherwise.
+    const described = await env.client.schedule.getHandle(ID).describe();
+    expect((described.action as { priority?: { priorityKey?: number } }).priority?.priorityKey).toBe(4);
   });
 
   it('trains once for a dataset, records a skip when it is unchanged, and trains again when it changes', async () => {
@@ -159,6 +186,13 @@ describe('scheduled retraining', () => {
     const run = await nextRun(() => backfillSchedule(env.client, ID, new Date('2025-12-31T23:30:00Z'), new Date('2026-01-01T00:30:00Z')));
     expect(isSkipped(run.outcome)).toBe(true);
     await expect(backfillSchedule(env.client, ID, new Date('2026-01-02T00:00:00Z'), new Date('2026-01-01T00:00:00Z'))).rejects.toThrow('--from must be before --to');
+  });
+
+  it('counts scheduled runs by outcome on the worker metrics endpoint, so a skip is never silent', async () => {
+    // Published twice (first and changed dataset), skipped twice (unchanged, and the backfill).
+    expect(await scheduledRuns('published')).toBe(2);
+    expect(await scheduledRuns('skipped')).toBe(2);
+    expect(await scheduledRuns('failed')).toBe(0);
   });
 
   it('pauses, unpauses and deletes through the CLI', async () => {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
-import { Worker } from '@temporalio/worker';
+import { createWorkers, type LoraflowWorkers } from '../lib/workers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../activities/index.js';
 import { gpuStateOf } from '../activities/gpu-job.js';
@@ -29,7 +29,7 @@ let tmp: ReturnType<typeof tempDir>;
 let s3: Awaited<ReturnType<typeof startS3>>;
 let gpu: Awaited<ReturnType<typeof startGpuEndpoint>>;
 let env: TestWorkflowEnvironment;
-let worker: Worker;
+let worker: LoraflowWorkers;
 let running: Promise<void>;
 let dataset: string;
 let config: Config;
@@ -45,7 +45,7 @@ beforeAll(async () => {
   ]);
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 2, captioned: 2 });
   config = { ...testConfig, RUNPOD_API_BASE: gpu.endpoint.url, RUNPOD_API_KEY: 'test-key', RUNPOD_ENDPOINT_ID: gpu.endpoint.endpointId, LORAFLOW_S3_ENDPOINT: s3.endpoint };
-  worker = await Worker.create({
+  worker = await createWorkers({
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath: path.join(repoRoot, 'workflows/index.ts'),
@@ -56,7 +56,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (worker?.getState() === 'RUNNING') worker.shutdown();
+  worker?.shutdown();
   await running?.catch(() => undefined);
   await env?.teardown();
   await gpu?.endpoint.stop();

@@ -8,15 +8,18 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import { createWorkers } from '../lib/workers.js';
+import { status } from '../cli/inspect.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { TrainRequest, type PipelineProgress } from '../contract/pipeline.js';
 import { getJson, listKeys, sha256OfObject } from '../lib/s3.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
-import { LoraStageKey, progressQuery } from '../workflows/definitions.js';
+import { LoraBaseModelKey, LoraDatasetHashKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { makeDataset } from './datasets.js';
+import { until as untilValue } from './wait.js';
+import { startHubRecorder } from './hub-recorder.js';
 import { startGpuEndpoint, startS3, startTemporal, tempDir, testConfig } from './harness.js';
 
 const workflowsPath = path.join(repoRoot, 'workflows/index.ts');
@@ -53,19 +56,20 @@ function request(triggerWord: string, steps: number, msPerStep = 20) {
 }
 
 /** Runs `fn` while a worker polls `taskQueue`, its activities built from `deps()` plus `overrides`. */
-async function withWorker<T>(taskQueue: string, fn: () => Promise<T>, overrides: Partial<ActivityDeps> = {}): Promise<T> {
-  const worker = await Worker.create({
+async function withWorker<T>(taskQueue: string, fn: () => Promise<T>, overrides: Partial<ActivityDeps> = {}, maxGpuJobs?: number): Promise<T> {
+  const workers = await createWorkers({
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath,
     activities: createActivities({ ...deps(), ...overrides }),
     maxHeartbeatThrottleInterval: '1 second',
+    ...(maxGpuJobs ? { maxGpuJobs } : {}),
   });
-  return worker.runUntil(fn());
+  return workers.runUntil(fn());
 }
 
-async function start(taskQueue: string, req: TrainRequest): Promise<WorkflowHandle<PublishingTrainLora>> {
-  return env.client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `test-${randomUUID()}`, args: [req] });
+async function start(taskQueue: string, req: TrainRequest, priorityKey?: number): Promise<WorkflowHandle<PublishingTrainLora>> {
+  return env.client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `test-${randomUUID()}`, args: [req], ...(priorityKey ? { priority: { priorityKey } } : {}) });
 }
 
 async function until(handle: WorkflowHandle, ok: (p: PipelineProgress) => boolean, timeoutMs = 60_000): Promise<PipelineProgress> {
@@ -104,7 +108,7 @@ describe('trainLora workflow', () => {
     expect(published.uri).toMatch(new RegExp(`^s3://${s3.storage.bucket}/loras/robot/\\d{8}-\\d{6}-[0-9a-f-]{8}/lora\\.safetensors$`));
     const key = published.uri.replace(`s3://${s3.storage.bucket}/`, '');
     expect(await sha256OfObject(s3.storage, key)).toEqual({ sha256: published.sha256, bytes: published.bytes });
-    const metadata = await getJson<{ dataset: { images: number; captions: { sidecar: number; gpuCaptioned: number } }; triggerWord: string }>(
+    const metadata = await getJson<{ dataset: { images: number; manifestSha256: string; captions: { sidecar: number; gpuCaptioned: number } }; triggerWord: string; baseModel: string }>(
       s3.storage,
       published.metadataUri.replace(`s3://${s3.storage.bucket}/`, ''),
     );
@@ -113,7 +117,10 @@ describe('trainLora workflow', () => {
 
     expect(progress.stage).toBe('published');
     expect(Object.keys(progress.stageStartedAt)).toEqual(['ingest', 'caption', 'train', 'publish', 'published']);
-    expect((await handle.describe()).typedSearchAttributes.get(LoraStageKey)).toBe('published');
+    const attrs = (await handle.describe()).typedSearchAttributes;
+    expect(attrs.get(LoraStageKey)).toBe('published');
+    expect(attrs.get(LoraBaseModelKey)).toBe(metadata.baseModel);
+    expect(attrs.get(LoraDatasetHashKey)).toBe(metadata.dataset.manifestSha256);
     expect(trainJobs() - before).toBe(1);
 
     // History holds keys, ids and hashes: no signed URLs, keys or secrets.
@@ -127,12 +134,63 @@ describe('trainLora workflow', () => {
     }
   });
 
+  it('pushes the published version to the Hub where the worker has HF_TOKEN; a refused token leaves it published', async () => {
+    const token = 'hf_workflowtesttoken123';
+    const [accepting, refusing] = await Promise.all([startHubRecorder({ token, username: 'tester' }), startHubRecorder({ token, failWith: 401 })]);
+    try {
+      const hubDeps = (endpoint: string) => ({ hub: { token, endpoint, namespace: 'test-org', private: true, baseModels: {} } });
+      const taskQueue = `tq-${randomUUID()}`;
+      const pushed = await withWorker(taskQueue, async () => (await start(taskQueue, { ...request('lfrobot', 3), name: 'hub-robot' })).result(), hubDeps(accepting.url));
+      expect(pushed.hub).toMatchObject({ outcome: 'pushed', repo: 'test-org/hub-robot' });
+      expect(accepting.repos.get('test-org/hub-robot')?.commits.at(-1)?.title).toBe(`loraflow: hub-robot ${pushed.version}`);
+
+      const other = `tq-${randomUUID()}`;
+      const refused = await withWorker(other, async () => (await start(other, { ...request('lfrobot', 4), name: 'hub-robot' })).result(), hubDeps(refusing.url));
+      expect(refused.uri).toContain('/loras/hub-robot/');
+      expect(refused.hub).toMatchObject({ outcome: 'failed', error: expect.stringContaining('HF_TOKEN') });
+      expect(refused.hub?.error).not.toContain(token);
+    } finally {
+      await Promise.all([accepting.stop(), refusing.stop()]);
+    }
+  });
+
   it('fails with the GPU worker’s reason and error class when the GPU job fails', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const failure = await withWorker(taskQueue, async () => failureOf(await start(taskQueue, request('failinput', 3))));
     expect(failure.type).toBe('GpuINPUT');
     expect(failure.message).toContain('scripted bad input');
     expect(failure.nonRetryable).toBe(true);
+  });
+
+  it('cancels the GPU job and fails the run once its cost passes the budget, pricing by GPU type', async () => {
+    const taskQueue = `tq-${randomUUID()}`;
+    const published = await listKeys(s3.storage, 'loras/');
+    // $1 per GPU-second on the endpoint's GPU type; unlisted GPUs would be free. A 30 s training
+    // with a budget of 1.5 is stopped about a second and a half in.
+    const pricing = { gpuType: 'Scripted GPU 80GB', gpuPrices: { 'scripted gpu': 3600 }, gpuPricePerHour: 0 };
+    const t0 = Date.now();
+    const { failure, stage } = await withWorker(
+      taskQueue,
+      async () => {
+        const handle = await start(taskQueue, { ...request('lfrobot', 600, 50), budget: 1.5 });
+        const failure = await failureOf(handle);
+        return { failure, stage: (await handle.query(progressQuery)).stage };
+      },
+      pricing,
+    );
+    expect(Date.now() - t0).toBeLessThan(25_000); // the 30 s training did not run to its end
+    expect(failure.type).toBe('BudgetExceeded');
+    expect(failure.nonRetryable).toBe(true);
+    expect(failure.message).toMatch(/^the run's GPU cost reached \d+\.\d+, over its budget of 1\.50: GPU job \S+ was cancelled$/);
+    const train = gpu.endpoint.ledger().filter((e) => e.task === 'train').at(-1)!;
+    expect(failure.message).toContain(train.id);
+    await untilValue(() => ledgerOf(train.id)?.status, (st) => st === 'CANCELLED', 10_000);
+    expect(stage).toBe('failed');
+    expect(await listKeys(s3.storage, 'loras/')).toEqual(published);
+    // What was spent is priced at the type's price: a bit over the budget (one status interval), far under 30 s.
+    const spent = (failure.details?.[0] as { spent: number }).spent;
+    expect(spent).toBeGreaterThan(1.5);
+    expect(spent).toBeLessThan(6);
   });
 
   it('refuses to publish when the GPU job reports COMPLETED without the artifact', async () => {
@@ -258,10 +316,45 @@ describe('trainLora workflow', () => {
     expect(calls.status + calls.statusSync).toBeLessThanOrEqual(8);
   });
 
+  it('keeps at most LORAFLOW_MAX_GPU_JOBS GPU jobs on the endpoint, dispatching queued runs by priority', async () => {
+    const taskQueue = `tq-${randomUUID()}`;
+    const jobsOf = async (h: WorkflowHandle) => {
+      const ids = await Promise.all((await listKeys(s3.storage, `runs/${h.workflowId}/gpu-jobs/`)).map(async (k) => (await getJson<{ gpuJobId: string }>(s3.storage, k)).gpuJobId));
+      return ids.map((id) => ledgerOf(id)!).sort((a, b) => a.submittedAt.localeCompare(b.submittedAt));
+    };
+    const { first, low, high } = await withWorker(
+      taskQueue,
+      async () => {
+        // One run holds the only GPU slot; three low-priority runs queue behind it, then an urgent one.
+        const first = await start(taskQueue, request('lfrobot', 40, 100), 3);
+        await until(first, (p) => p.stage === 'train' && p.gpuStatus === 'IN_PROGRESS');
+        const low = [];
+        for (let i = 0; i < 3; i++) low.push(await start(taskQueue, request('lfrobot', 2 + i, 10), 5));
+        for (const h of low) await until(h, (p) => p.stage === 'caption');
+        // `loraflow status` says why a queued run does nothing yet.
+        expect((await status(env.client, low[0]!.workflowId)).state).toMatch(/^caption: waiting for a GPU slot/);
+        const high = await start(taskQueue, request('lfrobot', 9, 10), 1);
+        await Promise.all([first, ...low, high].map((h) => h.result()));
+        return { first, low, high };
+      },
+      {},
+      1,
+    );
+    const firstJobs = await jobsOf(first);
+    const highJobs = await jobsOf(high);
+    const lowJobs = (await Promise.all(low.map(jobsOf))).flat();
+    // The urgent run's first GPU job went ahead of every queued low-priority one.
+    for (const j of lowJobs) expect(highJobs[0]!.submittedAt < j.submittedAt, `high ${highJobs[0]!.submittedAt} vs low ${j.submittedAt}`).toBe(true);
+    // Never two GPU jobs at once: each was submitted after the one before it had finished.
+    const all = [...firstJobs, ...highJobs, ...lowJobs].sort((a, b) => a.submittedAt.localeCompare(b.submittedAt));
+    expect(all).toHaveLength(5 * 2); // a caption job (no captioner set: no cache) and a train job per run
+    for (let i = 1; i < all.length; i++) expect(all[i]!.submittedAt >= all[i - 1]!.finishedAt!, `job ${i} overlaps the one before`).toBe(true);
+  });
+
   it('a retried train activity resumes the same GPU job instead of submitting another', async () => {
     const taskQueue = `tq-${randomUUID()}`;
     const before = trainJobs();
-    const first = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowsPath, activities: createActivities(deps()) });
+    const first = await createWorkers({ connection: env.nativeConnection, taskQueue, workflowsPath, activities: createActivities(deps()) });
     const handle = await start(taskQueue, request('lfrobot', 60, 100));
     const progress = await first.runUntil(until(handle, (p) => p.stage === 'train' && p.gpuStatus === 'IN_PROGRESS'));
     // runUntil shut the first worker down mid-activity: its attempt fails, the job keeps running.

@@ -4,10 +4,16 @@ import { defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { GpuProgressSignal, PipelineProgress } from '../contract/pipeline.js';
 
+/** GPU stages run on their own task queue, whose worker slots cap concurrent GPU jobs (lib/workers.ts). */
+export const gpuTaskQueue = (taskQueue: string): string => `${taskQueue}-gpu`;
+
 export const progressQuery = defineQuery<PipelineProgress>('progress');
 export const gpuProgressSignal = defineSignal<[GpuProgressSignal]>('gpuProgress');
 
 /** Registered on the server by the stack (`--search-attribute NAME=Keyword`) and by tests. */
 export const LoraStageKey = defineSearchAttributeKey('LoraStage', 'KEYWORD');
 export const LoraNameKey = defineSearchAttributeKey('LoraName', 'KEYWORD');
-export const SEARCH_ATTRIBUTES = [LoraStageKey, LoraNameKey];
+export const LoraBaseModelKey = defineSearchAttributeKey('LoraBaseModel', 'KEYWORD');
+/** The dataset manifest's sha256: which runs trained on the same images. */
+export const LoraDatasetHashKey = defineSearchAttributeKey('LoraDatasetHash', 'KEYWORD');
+export const SEARCH_ATTRIBUTES = [LoraStageKey, LoraNameKey, LoraBaseModelKey, LoraDatasetHashKey];

@@ -1,11 +1,13 @@
 // The pipeline as a story: ingest → caption → train → publish. Deterministic code only;
 // every side effect is an activity, and history holds keys, ids and hashes, never bytes or URLs.
 import {
+  type ActivityOptions,
   ActivityCancellationType,
   CancellationScope,
   CancelledFailure,
   isCancellation,
   log,
+  metricMeter,
   patched,
   proxyActivities,
   setHandler,
@@ -16,7 +18,7 @@ import {
 import type { Activities } from '../activities/index.js';
 import { describeState } from '../contract/describe.js';
 import type { PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
-import { gpuProgressSignal, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
+import { gpuProgressSignal, gpuTaskQueue, LoraBaseModelKey, LoraDatasetHashKey, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
 
 const { ingestDataset } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
@@ -27,12 +29,14 @@ const { ingestDataset } = proxyActivities<Activities>({
 
 // GPU stages: retries resume polling the recorded RunPod job, they never submit a second one.
 // WAIT_CANCELLATION_COMPLETED: a cancelled pipeline waits until the GPU job is cancelled too.
-const { captionDataset, trainOnGpu } = proxyActivities<Activities>({
+// They run on the GPU task queue (see gpuProxies), whose slots cap concurrent GPU jobs.
+const GPU_STAGES: ActivityOptions = {
   startToCloseTimeout: '24 hours',
   heartbeatTimeout: '30 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-});
+};
+const gpuProxies = () => proxyActivities<Activities>({ ...GPU_STAGES, taskQueue: gpuTaskQueue(workflowInfo().taskQueue) });
 
 // Cleanup after a failure or cancel: cancels GPU jobs the pipeline's activities could not stop.
 const { cancelGpuJobs } = proxyActivities<Activities>({
@@ -52,11 +56,20 @@ const { writeReport } = proxyActivities<Activities>({
   retry: { maximumAttempts: 3, initialInterval: '2 seconds' },
 });
 
+// The optional Hugging Face push (where the worker has HF_TOKEN): the LoRA is already published in
+// S3, so a Hub that stays down or refuses the token is recorded on the result, not a failed run.
+const { pushToHub } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 5, initialInterval: '10 seconds', maximumInterval: '2 minutes' },
+});
+
 export type PublishingTrainLora = (request: TrainRequest) => Promise<PublishedLora>;
 
 /** Publishes a LoRA; a scheduled run (`onlyIfChanged`) whose dataset is unchanged ends `skipped`. */
 export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
   const runKey = workflowInfo().workflowId;
+  const { captionDataset, trainOnGpu } = gpuProxies();
   const progress: PipelineProgress = { stage: 'queued', name: request.name, stageStartedAt: {}, updatedAt: new Date().toISOString() };
   setHandler(progressQuery, () => progress);
   // A one-line summary for the Web UI's memo column, written when it changes (stage, GPU state),
@@ -74,6 +87,9 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
     if (gpu.gpuState !== undefined && (gpu.gpuState !== gpuState || gpu.gpuDetail !== gpuDetail)) updateMemo();
   });
   upsertSearchAttributes([{ key: LoraNameKey, value: request.name }]);
+  // Base model and dataset hash make runs comparable in the Web UI; older histories lack them.
+  const moreSearchAttributes = patched('search-attrs-model-dataset');
+  if (moreSearchAttributes) upsertSearchAttributes([{ key: LoraBaseModelKey, value: request.baseModel }]);
 
   const enter = (stage: Stage) => {
     const now = new Date().toISOString();
@@ -86,6 +102,7 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
   try {
     enter('ingest');
     const dataset = await ingestDataset({ dataset: request.dataset });
+    if (moreSearchAttributes) upsertSearchAttributes([{ key: LoraDatasetHashKey, value: dataset.manifestSha256 }]);
 
     // Scheduled retraining: no new version when the latest one was trained on this same dataset.
     if (request.onlyIfChanged && patched('only-if-changed')) {
@@ -95,12 +112,13 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
         log.info('skipped: dataset unchanged since the latest published version', { name: request.name, latestVersion: latest.version, manifestSha256: dataset.manifestSha256 });
         progress.skipped = skipped;
         enter('skipped');
+        countRun(request, 'skipped');
         return skipped;
       }
     }
 
     enter('caption');
-    const captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.triggerWord });
+    const captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.triggerWord, budget: request.budget });
 
     enter('train');
     const trained = await trainOnGpu({
@@ -112,6 +130,7 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
       params: request.params,
       format: request.format,
       sampleEvery: request.sampleEvery,
+      budget: request.budget,
     });
 
     enter('publish');
@@ -135,8 +154,21 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
       }
     }
 
+    if (patched('hub-push')) {
+      try {
+        const hub = await pushToHub({ metadataKey: keyOf(published.metadataUri) });
+        if (hub.outcome !== 'not-configured') published = { ...published, hub: { ...hub, outcome: hub.outcome } };
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        const error = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+        log.warn('not pushed to the Hugging Face Hub', { error });
+        published = { ...published, hub: { outcome: 'failed', error } };
+      }
+    }
+
     progress.result = published;
     enter('published');
+    countRun(request, 'published');
     return published;
   } catch (err) {
     // A cancel can surface as the failure of an activity that could not finish cancelling
@@ -144,6 +176,8 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
     const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
     progress.error = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
     enter(cancelled ? 'cancelled' : 'failed');
+    countRun(request, cancelled ? 'cancelled' : 'failed');
+    if (request.onlyIfChanged) log.warn(`scheduled run ${cancelled ? 'cancelled' : 'failed'}`, { name: request.name, error: progress.error });
     if (patched('cancel-gpu-jobs-on-failure')) {
       // Whatever failed, no GPU job of this pipeline may keep billing.
       await CancellationScope.nonCancellable(() => cancelGpuJobs({ runKey })).catch(() => undefined);
@@ -151,6 +185,16 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
     if (cancelled && !isCancellation(err)) throw new CancelledFailure('pipeline cancelled', [], err instanceof Error ? err : undefined);
     throw err;
   }
+}
+
+/**
+ * loraflow_pipeline_runs_total{outcome, trigger, lora} on the worker's /metrics: a skipped or
+ * failed scheduled run shows up on a dashboard, not only in its history. (Not emitted on replay.)
+ */
+function countRun(request: TrainRequest, outcome: 'published' | 'skipped' | 'failed' | 'cancelled'): void {
+  metricMeter
+    .createCounter('loraflow_pipeline_runs', 'runs', 'Finished trainLora runs by outcome and trigger')
+    .add(1, { outcome, trigger: request.onlyIfChanged ? 'scheduled' : 'manual', lora: request.name });
 }
 
 /** s3://bucket/key → key */

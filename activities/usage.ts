@@ -1,0 +1,89 @@
+// What a run's GPU jobs cost, and the per-run budget that stops them. Each job is priced by the GPU
+// it ran on: the device the worker reported (metrics.device, e.g. "cuda:NVIDIA H100 80GB HBM3"),
+// else the endpoint's configured GPU type, looked up in the price table; unknown GPUs (and CPU)
+// use the default price per hour.
+import { ApplicationFailure } from '@temporalio/activity';
+import type { GpuUsage } from '../contract/pipeline.js';
+import { RunpodJobNotFound } from '../lib/runpod-client.js';
+import { getJson, listKeys } from '../lib/s3.js';
+import type { ActivityDeps } from './deps.js';
+import { type GpuJobTiming, timingOf } from './gpu-job.js';
+
+export const DEFAULT_GPU_PRICE_PER_HOUR = 2.49;
+
+/** Price per hour of `gpu`: the first table entry whose name it contains (case-insensitive). */
+export function priceFor(deps: Pick<ActivityDeps, 'gpuPricePerHour' | 'gpuPrices'>, gpu: string | undefined): number {
+  const name = gpu?.toLowerCase();
+  const hit = name ? Object.entries(deps.gpuPrices ?? {}).find(([type]) => name.includes(type.toLowerCase())) : undefined;
+  return hit?.[1] ?? deps.gpuPricePerHour ?? DEFAULT_GPU_PRICE_PER_HOUR;
+}
+
+const round6 = (n: number) => Math.round(n * 1e6) / 1e6;
+
+/**
+ * GPU time of every job the run submitted (all recorded under runs/<runKey>/gpu-jobs/: the caption
+ * job, segments, jobs lost to crashed workers, those of earlier attempts). Timings this attempt saw
+ * finish are used as they were; the others are asked of the endpoint, which may have purged them.
+ */
+export async function gpuUsage(deps: ActivityDeps, runKey: string, seen: GpuJobTiming[] = [], except?: string): Promise<GpuUsage> {
+  const known = new Map(seen.map((t) => [t.gpuJobId, t]));
+  const jobs: GpuUsage['jobs'] = [];
+  for (const key of await listKeys(deps.storage, `runs/${runKey}/gpu-jobs/`)) {
+    const { gpuJobId } = await getJson<{ gpuJobId: string }>(deps.storage, key);
+    if (gpuJobId === except) continue;
+    const timing: GpuJobTiming =
+      known.get(gpuJobId) ??
+      (await deps.runpod.status(gpuJobId).then(timingOf, (err: unknown) => {
+        if (err instanceof RunpodJobNotFound) return { gpuJobId, status: 'PURGED' };
+        throw err;
+      }));
+    const gpu = timing.gpu ?? deps.gpuType;
+    const pricePerHour = priceFor(deps, gpu);
+    jobs.push({ ...timing, ...(gpu ? { gpu } : {}), pricePerHour, cost: round6((((timing.executionMs ?? 0) / 1000) * pricePerHour) / 3600) });
+  }
+  const sum = (k: 'delayMs' | 'executionMs') => jobs.reduce((n, j) => n + (j[k] ?? 0), 0) / 1000;
+  return {
+    jobs,
+    gpuSeconds: sum('executionMs'),
+    queueSeconds: sum('delayMs'),
+    unknownJobs: jobs.filter((j) => j.executionMs === undefined).length,
+    pricePerHour: priceFor(deps, deps.gpuType),
+    cost: round6(jobs.reduce((n, j) => n + j.cost, 0)),
+  };
+}
+
+/**
+ * A run's budget, checked while its GPU jobs run: what its other jobs cost plus the running job's
+ * time so far, at the endpoint's GPU price. Over the limit, the caller cancels the job and fails.
+ */
+export function budgetGuard(deps: ActivityDeps, runKey: string, limit: number) {
+  const currency = (n: number) => n.toFixed(n < 0.01 ? 4 : 2);
+  const exceeded = (spent: number, gpuJobId?: string) =>
+    ApplicationFailure.create({
+      type: 'BudgetExceeded',
+      nonRetryable: true,
+      message: `the run's GPU cost reached ${currency(spent)}, over its budget of ${currency(limit)}${gpuJobId ? `: GPU job ${gpuJobId} was cancelled` : ': no further GPU job submitted'}`,
+      details: [{ spent: round6(spent), budget: limit }],
+    });
+  return {
+    limit,
+    /** Before submitting: fails when the run's earlier jobs already spent the budget. */
+    async beforeSubmit(): Promise<void> {
+      const { cost } = await gpuUsage(deps, runKey);
+      if (cost >= limit) throw exceeded(cost);
+    },
+    /** For the job being waited on: a check of its running time, to call on every status. */
+    async forJob(gpuJobId: string) {
+      const before = (await gpuUsage(deps, runKey, [], gpuJobId)).cost;
+      const price = priceFor(deps, deps.gpuType);
+      return {
+        /** The run's cost if the job has run `runningMs` so far; throws once over the limit. */
+        check(runningMs: number): void {
+          const spent = before + ((runningMs / 1000) * price) / 3600;
+          if (spent > limit) throw exceeded(spent, gpuJobId);
+        },
+      };
+    },
+  };
+}
+export type BudgetGuard = ReturnType<typeof budgetGuard>;
