@@ -1,6 +1,6 @@
 // Replays committed histories of finished pipelines against the current workflow code, so a
 // change that would break pipelines already running fails here, not in production.
-// Record a new one with: LORAFLOW_RECORD_HISTORY=1 npx vitest run test/workflow.test.ts -t "goes ingest"
+// Record a new one with: LORAFLOW_RECORD_HISTORY=v3 npx vitest run test/workflow.test.ts -t "goes ingest"
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';

@@ -127,10 +127,12 @@ describe('trainLora workflow', () => {
     const history = await handle.fetchHistory();
     const text = JSON.stringify(history);
     for (const secret of ['X-Amz-Signature', 'X-Amz-Credential', testConfig.AWS_SECRET_ACCESS_KEY, 'test-key']) expect(text).not.toContain(secret);
-    // LORAFLOW_RECORD_HISTORY=1 refreshes the history the replay test checks new workflow code against.
-    if (process.env.LORAFLOW_RECORD_HISTORY) {
+    // LORAFLOW_RECORD_HISTORY=v2 writes test/histories/train-lora-v2.json, a history the replay test
+    // checks later workflow code against (keep the older ones: running pipelines have those).
+    const record = process.env.LORAFLOW_RECORD_HISTORY;
+    if (record) {
       const { stdout } = await promisify(execFile)(toolchain.temporal(), ['workflow', 'show', '--address', env.address, '--workflow-id', handle.workflowId, '--output', 'json']);
-      writeFileSync(path.join(repoRoot, 'test/histories/train-lora-v1.json'), stdout);
+      writeFileSync(path.join(repoRoot, `test/histories/train-lora-${/^v\d+$/.test(record) ? record : 'v1'}.json`), stdout);
     }
   });
 
