@@ -88,6 +88,10 @@ describe('loraflow end to end', () => {
     const status = json<PipelineProgress & { status: string }>((await loraflow('status', result.workflowId, '--json')).stdout);
     expect(status).toMatchObject({ status: 'COMPLETED', stage: 'published', result: { uri: result.published.uri } });
     expect((await loraflow('list')).stdout).toContain(result.workflowId);
+    // The worker's Prometheus endpoint counts the run by outcome.
+    const metrics = await (await fetch(`http://${stack.env.LORAFLOW_METRICS_ADDRESS}/metrics`)).text();
+    expect(metrics).toMatch(/^loraflow_pipeline_runs_total\{[^}]*outcome="published"[^}]*\} 1$/m);
+    expect(metrics.split('\n').find((l) => l.startsWith('loraflow_pipeline_runs_total{'))).toMatch(/lora="squares".*trigger="manual"|trigger="manual".*lora="squares"/);
 
     const out = path.join(tmp.dir, 'download');
     const downloaded = await loraflow('download', result.workflowId, '--out', out, '--json');

@@ -40,6 +40,7 @@ export async function stackEnv(dir: string): Promise<Record<string, string>> {
     TEMPORAL_UI_PORT: String(await freePort()),
     LORAFLOW_S3_PORT: String(await freePort()),
     RUNPOD_LOCAL_PORT: String(await freePort()),
+    LORAFLOW_METRICS_PORT: String(await freePort()),
   };
 }
 
