@@ -47,7 +47,11 @@ const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = 
 
 /** Temporal's Logger interface on top of pino (Runtime.install({ logger })). */
 export function temporalLogger(logger: Logger): TemporalLogger {
-  const log = (level: LogLevel, message: string, meta?: LogMetadata) => logger[LEVELS[level]]({ ...meta }, message);
+  return temporalLoggerOf((level, message, meta) => logger[LEVELS[level]]({ ...meta }, message));
+}
+
+/** Temporal's Logger interface around one `log` function. */
+export function temporalLoggerOf(log: (level: LogLevel, message: string, meta?: LogMetadata) => void): TemporalLogger {
   return {
     log,
     trace: (m, meta) => log('TRACE', m, meta),

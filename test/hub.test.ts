@@ -3,7 +3,6 @@
 // protocol-level local stand-in for the Hub's endpoints (test/hub-recorder.ts), not the real Hub.
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import type { Logger as TemporalLogger } from '@temporalio/common';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
@@ -14,7 +13,7 @@ import { type HubMetadata, type HubPushResult, modelCard, pushToHub } from '../a
 import { sha256 } from '../activities/ingest.js';
 import { publishLora } from '../activities/publish.js';
 import { TrainRequest } from '../contract/pipeline.js';
-import { makeLogger } from '../lib/logger.js';
+import { makeLogger, temporalLoggerOf } from '../lib/logger.js';
 import { getBytes, putBytes } from '../lib/s3.js';
 import { startS3, tempDir } from './harness.js';
 import { type HubRepo, startHubRecorder } from './hub-recorder.js';
@@ -44,15 +43,7 @@ afterAll(async () => {
 /** Every activity log call, unredacted, as the activity made it. */
 function capturingLogger() {
   const lines: string[] = [];
-  const log = (level: string, message: string, meta?: Record<string, unknown>) => lines.push(JSON.stringify({ level, message, meta }));
-  const logger: TemporalLogger = {
-    log,
-    trace: (m, meta) => log('TRACE', m, meta),
-    debug: (m, meta) => log('DEBUG', m, meta),
-    info: (m, meta) => log('INFO', m, meta),
-    warn: (m, meta) => log('WARN', m, meta),
-    error: (m, meta) => log('ERROR', m, meta),
-  };
+  const logger = temporalLoggerOf((level, message, meta) => void lines.push(JSON.stringify({ level, message, meta })));
   return { lines, logger };
 }
 
