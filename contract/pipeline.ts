@@ -52,19 +52,24 @@ export type GpuState =
   | 'finished';
 
 /** What the `progress` query returns. */
-export interface PipelineProgress {
-  stage: Stage;
-  name: string;
+/** What a GPU stage reports about its current job. */
+interface GpuJobProgress {
+  /** Absent between a lost job and the submission of the job that resumes it. */
   gpuJobId?: string;
-  /** RunPod's status of the current GPU job (IN_QUEUE, IN_PROGRESS, ...). */
-  gpuStatus?: string;
-  /** What that status means here (see GpuState), and why, when known (e.g. the last worker failure). */
+  /** What the job's RunPod status means here (see GpuState), and why, when known (e.g. the last worker failure). */
   gpuState?: GpuState;
   gpuDetail?: string;
   phase?: string;
   step?: number;
   totalSteps?: number;
   loss?: number;
+}
+
+export interface PipelineProgress extends GpuJobProgress {
+  stage: Stage;
+  name: string;
+  /** RunPod's status of the current GPU job (IN_QUEUE, IN_PROGRESS, ...). */
+  gpuStatus?: string;
   /** ISO times each stage started, in order. */
   stageStartedAt: Partial<Record<Stage, string>>;
   updatedAt: string;
@@ -75,16 +80,8 @@ export interface PipelineProgress {
 }
 
 /** Sent by GPU activities to their workflow (throttled), so the query can answer without I/O. */
-export interface GpuProgressSignal {
-  /** Absent between a lost job and the submission of the job that resumes it. */
-  gpuJobId?: string;
+export interface GpuProgressSignal extends GpuJobProgress {
   gpuStatus: string;
-  gpuState?: GpuState;
-  gpuDetail?: string;
-  phase?: string;
-  step?: number;
-  totalSteps?: number;
-  loss?: number;
 }
 
 export interface DatasetManifestImage {

@@ -6,13 +6,16 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkerOptions } from '@temporalio/worker';
 import { pino } from 'pino';
+import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { loadConfig } from '../lib/config.js';
 import { RunpodClient } from '../lib/runpod-client.js';
 import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
 import { type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
 import { startS3Server } from '../stack/s3.js';
 import { stopService } from '../stack/services.js';
+import { createWorkers } from '../lib/workers.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 
 export async function freePort(): Promise<number> {
@@ -69,4 +72,43 @@ export function startTemporal(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: { executable: { type: 'existing-path', path: toolchain.temporal() }, searchAttributes: SEARCH_ATTRIBUTES, extraArgs: TEMPORAL_DEV_SERVER_FLAGS },
   });
+}
+
+/**
+ * A pipeline under test on real services: S3, the local RunPod endpoint running the scripted GPU
+ * handler (with `endpoint` options), the Temporal dev server, and loraflow's workers on `taskQueue`
+ * with activities built from `deps`. `stop()` takes it all down.
+ */
+export async function startPipelineFixture(
+  name: string,
+  opts: { taskQueue: string; endpoint?: Partial<RunpodLocalOptions>; deps?: Partial<ActivityDeps>; worker?: Partial<WorkerOptions> },
+) {
+  const tmp = tempDir(name);
+  const [s3, gpu, env] = await Promise.all([
+    startS3(tmp.dir),
+    startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py', {}, opts.endpoint),
+    startTemporal(),
+  ]);
+  const workers = await createWorkers({
+    connection: env.nativeConnection,
+    taskQueue: opts.taskQueue,
+    workflowsPath: path.join(repoRoot, 'workflows/index.ts'),
+    activities: createActivities({ storage: s3.storage, runpod: gpu.client, pollIntervalMs: 200, ...opts.deps }),
+    ...opts.worker,
+  });
+  const running = workers.run();
+  return {
+    tmp,
+    s3,
+    gpu,
+    env,
+    async stop() {
+      workers.shutdown();
+      await running.catch(() => undefined);
+      await env.teardown();
+      await gpu.endpoint.stop();
+      await s3.stop();
+      tmp.remove();
+    },
+  };
 }

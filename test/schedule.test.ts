@@ -4,14 +4,10 @@
 // otherwise, and reuses cached captions instead of paying for a caption job again.
 import { execFile } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Runtime } from '@temporalio/worker';
-import { createWorkers, type LoraflowWorkers } from '../lib/workers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createActivities } from '../activities/index.js';
 import { captionCacheKey } from '../activities/caption.js';
 import { isSkipped, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import { CliError } from '../cli/connect.js';
@@ -31,14 +27,13 @@ import { getBytes, getJson, listKeys } from '../lib/s3.js';
 import { repoRoot } from '../lib/toolchain.js';
 import { LoraStageKey } from '../workflows/definitions.js';
 import { makeDataset } from './datasets.js';
-import { startGpuEndpoint, startS3, startTemporal, tempDir, testConfig } from './harness.js';
+import { freePort, startPipelineFixture, testConfig } from './harness.js';
 
-let tmp: ReturnType<typeof tempDir>;
-let s3: Awaited<ReturnType<typeof startS3>>;
-let gpu: Awaited<ReturnType<typeof startGpuEndpoint>>;
-let env: TestWorkflowEnvironment;
-let worker: LoraflowWorkers;
-let running: Promise<void>;
+let fixture: Awaited<ReturnType<typeof startPipelineFixture>>;
+let tmp: typeof fixture.tmp;
+let s3: typeof fixture.s3;
+let gpu: typeof fixture.gpu;
+let env: typeof fixture.env;
 let config: Config;
 let dataset: string;
 let metricsUrl: string;
@@ -50,36 +45,14 @@ beforeAll(async () => {
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
   Runtime.install({ telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}`, countersTotalSuffix: true } } } });
-  tmp = tempDir('sched');
-  [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py'), startTemporal()]);
+  // The scripted handler answers caption jobs as captioner "scripted".
+  fixture = await startPipelineFixture('sched', { taskQueue: 'sched-test', deps: { captioner: 'scripted' } });
+  ({ tmp, s3, gpu, env } = fixture);
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 3, captioned: 2 });
   config = { ...testConfig, LORAFLOW_TASK_QUEUE: 'sched-test', TEMPORAL_ADDRESS: env.address };
-  worker = await createWorkers({
-    connection: env.nativeConnection,
-    taskQueue: config.LORAFLOW_TASK_QUEUE,
-    workflowsPath: path.join(repoRoot, 'workflows/index.ts'),
-    // The scripted handler answers caption jobs as captioner "scripted".
-    activities: createActivities({ storage: s3.storage, runpod: gpu.client, pollIntervalMs: 200, captioner: 'scripted' }),
-  });
-  running = worker.run();
 });
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running?.catch(() => undefined);
-  await env?.teardown();
-  await gpu?.endpoint.stop();
-  await s3?.stop();
-  tmp?.remove();
-});
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
+afterAll(() => fixture?.stop());
 
 /** The value of loraflow_pipeline_runs_total for this LoRA's scheduled runs with `outcome`. */
 async function scheduledRuns(outcome: string): Promise<number> {

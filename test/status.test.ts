@@ -5,11 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
-import { createWorkers, type LoraflowWorkers } from '../lib/workers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createActivities } from '../activities/index.js';
 import { gpuStateOf } from '../activities/gpu-job.js';
 import { formatCost, writeReport } from '../activities/report.js';
 import { describeState } from '../contract/describe.js';
@@ -19,50 +17,34 @@ import { describeLogs, pipelineLogs } from '../cli/logs.js';
 import type { Config } from '../lib/config.js';
 import type { RunpodHealth } from '../lib/runpod-client.js';
 import { getJson, listKeys, putBytes } from '../lib/s3.js';
-import { repoRoot } from '../lib/toolchain.js';
 import { progressQuery } from '../workflows/definitions.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
 import { makeDataset } from './datasets.js';
-import { startGpuEndpoint, startS3, startTemporal, tempDir, testConfig } from './harness.js';
+import { startPipelineFixture, testConfig } from './harness.js';
 
-let tmp: ReturnType<typeof tempDir>;
-let s3: Awaited<ReturnType<typeof startS3>>;
-let gpu: Awaited<ReturnType<typeof startGpuEndpoint>>;
-let env: TestWorkflowEnvironment;
-let worker: LoraflowWorkers;
-let running: Promise<void>;
+let fixture: Awaited<ReturnType<typeof startPipelineFixture>>;
+let tmp: typeof fixture.tmp;
+let s3: typeof fixture.s3;
+let gpu: typeof fixture.gpu;
+let env: typeof fixture.env;
 let dataset: string;
 let config: Config;
 const taskQueue = 'status-test';
 
 beforeAll(async () => {
-  tmp = tempDir('status');
-  [s3, gpu, env] = await Promise.all([
-    startS3(tmp.dir),
+  fixture = await startPipelineFixture('status', {
+    taskQueue,
     // No worker until a job comes; then one, after a 3 s cold start; at most one at a time.
-    startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py', {}, { workers: undefined, minWorkers: 0, maxWorkers: 1, idleTimeoutMs: 120_000, faults: { coldStartDelayMs: 3_000 } }),
-    startTemporal(),
-  ]);
+    endpoint: { workers: undefined, minWorkers: 0, maxWorkers: 1, idleTimeoutMs: 120_000, faults: { coldStartDelayMs: 3_000 } },
+    deps: { training: { checkpointEvery: 10, segmentSeconds: 600 } },
+    worker: { maxHeartbeatThrottleInterval: '1 second' },
+  });
+  ({ tmp, s3, gpu, env } = fixture);
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 2, captioned: 2 });
   config = { ...testConfig, RUNPOD_API_BASE: gpu.endpoint.url, RUNPOD_API_KEY: 'test-key', RUNPOD_ENDPOINT_ID: gpu.endpoint.endpointId, LORAFLOW_S3_ENDPOINT: s3.endpoint };
-  worker = await createWorkers({
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowsPath: path.join(repoRoot, 'workflows/index.ts'),
-    activities: createActivities({ storage: s3.storage, runpod: gpu.client, pollIntervalMs: 200, training: { checkpointEvery: 10, segmentSeconds: 600 } }),
-    maxHeartbeatThrottleInterval: '1 second',
-  });
-  running = worker.run();
 });
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running?.catch(() => undefined);
-  await env?.teardown();
-  await gpu?.endpoint.stop();
-  await s3?.stop();
-  tmp?.remove();
-});
+afterAll(() => fixture?.stop());
 
 const request = (steps: number, msPerStep: number) =>
   TrainRequest.parse({ name: 'honest', triggerWord: 'lfhonest', dataset: { path: dataset, fingerprint: 'b'.repeat(64) }, baseModel: 'tiny-sd', params: { steps, seed: msPerStep } });
