@@ -57,6 +57,7 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     gpuJobIds: trained.gpuJobIds,
     metrics: trained.metrics,
     ...(trained.usage ? { usage: trained.usage } : {}),
+    ...(request.budget !== undefined ? { budget: request.budget } : {}),
   };
   await putBytes(deps.storage, metadataKey, JSON.stringify(metadata, null, 2), 'application/json');
   await recordLatest(deps, {

@@ -25,6 +25,7 @@ interface Metadata {
   gpuJobIds: string[];
   metrics: { steps: number; stepsPaid?: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string };
   usage?: GpuUsage;
+  budget?: number;
 }
 
 export async function writeReport(deps: ActivityDeps, raw: z.input<typeof ReportInput>): Promise<{ reportUri: string; files: string[] }> {
@@ -41,7 +42,7 @@ export async function writeReport(deps: ActivityDeps, raw: z.input<typeof Report
   const thumbs = await tiles(deps, manifest.images.slice(0, 48).map((i) => ({ key: i.key, label: i.source })), 96);
   if (thumbs) files['dataset.png'] = thumbs;
   files['parameters.png'] = await png(tableSvg('Parameters', paramRows(meta)));
-  files['cost.png'] = await png(tableSvg('GPU time and cost', costRows(meta.usage)));
+  files['cost.png'] = await png(tableSvg('GPU time and cost', costRows(meta.usage, meta.budget)));
   files['index.html'] = Buffer.from(html(meta, Object.keys(files), samples !== undefined, manifest.images.length));
 
   for (const [name, body] of Object.entries(files)) {
@@ -109,14 +110,17 @@ function paramRows(m: Metadata): [string, string][] {
   ];
 }
 
-export function costRows(u: GpuUsage | undefined): [string, string][] {
+export function costRows(u: GpuUsage | undefined, budget?: number): [string, string][] {
   if (!u) return [['GPU time', 'not recorded']];
+  // Jobs are priced by the GPU they reported; older metadata has one price for the run.
+  const byGpu = new Map(u.jobs.filter((j) => j.gpu && j.pricePerHour !== undefined).map((j) => [j.gpu!, j.pricePerHour]));
   return [
     ['GPU jobs', String(u.jobs.length) + (u.unknownJobs ? ` (${u.unknownJobs} without timing)` : '')],
     ['GPU seconds (billed)', u.gpuSeconds.toFixed(1)],
     ['queue and cold start', `${u.queueSeconds.toFixed(1)} s`],
-    ['price per GPU hour', u.pricePerHour.toFixed(2)],
+    ['price per GPU hour', byGpu.size ? [...byGpu].map(([gpu, price]) => `${gpu}: ${price.toFixed(2)}`).join(', ') : u.pricePerHour.toFixed(2)],
     ['cost', formatCost(u.cost)],
+    ...(budget !== undefined ? [['budget', formatCost(budget)] as [string, string]] : []),
   ];
 }
 
@@ -136,7 +140,7 @@ function html(m: Metadata, files: string[], samples: boolean, images: number): s
 <h2>Samples</h2>${samples ? img('samples.png', 'sample grid') : '<p>no sample image could be decoded</p>'}<p>${m.samples.map((s) => `step ${s.step}`).join(', ')}</p>
 <h2>Parameters</h2>${table(paramRows(m))}
 <h2>Dataset</h2>${img('dataset.png', 'dataset thumbnails')}<p>${images} images (manifest sha256 <code>${esc(m.dataset.manifestSha256)}</code>); captions: ${m.dataset.captions.sidecar} sidecar, ${m.dataset.captions.cached ?? 0} from the caption cache, ${m.dataset.captions.gpuCaptioned} by a GPU job</p>
-<h2>GPU time and cost</h2>${table(costRows(m.usage))}
+<h2>GPU time and cost</h2>${table(costRows(m.usage, m.budget))}
 ${jobs ? `<table><tr><th>GPU job</th><th>status</th><th>waited s</th><th>ran s</th></tr>${jobs}</table>` : ''}
 </body></html>
 `;

@@ -1,6 +1,7 @@
 // Pricing by GPU type and its configuration (the budget itself is tested on the real stack in
 // workflow.test.ts).
 import { describe, expect, it } from 'vitest';
+import { costRows } from '../activities/report.js';
 import { priceFor } from '../activities/usage.js';
 import { loadConfig, parseGpuPrices } from '../lib/config.js';
 
@@ -20,5 +21,24 @@ describe('GPU prices', () => {
     expect(priceFor(deps, 'cpu')).toBe(0.5);
     expect(priceFor(deps, undefined)).toBe(0.5);
     expect(priceFor({}, 'cuda:NVIDIA H100')).toBe(2.49);
+  });
+
+  it("shows each GPU's price and the run's budget in the report's cost table", () => {
+    const usage = {
+      jobs: [
+        { gpuJobId: 'a', status: 'COMPLETED', executionMs: 60_000, gpu: 'cuda:NVIDIA H100', pricePerHour: 4.18, cost: 0.069667 },
+        { gpuJobId: 'b', status: 'FAILED', executionMs: 30_000, gpu: 'cuda:NVIDIA A100', pricePerHour: 1.9, cost: 0.015833 },
+      ],
+      gpuSeconds: 90,
+      queueSeconds: 4,
+      unknownJobs: 0,
+      pricePerHour: 2.49,
+      cost: 0.0855,
+    };
+    const rows = Object.fromEntries(costRows(usage, 5));
+    expect(rows['price per GPU hour']).toBe('cuda:NVIDIA H100: 4.18, cuda:NVIDIA A100: 1.90');
+    expect(rows.cost).toBe('$0.09');
+    expect(rows.budget).toBe('$5.00');
+    expect(Object.fromEntries(costRows(usage))).not.toHaveProperty('budget');
   });
 });
