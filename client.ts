@@ -1,6 +1,7 @@
 // The `loraflow` CLI. Every command takes --json; configuration comes from the environment (lib/config.ts).
 import { Command, InvalidArgumentError } from 'commander';
 import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
+import type { PublishedLora } from './contract/pipeline.js';
 import { type Config, loadConfig } from './lib/config.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, report, status } from './cli/inspect.js';
@@ -89,6 +90,10 @@ trainingFlags(program.command('train').description('train a LoRA on a directory 
     print(o.json, { ...info, published }, published.uri);
   });
 
+/** The Hugging Face push, when the worker has HF_TOKEN. */
+const hubLine = (hub: PublishedLora['hub']) =>
+  !hub ? '' : hub.outcome === 'failed' ? `\n  hub: not pushed: ${hub.error}` : `\n  hub: ${hub.outcome} to ${hub.url ?? hub.repo}`;
+
 program
   .command('status <id>')
   .description("what a pipeline is doing (waiting for GPU capacity, cold start, crashing worker, training, resuming, publishing), its GPU job, step and loss")
@@ -97,7 +102,7 @@ program
     const s = await status(await connect(loadConfig()), id);
     const cost = s.result?.usage ? `\n  GPU: ${s.result.usage.gpuSeconds.toFixed(1)} s in ${s.result.usage.jobs.length} jobs, ${formatCost(s.result.usage.cost)} at $${s.result.usage.pricePerHour}/GPU-hour` : '';
     const extra = s.result
-      ? `\n  published: ${s.result.uri}${cost}${s.result.reportUri ? `\n  report: ${s.result.reportUri} (\`loraflow report ${id}\`)` : ''}`
+      ? `\n  published: ${s.result.uri}${cost}${s.result.reportUri ? `\n  report: ${s.result.reportUri} (\`loraflow report ${id}\`)` : ''}${hubLine(s.result.hub)}`
       : s.skipped
         ? `\n  skipped: dataset unchanged since version ${s.skipped.latestVersion} (${s.skipped.latestUri})`
         : s.error
@@ -209,9 +214,10 @@ schedule
 program
   .command('dev')
   .description('run the embedded local stack in the foreground (Temporal + Web UI, S3, RunPod endpoint, workers); Ctrl-C stops it')
-  .action(async () => {
+  .option('--json', "print the stack's addresses as one JSON line on stdout once it is up")
+  .action(async (o) => {
     const { runDev } = await import('./stack/dev.js');
-    await runDev();
+    await runDev({ json: o.json });
   });
 
 program

@@ -14,6 +14,7 @@ import { repoRoot } from '../lib/toolchain.js';
 import { startStack } from '../stack/index.js';
 import { trainLora } from '../workflows/index.js';
 import { stackEnv, tempDir } from './harness.js';
+import { until } from './wait.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let env: Record<string, string>;
@@ -24,12 +25,13 @@ beforeAll(async () => {
 });
 afterAll(() => tmp?.remove());
 
-function dev(): { child: ChildProcess; output: () => string } {
+function dev(...args: string[]): { child: ChildProcess; output: () => string; stdout: () => string } {
   let output = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), 'dev'], { env: { ...process.env, ...env }, cwd: repoRoot });
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  let stdout = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), 'dev', ...args], { env: { ...process.env, ...env }, cwd: repoRoot });
+  child.stdout!.on('data', (d: Buffer) => ((output += d.toString()), (stdout += d.toString())));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  return { child, output: () => output };
+  return { child, output: () => output, stdout: () => stdout };
 }
 
 async function untilReady(proc: ReturnType<typeof dev>, timeoutMs = 120_000): Promise<void> {
@@ -77,9 +79,15 @@ describe('loraflow dev', () => {
     for (const port of Object.entries(env).filter(([k]) => k.endsWith('PORT')).map(([, v]) => Number(v))) expect(await portIsFree(port), `port ${port}`).toBe(true);
     expect(existsSync(path.join(env.LORAFLOW_DATA_DIR!, 'stack.ready'))).toBe(false);
 
-    const second = dev();
+    const second = dev('--json');
     try {
       await untilReady(second);
+      // --json: the addresses as one line on stdout; the worker's metrics endpoint answers.
+      await until(() => second.stdout(), (out) => out.includes('\n'), 10_000);
+      const addresses = JSON.parse(second.stdout().trim()) as Record<string, string>;
+      expect(addresses).toMatchObject({ temporal: `127.0.0.1:${env.TEMPORAL_PORT}`, webUi: `http://127.0.0.1:${env.TEMPORAL_UI_PORT}`, metrics: `http://127.0.0.1:${env.LORAFLOW_METRICS_PORT}/metrics` });
+      const metrics = await until(() => fetch(addresses.metrics!).then((r) => r.text(), () => ''), (text) => text.includes('temporal_'), 60_000);
+      expect(metrics).toContain('temporal_');
       const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), 'status', 'persist-1', '--json'], {
         env: { ...process.env, ...env, TEMPORAL_ADDRESS: `127.0.0.1:${env.TEMPORAL_PORT}` },
         cwd: repoRoot,
