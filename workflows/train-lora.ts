@@ -49,7 +49,6 @@ const { publishLora, latestPublished } = proxyActivities<Activities>({
   retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['ArtifactNotVerified'] },
 });
 
-/** trainLora as runs without `onlyIfChanged` (CLI, tests) see it: they publish or fail, never skip. */
 // The report is a convenience: a few tries, then the pipeline ends published without it.
 const { writeReport } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
@@ -64,6 +63,7 @@ const { pushToHub } = proxyActivities<Activities>({
   retry: { maximumAttempts: 5, initialInterval: '10 seconds', maximumInterval: '2 minutes' },
 });
 
+/** trainLora as runs without `onlyIfChanged` (CLI, tests) see it: they publish or fail, never skip. */
 export type PublishingTrainLora = (request: TrainRequest) => Promise<PublishedLora>;
 
 /** Publishes a LoRA; a scheduled run (`onlyIfChanged`) whose dataset is unchanged ends `skipped`. */
