@@ -21,6 +21,12 @@ export const toolchain = {
 
 /**
  * Dev-server flags loraflow relies on: the task-queue matcher that dispatches queued tasks in
- * priority order (runs' priorityKey), which this server version only uses when asked.
+ * priority order (runs' priorityKey), which this server version only uses when asked, and one
+ * partition per task queue, since priority orders tasks within a partition only (a local stack
+ * needs no more).
  */
-export const TEMPORAL_DEV_SERVER_FLAGS = ['--dynamic-config-value', 'matching.useNewMatcher=true'];
+export const TEMPORAL_DEV_SERVER_FLAGS = [
+  '--dynamic-config-value', 'matching.useNewMatcher=true',
+  '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
+  '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
+];

@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { CONFIG_VARIABLES } from '../lib/config.js';
+import { CONFIG_VARIABLES, loadConfig } from '../lib/config.js';
+import { gpuTaskQueue } from '../workflows/definitions.js';
 import { repoRoot } from '../lib/toolchain.js';
 
 interface Service {
@@ -53,8 +54,13 @@ describe('docker-compose.yml', () => {
     const temporal = services.temporal!;
     const mount = temporal.volumes!.find((v) => v.endsWith(`:${temporal.environment!.DYNAMIC_CONFIG_FILE_PATH}:ro`));
     expect(mount, 'a read-only mount of DYNAMIC_CONFIG_FILE_PATH').toBeDefined();
-    const file = parse(readFileSync(path.join(repoRoot, mount!.split(':')[0]!), 'utf8')) as Record<string, { value: unknown }[]>;
+    const file = parse(readFileSync(path.join(repoRoot, mount!.split(':')[0]!), 'utf8')) as Record<string, { value: unknown; constraints?: unknown }[]>;
     expect(file['matching.useNewMatcher']).toEqual([{ value: true }]);
+    // One partition for the GPU-stage queue (worker.ts serves `${LORAFLOW_TASK_QUEUE}-gpu`), where priority is strict.
+    const gpuQueue = gpuTaskQueue(loadConfig({}).LORAFLOW_TASK_QUEUE);
+    for (const key of ['matching.numTaskqueueReadPartitions', 'matching.numTaskqueueWritePartitions']) {
+      expect(file[key], key).toEqual([{ value: 1, constraints: { taskQueueName: gpuQueue } }]);
+    }
   });
 
   it('configures the worker only with variables loraflow reads, and its build files exist', () => {
