@@ -69,7 +69,7 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
     const throttled = Object.entries(calls.byOp).filter(([k]) => k.endsWith(' 429')).reduce((a, [, v]) => a + v, 0);
     return {
       n: o.n,
-      maxConcurrentActivityTaskExecutions: o.maxActivities ?? 'worker.ts default (SDK default 100)',
+      maxConcurrentActivityTaskExecutions: o.maxActivities ?? 'worker.ts default (LORAFLOW_MAX_ACTIVITIES, 1000; GPU stages uncapped here, see bench/worker.ts)',
       maxCachedWorkflows: o.maxCachedWorkflows ?? 'worker.ts default (SDK default, sized from memory)',
       gpuWorkerProcesses: gpuWorkers,
       startSeconds: round(startSeconds, 1),

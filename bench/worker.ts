@@ -3,6 +3,9 @@
 // counts RunPod API calls by operation and HTTP status. The parent asks for the counts over IPC.
 // BENCH_MAX_ACTIVITIES and BENCH_MAX_CACHED_WORKFLOWS override maxConcurrentActivityTaskExecutions
 // and maxCachedWorkflows (unset: what worker.ts uses).
+// One difference from worker.ts: GPU stages get as many slots as activities (BENCH_MAX_GPU_JOBS
+// overrides), not LORAFLOW_MAX_GPU_JOBS, because the scale benchmark measures 1,000 pipelines each
+// waiting on its own GPU job; with the shipped cap of 10, the rest would wait in Temporal's queue.
 import { fileURLToPath } from 'node:url';
 import { NativeConnection } from '@temporalio/worker';
 import { createWorkers } from '../lib/workers.js';
