@@ -4,6 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { pino } from 'pino';
 import { type Config, loadConfig } from '../lib/config.js';
 import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
@@ -91,6 +92,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         await connection.close();
         return true;
       });
+      await registerSearchAttributes(`127.0.0.1:${config.TEMPORAL_PORT}`, config.TEMPORAL_NAMESPACE);
     };
     say(`starting Temporal on 127.0.0.1:${config.TEMPORAL_PORT} (data: ${path.join(dataDir, 'temporal.db')})`);
     await startTemporal();
@@ -154,5 +156,25 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/**
+ * `start-dev --search-attribute` registers attributes only in a new database: a data dir kept from
+ * an older loraflow lacks the ones added since, and every workflow setting them would be stuck on
+ * "BadSearchAttributes". Adds the missing ones.
+ */
+async function registerSearchAttributes(address: string, namespace: string): Promise<void> {
+  const connection = await Connection.connect({ address });
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+    const missing = SEARCH_ATTRIBUTES.filter((key) => !(key.name in (customAttributes ?? {})));
+    if (missing.length === 0) return;
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(missing.map((key) => [key.name, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+    });
+  } finally {
+    await connection.close();
   }
 }

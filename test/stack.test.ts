@@ -1,17 +1,18 @@
 // `loraflow dev` as a user runs it: a clear error when a port is taken, Ctrl-C stops every
 // service, and state survives a restart (Temporal's SQLite file in the data directory).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { WorkflowFailedError } from '@temporalio/client';
+import { Connection, WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../cli/connect.js';
 import { TrainRequest } from '../contract/pipeline.js';
 import { loadConfig } from '../lib/config.js';
-import { repoRoot } from '../lib/toolchain.js';
+import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { startStack } from '../stack/index.js';
+import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import { trainLora } from '../workflows/index.js';
 import { stackEnv, tempDir } from './harness.js';
 import { until } from './wait.js';
@@ -57,6 +58,37 @@ describe('loraflow dev', () => {
       await expect(startStack({ env })).rejects.toThrow(`port ${env.LORAFLOW_S3_PORT} (S3) is in use: stop what holds it or set LORAFLOW_S3_PORT`);
     } finally {
       blocker.close();
+    }
+  });
+
+  it('registers the search attributes that a data dir from an older loraflow lacks', async () => {
+    const old = tempDir('stack-old');
+    const oldEnv = await stackEnv(old.dir);
+    const dataDir = oldEnv.LORAFLOW_DATA_DIR!;
+    mkdirSync(dataDir, { recursive: true });
+    const address = `127.0.0.1:${oldEnv.TEMPORAL_PORT}`;
+    const attributes = async () => {
+      const connection = await Connection.connect({ address });
+      try {
+        return Object.keys((await connection.operatorService.listSearchAttributes({ namespace: 'default' })).customAttributes ?? {});
+      } finally {
+        await connection.close();
+      }
+    };
+    // The database as an older loraflow left it: only the first two attributes.
+    const server = spawn(toolchain.temporal(), ['server', 'start-dev', '--headless', '--db-filename', path.join(dataDir, 'temporal.db'), '--ip', '127.0.0.1', '--port', oldEnv.TEMPORAL_PORT!, '--search-attribute', 'LoraStage=Keyword', '--search-attribute', 'LoraName=Keyword'], { stdio: 'ignore' });
+    try {
+      expect(await until(() => attributes().catch((): string[] => []), (a) => a.includes('LoraName'), 60_000)).not.toContain('LoraDatasetHash');
+    } finally {
+      server.kill('SIGTERM');
+      await new Promise((r) => (server.exitCode !== null ? r(undefined) : server.once('exit', r)));
+    }
+    const stack = await startStack({ env: oldEnv, withWorker: false });
+    try {
+      expect((await attributes()).sort()).toEqual(expect.arrayContaining(SEARCH_ATTRIBUTES.map((k) => k.name)));
+    } finally {
+      await stack.stop();
+      old.remove();
     }
   });
 
