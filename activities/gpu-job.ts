@@ -148,13 +148,16 @@ export interface GpuJobTiming {
   executionMs?: number;
 }
 
-export const timingOf = (status: RunpodJobStatus): GpuJobTiming => ({
-  gpuJobId: status.id,
-  status: status.status,
-  ...(deviceOf(status.output) ? { gpu: deviceOf(status.output) } : {}),
-  ...(status.delayTime !== undefined ? { delayMs: status.delayTime } : {}),
-  ...(status.executionTime !== undefined ? { executionMs: status.executionTime } : {}),
-});
+export function timingOf(status: RunpodJobStatus): GpuJobTiming {
+  const gpu = deviceOf(status.output);
+  return {
+    gpuJobId: status.id,
+    status: status.status,
+    ...(gpu ? { gpu } : {}),
+    ...(status.delayTime !== undefined ? { delayMs: status.delayTime } : {}),
+    ...(status.executionTime !== undefined ? { executionMs: status.executionTime } : {}),
+  };
+}
 
 function deviceOf(output: unknown): string | undefined {
   const device = (output as { metrics?: { device?: unknown } } | undefined)?.metrics?.device;

@@ -65,16 +65,20 @@ export function budgetGuard(deps: ActivityDeps, runKey: string, limit: number) {
       message: `the run's GPU cost reached ${currency(spent)}, over its budget of ${currency(limit)}${gpuJobId ? `: GPU job ${gpuJobId} was cancelled` : ': no further GPU job submitted'}`,
       details: [{ spent: round6(spent), budget: limit }],
     });
+  // What beforeSubmit found is what the job it lets through is checked against: the run's other jobs.
+  let spentAtSubmit: number | undefined;
   return {
     limit,
     /** Before submitting: fails when the run's earlier jobs already spent the budget. */
     async beforeSubmit(): Promise<void> {
       const { cost } = await gpuUsage(deps, runKey);
       if (cost >= limit) throw exceeded(cost);
+      spentAtSubmit = cost;
     },
     /** For the job being waited on: a check of its running time, to call on every status. */
     async forJob(gpuJobId: string) {
-      const before = (await gpuUsage(deps, runKey, [], gpuJobId)).cost;
+      const before = spentAtSubmit ?? (await gpuUsage(deps, runKey, [], gpuJobId)).cost;
+      spentAtSubmit = undefined;
       const price = priceFor(deps, deps.gpuType);
       return {
         /** The run's cost if the job has run `runningMs` so far; throws once over the limit. */
