@@ -7,11 +7,9 @@ import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome
 import type { Config } from '../lib/config.js';
 import { getBytes, listKeys, makeStorage } from '../lib/s3.js';
 import { describeState } from '../contract/describe.js';
-import { LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
+import { GPU_STAGE_ACTIVITIES, LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { CliError } from './connect.js';
 import { sha256 } from '../activities/ingest.js';
-
-const GPU_STAGES = ['captionDataset', 'trainOnGpu'];
 
 export async function status(client: Client, id: string): Promise<PipelineProgress & { workflowId: string; status: string; state: string }> {
   const handle = client.workflow.getHandle(id);
@@ -26,7 +24,7 @@ export async function status(client: Client, id: string): Promise<PipelineProgre
   let state = progress ? describeState(progress) : typeof memo === 'string' ? memo.replace(/^[^:]+: /, '') : describeState(p);
   // A GPU stage not yet started by a worker waits for one of the GPU slots (LORAFLOW_MAX_GPU_JOBS).
   const gpuStageQueued = (description.raw.pendingActivities ?? []).some(
-    (a) => GPU_STAGES.includes(a.activityType?.name ?? '') && a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
+    (a) => GPU_STAGE_ACTIVITIES.includes(a.activityType?.name ?? '') && a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
   );
   if (gpuStageQueued && !p.gpuState) state = `${p.stage}: waiting for a GPU slot (all LORAFLOW_MAX_GPU_JOBS in use; higher-priority runs go first)`;
   return { ...p, workflowId: id, status: description.status.name, state };

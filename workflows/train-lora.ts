@@ -36,6 +36,7 @@ const GPU_STAGES: ActivityOptions = {
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
 };
+// captionDataset and trainOnGpu (GPU_STAGE_ACTIVITIES, which `loraflow status` reads) come from here.
 const gpuProxies = () => proxyActivities<Activities>({ ...GPU_STAGES, taskQueue: gpuTaskQueue(workflowInfo().taskQueue) });
 
 // Cleanup after a failure or cancel: cancels GPU jobs the pipeline's activities could not stop.
