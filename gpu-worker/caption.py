@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 import models
+import settings
 import transfer
 from images import open_rgb
 from progress import Progress
@@ -23,8 +24,9 @@ def run_caption(job_input: dict[str, Any], workdir: Path, progress: Progress) ->
     paths = transfer.download_images(images, workdir / "images")
 
     progress.phase("load")
-    name = models.captioner_name()
-    processor, model = models.captioner(name, str(models.model_dir()))
+    config = settings.load()
+    name = config.captioner
+    processor, model = models.captioner(name, str(config.model_dir))
 
     captions: list[dict[str, str]] = []
     total = len(images)

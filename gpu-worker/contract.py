@@ -1,13 +1,12 @@
 """Validation against the JSON Schemas generated from contract/gpu-job.ts.
 
-The schema directory comes from LORAFLOW_CONTRACT_DIR (default: ../contract/schema
-next to this file, which is also where Dockerfile.gpu puts it).
+The schema directory is settings.contract_dir (default: ../contract/schema next to this file,
+which is also where Dockerfile.gpu puts it).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+import settings
 from errors import InputError, JobError
 
 TASKS = ("caption", "train")
@@ -22,8 +22,7 @@ OUTPUT_SCHEMAS = {"caption": "caption-job-output", "train": "train-job-output"}
 
 
 def schema_dir() -> Path:
-    default = Path(__file__).resolve().parent.parent / "contract" / "schema"
-    return Path(os.environ.get("LORAFLOW_CONTRACT_DIR", default))
+    return settings.load().contract_dir
 
 
 @lru_cache(maxsize=None)

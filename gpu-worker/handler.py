@@ -36,6 +36,7 @@ os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
+import settings  # noqa: E402
 from contract import check_train_input, validate_input, validate_output  # noqa: E402
 from errors import error_message, redact  # noqa: E402
 from progress import Progress  # noqa: E402
@@ -56,7 +57,7 @@ def _free_memory() -> None:
 def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, Any]:
     """One job, start to end, in the calling thread; `stop` ends a training early (with a checkpoint)."""
     progress = Progress(lambda payload: runpod.serverless.progress_update(job, payload))
-    workdir = Path(tempfile.mkdtemp(prefix="loraflow-job-", dir=os.environ.get("LORAFLOW_WORK_DIR")))
+    workdir = Path(tempfile.mkdtemp(prefix="loraflow-job-", dir=settings.load().work_dir))
     try:
         job_input = validate_input(job.get("input"))
         task = job_input["task"]
@@ -106,5 +107,5 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("LORAFLOW_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.load().log_level, format="%(levelname)s %(name)s: %(message)s")
     runpod.serverless.start({"handler": handler})

@@ -1,6 +1,6 @@
 """Model lookup, devices and dtypes, the captioner cache.
 
-Models live in LORAFLOW_MODEL_DIR/<name> (baked into the image at build time). Frozen
+Models live in settings.model_dir/<name> (baked into the image at build time). Frozen
 parts (tokenizers, text encoders, VAE, captioner) load once per name on first use and stay
 in memory across jobs: they are never modified (see family_*.py). The UNet / transformer is
 NOT cached: training adds LoRA layers to it, so every train job loads a pristine one and no
@@ -9,7 +9,6 @@ job can leak into the next.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,6 @@ from typing import Any
 import torch
 
 from errors import InputError, JobError
-
-DEFAULT_MODEL_DIR = "/models"
-DEFAULT_CAPTIONER = "tiny-captioner"
-
-
-def model_dir() -> Path:
-    return Path(os.environ.get("LORAFLOW_MODEL_DIR", DEFAULT_MODEL_DIR))
-
-
-def captioner_name() -> str:
-    return os.environ.get("LORAFLOW_CAPTIONER", DEFAULT_CAPTIONER)
-
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

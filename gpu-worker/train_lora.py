@@ -28,10 +28,11 @@ import torch
 
 import checkpoint
 import models
+import settings
 import transfer
 from buckets import BatchPlan, bucket_sizes, fit, nearest_bucket
 from errors import InputError, TransientError
-from family import LORA_FILENAME, LORA_TARGETS, Family, family_for
+from families import LORA_FILENAME, LORA_TARGETS, Family, family_for
 from images import open_rgb
 from progress import Progress
 from stop import StopSignal
@@ -175,7 +176,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
 
     timer.start("load")
     progress.phase("load")
-    fam = family_for(models.base_model_path(job_input["baseModel"], models.model_dir()), dev, dtype)
+    fam = family_for(models.base_model_path(job_input["baseModel"], settings.load().model_dir), dev, dtype)
     model = fam.load_trainable()  # a fresh one per job: training mutates it
     timer.stop()
     stopped_before_training("load")

@@ -131,7 +131,7 @@ def test_exploding_loss_stops_the_training(worker_env, store, progress_log, monk
 
 
 def test_out_of_memory_is_classified_and_cleaned_up(worker_env, store, progress_log, monkeypatch) -> None:
-    import family_sd
+    from families import sd as family_sd
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -58,7 +58,7 @@ class StepHook:
     """hook.at(n, action): run `action` inside the training loop at step n; hook.clear() stops it."""
 
     def __init__(self) -> None:
-        import family_sd
+        from families import sd as family_sd
 
         self.cls, self.real = family_sd.StableDiffusion, family_sd.StableDiffusion.loss
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from family import LORA_FILENAME, Family, scheduler_from
+from families.base import Family, scheduler_from
 
 MAX_SEQUENCE_LENGTH = 512  # FLUX.1's T5 context; smaller tokenizers cap it
 GUIDANCE = 3.5  # the distilled guidance FLUX.1-dev trains with (when its transformer embeds guidance)
@@ -40,6 +40,7 @@ def _frozen(path: Path, dev: torch.device, dtype: torch.dtype) -> SimpleNamespac
 
 class Flux(Family):
     name = "flux"
+    pipeline_class = "FluxPipeline"
     denoiser = "transformer"
     sample_steps = 28
 
@@ -105,13 +106,6 @@ class Flux(Family):
         pred = FluxPipeline._unpack_latents(pred, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
         return F.mse_loss(pred.float(), (noise - latents).float(), reduction="mean")
 
-    def save_lora(self, state, out_dir):
-        from diffusers import FluxPipeline
-
-        FluxPipeline.save_lora_weights(
-            save_directory=out_dir, transformer_lora_layers=state, weight_name=LORA_FILENAME, safe_serialization=True
-        )
-        return out_dir / LORA_FILENAME
 
     def to_kohya(self, state, model):
         return flux_to_kohya(state, model)

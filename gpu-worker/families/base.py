@@ -1,23 +1,17 @@
-"""Model families: what differs between SD-1.5, SDXL and FLUX when training a LoRA.
-
-A family knows how to load the frozen parts of its pipeline (cached per worker: they are
-only read), a fresh trainable denoiser (UNet or transformer, per job), how to encode images
-and prompts once, the training loss of one batch, how to save the LoRA and how to render a
-sample. `train_lora.py` holds the loop every family shares.
-
-The family is read from the base model's model_index.json (`_class_name`).
+"""What every model family has: the frozen parts, a trainable denoiser, encoding, the loss, saving
+the LoRA and rendering a sample. Subclasses (sd.py, flux.py) fill in what differs; the training
+loop every family shares is train_lora.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from errors import InputError
+import settings
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 LORA_FILENAME = "pytorch_lora_weights.safetensors"
@@ -27,6 +21,7 @@ class Family:
     """Base class; subclasses fill in the model-specific parts."""
 
     name = ""
+    pipeline_class = ""  # the diffusers pipeline, as model_index.json names it (`_class_name`)
     denoiser = "unet"  # the pipeline component that gets the LoRA
     sample_steps = 25
 
@@ -60,8 +55,17 @@ class Family:
         raise NotImplementedError
 
     def save_lora(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
-        """Diffusers layout (`load_lora_weights`); `state` is peft's state dict of the denoiser."""
-        raise NotImplementedError
+        """Diffusers layout (`load_lora_weights`); `state` is peft's state dict of the denoiser.
+
+        No adapter metadata: with the scale folded in, the file means the same to every loader,
+        and safetensors writes multi-key metadata in hash-map order (the sha256 would vary)."""
+        import diffusers
+
+        getattr(diffusers, self.pipeline_class).save_lora_weights(
+            save_directory=out_dir, weight_name=LORA_FILENAME, safe_serialization=True,
+            **{f"{self.denoiser}_lora_layers": state},
+        )
+        return out_dir / LORA_FILENAME
 
     def to_kohya(self, state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """Kohya / ComfyUI / A1111 key layout of the same LoRA (scale already folded in)."""
@@ -82,7 +86,7 @@ class Family:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             return pipe(
                 prompt, width=width, height=height, generator=generator,
-                num_inference_steps=int(os.environ.get("LORAFLOW_SAMPLE_STEPS") or self.sample_steps),
+                num_inference_steps=settings.load().sample_steps or self.sample_steps,
                 **self.pipeline_kwargs(),
             ).images[0]
 
@@ -93,23 +97,6 @@ class Family:
 
     def randn(self, shape, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(shape, generator=gen, device=self.device)
-
-
-def family_for(path: Path, dev: torch.device, dtype: torch.dtype) -> Family:
-    import family_flux
-    import family_sd
-
-    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-    cls_name = index.get("_class_name")
-    families = {
-        "StableDiffusionPipeline": family_sd.StableDiffusion,
-        "StableDiffusionXLPipeline": family_sd.StableDiffusionXL,
-        "FluxPipeline": family_flux.Flux,
-    }
-    if cls_name not in families:
-        raise InputError(f"baseModel: {path.name!r} is a {cls_name}, which this worker cannot train "
-                         f"(supported: {', '.join(families)})")
-    return families[cls_name](path, dev, dtype)
 
 
 def scheduler_from(path: Path):

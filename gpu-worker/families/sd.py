@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from family import LORA_FILENAME, Family, scheduler_from
+from families.base import Family, scheduler_from
 
 
 @lru_cache(maxsize=2)
@@ -46,6 +46,7 @@ def _frozen(path: Path, dev: torch.device, dtype: torch.dtype, xl: bool) -> Simp
 
 class StableDiffusion(Family):
     name = "sd"
+    pipeline_class = "StableDiffusionPipeline"
     xl = False
 
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
@@ -105,15 +106,6 @@ class StableDiffusion(Family):
         )[0]
         return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
-    def save_lora(self, state, out_dir):
-        from diffusers import StableDiffusionPipeline
-
-        # No adapter metadata: with the scale folded in, the file means the same to every loader,
-        # and safetensors writes multi-key metadata in hash-map order (the sha256 would vary).
-        StableDiffusionPipeline.save_lora_weights(
-            save_directory=out_dir, unet_lora_layers=state, weight_name=LORA_FILENAME, safe_serialization=True
-        )
-        return out_dir / LORA_FILENAME
 
     def to_kohya(self, state, model):
         """`lora_unet_<diffusers module path with _>.lora_down/lora_up/alpha`: what A1111, ComfyUI and
@@ -140,6 +132,7 @@ class StableDiffusion(Family):
 
 class StableDiffusionXL(StableDiffusion):
     name = "sdxl"
+    pipeline_class = "StableDiffusionXLPipeline"
     xl = True
 
     def encode_prompts(self, prompts):
@@ -158,13 +151,6 @@ class StableDiffusionXL(StableDiffusion):
     def added_cond(self, cond):
         return {"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}
 
-    def save_lora(self, state, out_dir):
-        from diffusers import StableDiffusionXLPipeline
-
-        StableDiffusionXLPipeline.save_lora_weights(
-            save_directory=out_dir, unet_lora_layers=state, weight_name=LORA_FILENAME, safe_serialization=True
-        )
-        return out_dir / LORA_FILENAME
 
     def pipeline(self, model):
         from diffusers import StableDiffusionXLPipeline

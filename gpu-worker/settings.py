@@ -1,0 +1,44 @@
+"""Every environment variable the GPU worker reads, in one place.
+
+`load()` reads them when called (cheap), so a test can change the environment between jobs.
+The orchestrator's variables live in lib/config.ts; LORAFLOW_CAPTIONER is read by both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_MODEL_DIR = "/models"
+DEFAULT_CAPTIONER = "tiny-captioner"
+DEFAULT_CONTRACT_DIR = Path(__file__).resolve().parent.parent / "contract" / "schema"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path
+    """LORAFLOW_MODEL_DIR: base models and the captioner, one directory per name (baked into the image)."""
+    captioner: str
+    """LORAFLOW_CAPTIONER: the captioner caption jobs use (the orchestrator caches captions under it)."""
+    contract_dir: Path
+    """LORAFLOW_CONTRACT_DIR: the JSON Schemas generated from contract/gpu-job.ts."""
+    work_dir: str | None
+    """LORAFLOW_WORK_DIR: where a job's temporary files go (default: the system temp dir)."""
+    sample_steps: int | None
+    """LORAFLOW_SAMPLE_STEPS: inference steps of sample images (default: the family's)."""
+    log_level: str
+    """LORAFLOW_LOG_LEVEL: the worker's log level."""
+
+
+def load(env: Mapping[str, str] = os.environ) -> Settings:
+    steps = env.get("LORAFLOW_SAMPLE_STEPS")
+    return Settings(
+        model_dir=Path(env.get("LORAFLOW_MODEL_DIR", DEFAULT_MODEL_DIR)),
+        captioner=env.get("LORAFLOW_CAPTIONER", DEFAULT_CAPTIONER),
+        contract_dir=Path(env.get("LORAFLOW_CONTRACT_DIR", DEFAULT_CONTRACT_DIR)),
+        work_dir=env.get("LORAFLOW_WORK_DIR") or None,
+        sample_steps=int(steps) if steps else None,
+        log_level=env.get("LORAFLOW_LOG_LEVEL", "INFO").upper(),
+    )
