@@ -21,8 +21,8 @@ test: setup ## run every test (pytest + vitest) and print the totals
 stop: ## stop a stack started by `make demo`
 	@./scripts/stop.sh
 
-contract: ## regenerate contract/schema/*.json from the zod contract
-	@npx tsx contract/generate-schema.ts
+contract: ## regenerate the files generated from one source: contract/schema/*.json (zod contract), docs/configuration.md (lib/config.ts)
+	@npm run -s contract
 
 bench: setup ## run the benchmarks (BENCH_QUICK=1 or BENCH_ARGS=--quick for a short run); writes bench/results/SUMMARY.md
 	@npx tsx bench/run.ts $(BENCH_ARGS)

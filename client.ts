@@ -3,9 +3,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import type { PublishedLora } from './contract/pipeline.js';
 import { type Config, loadConfig } from './lib/config.js';
+import { formatCost } from './lib/pricing.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, report, status } from './cli/inspect.js';
-import { formatCost } from './activities/report.js';
 import { describeLogs, pipelineLogs } from './cli/logs.js';
 import {
   backfillSchedule,
@@ -63,16 +63,21 @@ function trainingFlags(command: Command): Command {
 }
 
 const requestFrom = (o: any, config: Config) =>
-  buildRequest({
-    name: o.name,
-    images: o.images,
-    triggerWord: o.trigger,
-    baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
-    format: o.format,
-    sampleEvery: o.sampleEvery,
-    budget: o.budget,
-    params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
-  }, config);
+  buildRequest(
+    {
+      name: o.name,
+      images: o.images,
+      budget: o.budget,
+      training: {
+        triggerWord: o.trigger,
+        baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
+        format: o.format,
+        sampleEvery: o.sampleEvery,
+        params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
+      },
+    },
+    config,
+  );
 
 trainingFlags(program.command('train').description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)'))
   .option('--priority <1-5>', 'GPU queue priority when more runs wait than LORAFLOW_MAX_GPU_JOBS allow: 1 goes first', priority, 3)

@@ -1,30 +1,28 @@
 // caption: sidecar captions win; then captions cached from earlier runs, keyed by image content
-// hash and captioner (captions/<captioner>/<image sha256>.txt); only the remaining images are
-// captioned by a GPU job, whose captions are cached in turn. The trigger word is put in front of
-// every caption exactly once (the cache holds captions without it, so any trigger can reuse them).
+// hash and captioner (lib/keys.ts); only the remaining images are captioned by a GPU job, whose
+// captions are cached in turn. The trigger word is put in front of every caption exactly once
+// (the cache holds captions without it, so any trigger can reuse them).
 import { log } from '@temporalio/activity';
 import { z } from 'zod';
 import { CaptionJobOutput, TriggerWord } from '../contract/gpu-job.js';
-import type { CaptionResult, DatasetManifest, DatasetManifestImage } from '../contract/pipeline.js';
+import { Budget, type CaptionResult, type Captions, type DatasetManifest, type DatasetManifestImage } from '../contract/pipeline.js';
+import { captionCacheKey, runKeys } from '../lib/keys.js';
 import { getBytesIfExists, getJson, presignGet, putBytes } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 import { runGpuJob } from './gpu-job.js';
-import { budgetGuard } from './usage.js';
-import { parseInput } from './ingest.js';
+import { parseInput } from './input.js';
+import { budgetOf } from './usage.js';
 
 export const CaptionInput = z.object({
   runKey: z.string().min(1),
   manifestKey: z.string().min(1),
   triggerWord: TriggerWord,
   /** The run's GPU budget (see TrainInput.budget). */
-  budget: z.number().positive().optional(),
+  budget: Budget.optional(),
 });
 
-/** Stored at `captionsKey`: image id → final caption. */
-export type Captions = Record<string, string>;
-
-/** Where a captioner's caption of an image is cached. */
-export const captionCacheKey = (captioner: string, imageSha256: string) => `captions/${safeName(captioner)}/${imageSha256}.txt`;
+/** S3 requests in flight at once when reading or writing the caption cache. */
+const CACHE_CONCURRENCY = 16;
 
 export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof CaptionInput>): Promise<CaptionResult> {
   const input = parseInput(CaptionInput, raw);
@@ -33,8 +31,8 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
   for (const image of manifest.images) if (image.caption) captions[image.id] = withTrigger(input.triggerWord, image.caption);
 
   const uncaptioned = manifest.images.filter((image) => !image.caption);
-  // Captions paid for by earlier runs, if the endpoint's captioner is known (deps.captioner).
-  const cached = deps.captioner ? await readCache(deps, deps.captioner, uncaptioned) : new Map<string, string>();
+  // Captions paid for by earlier runs of the endpoint's captioner.
+  const cached = await readCache(deps, deps.captioner, uncaptioned);
   for (const [id, caption] of cached) captions[id] = withTrigger(input.triggerWord, caption);
   const missing = uncaptioned.filter((image) => !cached.has(image.id));
 
@@ -48,47 +46,44 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
         images: await Promise.all(missing.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key) }))),
       }),
       CaptionJobOutput,
-      { jobsPrefix: `runs/${input.runKey}/gpu-jobs`, ...(input.budget ? { budget: budgetGuard(deps, input.runKey, input.budget) } : {}) },
+      { runKey: input.runKey, budget: budgetOf(deps, input.runKey, input.budget) },
     );
     gpuJobId = job.gpuJobId;
     for (const { id, caption } of job.output.captions) captions[id] = withTrigger(input.triggerWord, caption);
     const unanswered = missing.filter((i) => !captions[i.id]).map((i) => i.source);
     if (unanswered.length) throw new Error(`GPU job ${gpuJobId} returned no caption for: ${unanswered.join(', ')}`);
-    if (deps.captioner && job.output.captioner !== deps.captioner) {
+    if (job.output.captioner !== deps.captioner) {
       log.warn('the endpoint captions with a different captioner than configured: cached captions will not be found', { configured: deps.captioner, endpoint: job.output.captioner });
     }
     await writeCache(deps, job.output.captioner, input.triggerWord, job.output.captions, new Set(missing.map((i) => i.id)));
   }
 
-  const captionsKey = `runs/${input.runKey}/captions.json`;
+  const { captions: captionsKey } = runKeys(input.runKey);
   await putBytes(deps.storage, captionsKey, JSON.stringify(captions, null, 1), 'application/json');
   const sidecar = manifest.images.length - uncaptioned.length;
   log.info('captions stored', { sidecar, cached: cached.size, gpu: missing.length });
   return { captionsKey, sidecar, gpuCaptioned: missing.length, cached: cached.size, gpuJobId };
 }
 
+/** Runs `fn` over `items`, CACHE_CONCURRENCY at a time. */
+async function inBatches<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += CACHE_CONCURRENCY) await Promise.all(items.slice(i, i + CACHE_CONCURRENCY).map(fn));
+}
+
 async function readCache(deps: ActivityDeps, captioner: string, images: DatasetManifestImage[]): Promise<Map<string, string>> {
   const found = new Map<string, string>();
-  for (let i = 0; i < images.length; i += 16) {
-    await Promise.all(
-      images.slice(i, i + 16).map(async (image) => {
-        const text = (await getBytesIfExists(deps.storage, captionCacheKey(captioner, image.id)))?.toString('utf8').trim();
-        if (text) found.set(image.id, text);
-      }),
-    );
-  }
+  await inBatches(images, async (image) => {
+    const text = (await getBytesIfExists(deps.storage, captionCacheKey(captioner, image.id)))?.toString('utf8').trim();
+    if (text) found.set(image.id, text);
+  });
   return found;
 }
 
 async function writeCache(deps: ActivityDeps, captioner: string, trigger: string, captions: { id: string; caption: string }[], asked: Set<string>): Promise<void> {
-  for (let i = 0; i < captions.length; i += 16) {
-    await Promise.all(
-      captions.slice(i, i + 16).map(async ({ id, caption }) => {
-        const text = withoutTrigger(trigger, caption);
-        if (asked.has(id) && text) await putBytes(deps.storage, captionCacheKey(captioner, id), text, 'text/plain; charset=utf-8');
-      }),
-    );
-  }
+  await inBatches(captions, async ({ id, caption }) => {
+    const text = withoutTrigger(trigger, caption);
+    if (asked.has(id) && text) await putBytes(deps.storage, captionCacheKey(captioner, id), text, 'text/plain; charset=utf-8');
+  });
 }
 
 export function withTrigger(trigger: string, caption: string): string {
@@ -103,5 +98,3 @@ export function withoutTrigger(trigger: string, caption: string): string {
     .filter((part) => part && part !== trigger)
     .join(', ');
 }
-
-const safeName = (name: string) => name.replace(/[^A-Za-z0-9._-]/g, '_') || '_';

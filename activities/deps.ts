@@ -1,34 +1,32 @@
-// What activities need from the world, passed in by worker.ts (and by tests).
-import type { RunpodClient } from '../lib/runpod-client.js';
-import type { Storage } from '../lib/s3.js';
+// What activities need from the world, and the one function that builds it from the config
+// (worker.ts and the tests call it; defaults live only in lib/config.ts).
+import type { Config } from '../lib/config.js';
+import type { GpuPricing } from '../lib/pricing.js';
+import { RunpodClient } from '../lib/runpod-client.js';
+import { makeStorage, type Storage } from '../lib/s3.js';
+
+/** The RunPod operations GPU stages use (lib/runpod-client.ts implements them). */
+export type RunpodEndpoint = Pick<RunpodClient, 'submit' | 'waitForStatus' | 'status' | 'cancelJob' | 'health'>;
 
 export interface ActivityDeps {
   storage: Storage;
-  /** `health` (optional) lets GPU stages say why a job waits: capacity, cold start, crashing workers;
-   * `statusSync` (optional) waits for a job with a long-poll instead of polling. */
-  runpod: Pick<RunpodClient, 'run' | 'status' | 'cancel'> & Partial<Pick<RunpodClient, 'health' | 'statusSync'>>;
-  /** How often a GPU job's status is polled. */
-  pollIntervalMs: number;
-  /**
-   * When set, wait for a GPU job with /status-sync long-polls of this many ms instead of polling:
-   * completion is seen at once and a running job costs 60 000 / statusWaitMs calls a minute
-   * (bench/PROFILE.md); progress (step, loss, queue state) then refreshes at this pace.
-   */
-  statusWaitMs?: number;
-  /** Checkpoint cadence and segment length of training jobs (defaults: 50 steps, 480 s). */
-  training?: { checkpointEvery: number; segmentSeconds: number };
-  /** The captioner the endpoint's GPU worker runs (its LORAFLOW_CAPTIONER): cached captions of
-   * this captioner are reused instead of captioning again. Unset: no reuse. */
-  captioner?: string;
-  /** Price of one GPU hour (LORAFLOW_GPU_PRICE_PER_HOUR) for GPUs not in `gpuPrices`. */
-  gpuPricePerHour?: number;
-  /** Price per hour by GPU type (LORAFLOW_GPU_PRICES), matched against the device each job reports. */
-  gpuPrices?: Record<string, number>;
-  /** The endpoint's GPU type (LORAFLOW_GPU_TYPE): the price of jobs that report no device. */
-  gpuType?: string;
+  runpod: RunpodEndpoint;
+  gpuJobs: {
+    /** How often a GPU job's status is polled when long-polls are off or unavailable. */
+    pollIntervalMs: number;
+    /** Length of each /status-sync long-poll; 0 polls /status every pollIntervalMs. */
+    statusWaitMs: number;
+    /** Training steps between checkpoints. */
+    checkpointEvery: number;
+    /** A training job hands over to the next one after this long. */
+    segmentSeconds: number;
+  };
+  pricing: GpuPricing;
+  /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
+  captioner: string;
   /** Allow dataset URLs on loopback/private addresses (local development only). */
-  allowPrivateUrls?: boolean;
-  /** Pushing published LoRAs to the Hugging Face Hub (activities/hub.ts); absent when HF_TOKEN is unset. */
+  allowPrivateUrls: boolean;
+  /** Pushing published LoRAs to the Hugging Face Hub; absent when HF_TOKEN is unset. */
   hub?: HubDeps;
 }
 
@@ -44,5 +42,38 @@ export interface HubDeps {
   /** LORAFLOW_HF_PRIVATE: visibility of repos it creates. */
   private: boolean;
   /** LORAFLOW_HF_BASE_MODELS: the worker's base model names → Hub model ids. */
-  baseModels?: Record<string, string>;
+  baseModels: Record<string, string>;
+}
+
+/** The activities' dependencies from the config; `clients` replaces the S3 or RunPod client (tests). */
+export function activityDepsFrom(config: Config, clients: Partial<Pick<ActivityDeps, 'storage' | 'runpod'>> = {}): ActivityDeps {
+  return {
+    storage: clients.storage ?? makeStorage(config),
+    runpod: clients.runpod ?? RunpodClient.fromConfig(config),
+    gpuJobs: {
+      pollIntervalMs: config.LORAFLOW_POLL_MS,
+      statusWaitMs: config.LORAFLOW_STATUS_WAIT_MS,
+      checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY,
+      segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS,
+    },
+    pricing: {
+      defaultPerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,
+      byType: config.LORAFLOW_GPU_PRICES,
+      ...(config.LORAFLOW_GPU_TYPE ? { endpointGpu: config.LORAFLOW_GPU_TYPE } : {}),
+    },
+    captioner: config.LORAFLOW_CAPTIONER,
+    allowPrivateUrls: config.LORAFLOW_ALLOW_PRIVATE_URLS,
+    ...(config.HF_TOKEN
+      ? {
+          hub: {
+            token: config.HF_TOKEN,
+            endpoint: config.LORAFLOW_HF_ENDPOINT,
+            ...(config.LORAFLOW_HF_NAMESPACE ? { namespace: config.LORAFLOW_HF_NAMESPACE } : {}),
+            ...(config.LORAFLOW_HF_REPO ? { repoTemplate: config.LORAFLOW_HF_REPO } : {}),
+            private: config.LORAFLOW_HF_PRIVATE,
+            baseModels: config.LORAFLOW_HF_BASE_MODELS,
+          },
+        }
+      : {}),
+  };
 }

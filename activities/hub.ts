@@ -7,17 +7,18 @@
 // only as the library's Bearer header: never logged, returned or put in a failure message.
 import { ApplicationFailure, Context, heartbeat, log } from '@temporalio/activity';
 import { HubApiError, type CommitOperation, commitIter, createRepo, listCommits, listFiles, repoExists, whoAmI } from '@huggingface/hub';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { Sha256 } from '../contract/gpu-job.js';
-import { LoraName } from '../contract/pipeline.js';
+import { loraKeys, METADATA_KEY } from '../lib/keys.js';
 import { scrubUrls } from '../lib/logger.js';
-import { type Storage, exists, getBytesIfExists, sha256OfObject } from '../lib/s3.js';
+import { S3ObjectBlob, type Storage, exists, getBytesIfExists, sha256OfObject } from '../lib/s3.js';
 import type { ActivityDeps, HubDeps } from './deps.js';
-import { parseInput } from './ingest.js';
+import { parseInput } from './input.js';
+import { HubMetadata, modelCard, samplePath } from './model-card.js';
 
-export const HubPushInput = z.object({ metadataKey: z.string().regex(/^loras\/[^/]+\/[^/]+\/metadata\.json$/) });
+export const HubPushInput = z.object({ metadataKey: z.string().regex(METADATA_KEY) });
 export type HubPushInput = z.input<typeof HubPushInput>;
+
+export const commitTitle = (name: string, version: string) => `loraflow: ${name} ${version}`;
 
 export interface HubPushResult {
   /** `<namespace>/<repo>` on the Hub (absent when not configured). */
@@ -33,128 +34,19 @@ export interface HubPushResult {
   commitUrl?: string;
 }
 
-/** The parts of metadata.json (written by publish) the push reads; a bad field is named. */
-export const HubMetadata = z.object({
-  name: LoraName,
-  version: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/),
-  triggerWord: z.string().min(1),
-  baseModel: z.string().min(1),
-  format: z.string().min(1).optional(),
-  params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])),
-  lora: z.object({ sha256: Sha256, bytes: z.int().nonnegative() }),
-  samples: z.array(z.object({ step: z.int().nonnegative(), sha256: Sha256.optional() })),
-  dataset: z.object({ manifestSha256: Sha256, images: z.int().nonnegative() }),
-  metrics: z.object({ steps: z.int().nonnegative(), finalLoss: z.number() }).optional(),
-});
-export type HubMetadata = z.infer<typeof HubMetadata>;
-
-export const commitTitle = (name: string, version: string) => `loraflow: ${name} ${version}`;
-const samplePath = (step: number) => `samples/step-${step}.png`;
-
-// ---------------------------------------------------------------------------------------------
-// The model card
-
-/** YAML scalar: a JSON string is a valid YAML double-quoted string, whatever it contains. */
-const yamlString = (s: string) => JSON.stringify(s);
-/** Markdown text on one line: characters that could format, link or open HTML are escaped. */
-const mdText = (s: string) =>
-  s.replace(/\s*\n\s*/g, ' ').replace(/[\\`*_[\]|~<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c] ?? `\\${c}`);
-/** An inline code span that no backtick in `s` can close. */
-function mdCode(s: string): string {
-  const text = s.replace(/\s*\n\s*/g, ' ');
-  const longest = Math.max(0, ...(text.match(/`+/g) ?? []).map((run) => run.length));
-  const fence = '`'.repeat(longest + 1);
-  return longest ? `${fence} ${text} ${fence}` : `${fence}${text}${fence}`;
-}
-const cell = (s: string) => s.replace(/\|/g, '\\|');
-
-/**
- * README.md for the Hub: YAML front matter (base_model when the worker's base model name has a
- * Hub id, tags, instance_prompt, library_name, a widget entry per sample image), then the trigger
- * word, base model, training parameters, dataset, the LoRA's sha256 and the samples.
- */
-export function modelCard(metadata: HubMetadata, options: { baseModelId?: string; repo?: string } = {}): string {
-  const m = metadata;
-  const samples = [...m.samples].sort((a, b) => a.step - b.step);
-  const front = [
-    '---',
-    ...(options.baseModelId ? [`base_model: ${yamlString(options.baseModelId)}`] : []),
-    'library_name: diffusers',
-    `instance_prompt: ${yamlString(m.triggerWord)}`,
-    'tags:',
-    ...['lora', 'text-to-image', 'diffusers', 'loraflow'].map((t) => `- ${t}`),
-    ...(samples.length
-      ? ['widget:', ...samples.flatMap((s) => [`- text: ${yamlString(m.triggerWord)}`, '  output:', `    url: ${yamlString(samplePath(s.step))}`])]
-      : []),
-    '---',
-  ];
-  const baseModel = options.baseModelId
-    ? `${mdCode(m.baseModel)} (${mdCode(options.baseModelId)} on the Hub)`
-    : `${mdCode(m.baseModel)} (the GPU worker's name for it; no Hub id configured in LORAFLOW_HF_BASE_MODELS)`;
-  const params: [string, string][] = [
-    ...Object.entries(m.params).map(([k, v]): [string, string] => [k, v === null ? '—' : String(v)]),
-    ...(m.format ? [['format', m.format] as [string, string]] : []),
-    ...(m.metrics ? ([['steps trained', String(m.metrics.steps)], ['final loss', m.metrics.finalLoss.toPrecision(4)]] as [string, string][]) : []),
-  ];
-  const usage =
-    m.format === 'kohya'
-      ? 'The weights use kohya key names: load `lora.safetensors` in ComfyUI or AUTOMATIC1111.'
-      : ['With diffusers, on a pipeline of the base model:', '', '```python', `pipe.load_lora_weights(${JSON.stringify(options.repo ?? '<this repo>')}, weight_name="lora.safetensors")`, '```'].join('\n');
-  const body = [
-    `# ${mdText(m.name)}`,
-    '',
-    `A LoRA trained with loraflow, version ${mdCode(m.version)}.`,
-    '',
-    '## Trigger word',
-    '',
-    `Use ${mdCode(m.triggerWord)} in the prompt.`,
-    '',
-    '## Base model',
-    '',
-    baseModel,
-    '',
-    '## Training parameters',
-    '',
-    '| parameter | value |',
-    '| --- | --- |',
-    ...params.map(([k, v]) => `| ${cell(mdCode(k))} | ${cell(mdCode(v))} |`),
-    '',
-    '## Dataset',
-    '',
-    `${m.dataset.images} image${m.dataset.images === 1 ? '' : 's'}; manifest sha256 ${mdCode(m.dataset.manifestSha256)}.`,
-    '',
-    '## Weights',
-    '',
-    `\`lora.safetensors\`: ${m.lora.bytes} bytes, sha256 ${mdCode(m.lora.sha256)}.`,
-    '',
-    usage,
-    '',
-    '## Samples',
-    '',
-    ...(samples.length
-      ? [`Rendered with the prompt ${mdCode(m.triggerWord)} during training:`, '', ...samples.map((s) => `![step ${s.step}](${samplePath(s.step)})`)]
-      : ['No sample images were rendered.']),
-    '',
-  ];
-  return [...front, '', ...body].join('\n');
-}
-
-// ---------------------------------------------------------------------------------------------
-// The push
-
 export async function pushToHub(deps: ActivityDeps, raw: HubPushInput): Promise<HubPushResult> {
   const input = parseInput(HubPushInput, raw);
   const hub = deps.hub;
   // The workflow calls this after every publish: pushing is on where the worker has HF_TOKEN.
   if (!hub?.token) return { outcome: 'not-configured' };
   const meta = await readMetadata(deps.storage, input.metadataKey);
-  const prefix = input.metadataKey.replace(/\/metadata\.json$/, '');
-  if (prefix !== `loras/${meta.name}/${meta.version}`) {
+  const keys = loraKeys(meta.name, meta.version);
+  if (input.metadataKey !== keys.metadata) {
     throw ApplicationFailure.nonRetryable(`${input.metadataKey}: metadata names ${meta.name} ${meta.version}, not this key's LoRA`, 'InvalidMetadata');
   }
 
   // Only the verified artifact goes out: the stored LoRA must still be what metadata.json says.
-  const loraKey = `${prefix}/lora.safetensors`;
+  const loraKey = keys.lora;
   const stored = await sha256OfObject(deps.storage, loraKey);
   if (!stored || stored.sha256 !== meta.lora.sha256 || stored.bytes !== meta.lora.bytes) {
     throw ApplicationFailure.nonRetryable(
@@ -164,7 +56,7 @@ export async function pushToHub(deps: ActivityDeps, raw: HubPushInput): Promise<
   }
   const samples: { step: number; key: string; bytes: number }[] = [];
   for (const sample of meta.samples) {
-    const key = `${prefix}/${samplePath(sample.step)}`;
+    const key = keys.sample(sample.step);
     const head = await exists(deps.storage, key);
     if (head) samples.push({ step: sample.step, key, bytes: head.bytes });
     else log.warn('hub: sample image missing in S3, left out', { key });
@@ -312,55 +204,4 @@ function hubCaller(hub: HubDeps) {
       throw ApplicationFailure.retryable(`pushing to the Hugging Face Hub failed while ${what}: ${clean(message)}`, 'HubUnavailable');
     }
   };
-}
-
-/**
- * An S3 object (or a byte range of it) as a Blob: the library reads its size, slices it and
- * streams it (sha256, upload) without the whole LoRA ever being held in memory.
- */
-export class S3ObjectBlob extends Blob {
-  constructor(
-    private readonly storage: Storage,
-    private readonly key: string,
-    private readonly start: number,
-    private readonly end: number,
-    private readonly contentType = 'application/octet-stream',
-  ) {
-    super([]);
-  }
-
-  override get size(): number {
-    return this.end - this.start;
-  }
-
-  override get type(): string {
-    return this.contentType;
-  }
-
-  override slice(start = 0, end = this.size, contentType?: string): Blob {
-    const at = (i: number) => Math.min(this.size, Math.max(0, i < 0 ? this.size + i : i));
-    const [from, to] = [at(start), at(end)];
-    return new S3ObjectBlob(this.storage, this.key, this.start + from, this.start + Math.max(from, to), contentType ?? this.contentType);
-  }
-
-  override stream(): ReturnType<Blob['stream']> {
-    if (this.size === 0) return new Blob([]).stream();
-    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-    this.storage.client
-      .send(new GetObjectCommand({ Bucket: this.storage.bucket, Key: this.key, Range: `bytes=${this.start}-${this.end - 1}` }))
-      .then((res) => (res.Body!.transformToWebStream() as ReadableStream<Uint8Array>).pipeTo(writable))
-      .catch((err: unknown) => writable.abort(err).catch(() => undefined));
-    return readable as ReturnType<Blob['stream']>;
-  }
-
-  override async arrayBuffer(): Promise<ArrayBuffer> {
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of this.stream() as AsyncIterable<Uint8Array>) chunks.push(chunk);
-    const all = Buffer.concat(chunks);
-    return all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
-  }
-
-  override async text(): Promise<string> {
-    return new TextDecoder().decode(await this.arrayBuffer());
-  }
 }

@@ -8,18 +8,13 @@ import { latestPublished, publishLora } from './publish.js';
 import { writeReport } from './report.js';
 import { trainOnGpu } from './train.js';
 
-export function createActivities(deps: ActivityDeps) {
-  return {
-    ingestDataset: (input: Parameters<typeof ingestDataset>[1]) => ingestDataset(deps, input),
-    captionDataset: (input: Parameters<typeof captionDataset>[1]) => captionDataset(deps, input),
-    trainOnGpu: (input: Parameters<typeof trainOnGpu>[1]) => trainOnGpu(deps, input),
-    publishLora: (input: Parameters<typeof publishLora>[1]) => publishLora(deps, input),
-    latestPublished: (input: Parameters<typeof latestPublished>[1]) => latestPublished(deps, input),
-    writeReport: (input: Parameters<typeof writeReport>[1]) => writeReport(deps, input),
-    pushToHub: (input: Parameters<typeof pushToHub>[1]) => pushToHub(deps, input),
-    cancelGpuJobs: (input: Parameters<typeof cancelGpuJobs>[1]) => cancelGpuJobs(deps, input),
-  };
+const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs };
+
+type Bound<F> = F extends (deps: ActivityDeps, input: infer I) => infer R ? (input: I) => R : never;
+export type Activities = { [K in keyof typeof STAGES]: Bound<(typeof STAGES)[K]> };
+
+export function createActivities(deps: ActivityDeps): Activities {
+  return Object.fromEntries(Object.entries(STAGES).map(([name, fn]) => [name, (input: never) => fn(deps, input)])) as Activities;
 }
 
-export type Activities = ReturnType<typeof createActivities>;
-export type { ActivityDeps } from './deps.js';
+export { activityDepsFrom, type ActivityDeps } from './deps.js';

@@ -1,15 +1,17 @@
 // ingest: a directory, .zip, zip URL or s3:// prefix (dataset-source.ts) → decoded, metadata-stripped, deduplicated images stored
 // content-addressed in S3, plus a manifest whose sha256 identifies the dataset.
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { ApplicationFailure, heartbeat, log } from '@temporalio/activity';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { Sha256 } from '../contract/gpu-job.js';
 import type { DatasetManifest, DatasetManifestImage, IngestResult } from '../contract/pipeline.js';
+import { sha256 } from '../lib/hash.js';
+import { imageKey, manifestKey as manifestKeyOf } from '../lib/keys.js';
 import { exists, putBytes } from '../lib/s3.js';
 import { openDataset } from './dataset-source.js';
 import type { ActivityDeps } from './deps.js';
+import { parseInput } from './input.js';
 
 export const IngestInput = z.object({ dataset: z.object({ path: z.string().min(1), fingerprint: Sha256 }) });
 
@@ -67,7 +69,7 @@ export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof Inge
   const manifest: DatasetManifest = { version: 1, images: [...unique.values()].sort((a, b) => a.id.localeCompare(b.id)) };
   const bytes = Buffer.from(JSON.stringify(manifest));
   const manifestSha256 = sha256(bytes);
-  const manifestKey = `manifests/${manifestSha256}.json`;
+  const manifestKey = manifestKeyOf(manifestSha256);
   if (!(await exists(deps.storage, manifestKey))) await putBytes(deps.storage, manifestKey, bytes, 'application/json');
 
   log.info('dataset ingested', { images: manifest.images.length, duplicates: images.length - unique.size, manifestSha256 });
@@ -91,19 +93,9 @@ function decode(input: Buffer) {
 /** Content-addressed: an image already stored is not written again. */
 async function storeImage(deps: ActivityDeps, source: string, { data, info }: Awaited<ReturnType<typeof decode>>): Promise<DatasetManifestImage> {
   const id = sha256(data);
-  const key = `images/sha256/${id}.png`;
+  const key = imageKey(id);
   if (!(await exists(deps.storage, key))) await putBytes(deps.storage, key, data, 'image/png');
   return { id, key, source, width: info.width, height: info.height };
 }
 
-export function parseInput<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw ApplicationFailure.nonRetryable(`invalid input: ${issue.path.join('.') || '(root)'}: ${issue.message}`, 'InvalidInput');
-  }
-  return parsed.data;
-}
-
 const stem = (name: string) => name.slice(0, name.length - path.extname(name).length);
-export const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');

@@ -1,13 +1,14 @@
 // publish: only a verified artifact is published. The staged LoRA must exist with the sha256 the
 // GPU worker reported (RunPod can say COMPLETED when the upload failed); then it is copied under
-// loras/<name>/<version>/ with metadata.json, and loras/<name>/latest.json names it (with its dataset's
-// manifest sha256). Re-running it writes the same objects: idempotent.
+// loras/<name>/<version>/ with metadata.json, and loras/<name>/latest.json names it (with its
+// dataset's manifest sha256). Re-running it writes the same objects: idempotent.
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { z } from 'zod';
-import { LoraName, type CaptionResult, type IngestResult, type LatestPublished, type PublishedLora, type TrainRequest, type TrainResult } from '../contract/pipeline.js';
+import { type CaptionResult, type IngestResult, type LatestPublished, type LoraMetadata, LoraName, type PublishedLora, type TrainRequest, type TrainResult } from '../contract/pipeline.js';
+import { latestKey, loraKeys } from '../lib/keys.js';
 import { copyObject, getBytesIfExists, putBytes, s3Uri, sha256OfObject } from '../lib/s3.js';
-import { parseInput } from './ingest.js';
 import type { ActivityDeps } from './deps.js';
+import { parseInput } from './input.js';
 
 export interface PublishInput {
   request: TrainRequest;
@@ -33,24 +34,17 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     );
   }
 
-  const prefix = `loras/${request.name}/${version}`;
-  const loraKey = `${prefix}/lora.safetensors`;
-  const metadataKey = `${prefix}/metadata.json`;
-  await copyObject(deps.storage, trained.stagingKey, loraKey);
+  const keys = loraKeys(request.name, version);
+  await copyObject(deps.storage, trained.stagingKey, keys.lora);
   const samples = [];
   for (const sample of trained.samples) {
-    const key = `${prefix}/samples/step-${sample.step}.png`;
-    await copyObject(deps.storage, sample.key, key);
-    samples.push({ step: sample.step, sha256: sample.sha256, uri: s3Uri(deps.storage, key) });
+    await copyObject(deps.storage, sample.key, keys.sample(sample.step));
+    samples.push({ step: sample.step, sha256: sample.sha256, uri: s3Uri(deps.storage, keys.sample(sample.step)) });
   }
-  const metadata = {
+  const metadata: LoraMetadata = {
     name: request.name,
     version,
-    triggerWord: request.triggerWord,
-    baseModel: request.baseModel,
-    params: request.params,
-    format: request.format,
-    sampleEvery: request.sampleEvery,
+    ...request.training,
     lora: trained.lora,
     samples,
     dataset: { manifestSha256: input.dataset.manifestSha256, images: input.dataset.imageCount, captions: input.captions },
@@ -59,26 +53,12 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     ...(trained.usage ? { usage: trained.usage } : {}),
     ...(request.budget !== undefined ? { budget: request.budget } : {}),
   };
-  await putBytes(deps.storage, metadataKey, JSON.stringify(metadata, null, 2), 'application/json');
-  await recordLatest(deps, {
-    name: request.name,
-    version,
-    manifestSha256: input.dataset.manifestSha256,
-    uri: s3Uri(deps.storage, loraKey),
-    metadataUri: s3Uri(deps.storage, metadataKey),
-  });
-  log.info('LoRA published', { uri: s3Uri(deps.storage, loraKey) });
-  return {
-    uri: s3Uri(deps.storage, loraKey),
-    metadataUri: s3Uri(deps.storage, metadataKey),
-    version,
-    sha256: trained.lora.sha256,
-    bytes: trained.lora.bytes,
-    ...(trained.usage ? { usage: trained.usage } : {}),
-  };
+  await putBytes(deps.storage, keys.metadata, JSON.stringify(metadata, null, 2), 'application/json');
+  const published = { uri: s3Uri(deps.storage, keys.lora), metadataUri: s3Uri(deps.storage, keys.metadata) };
+  await recordLatest(deps, { name: request.name, version, manifestSha256: input.dataset.manifestSha256, ...published });
+  log.info('LoRA published', { uri: published.uri });
+  return { ...published, version, sha256: trained.lora.sha256, bytes: trained.lora.bytes, ...(trained.usage ? { usage: trained.usage } : {}) };
 }
-
-const latestKey = (name: string) => `loras/${name}/latest.json`;
 
 /** loras/<name>/latest.json names the newest version (versions sort by start time): an older run
  * finishing late does not take it back. */

@@ -4,40 +4,24 @@
 import { log } from '@temporalio/activity';
 import sharp from 'sharp';
 import { z } from 'zod';
-import type { DatasetManifest, GpuUsage } from '../contract/pipeline.js';
+import type { DatasetManifest, GpuUsage, LoraMetadata as Metadata } from '../contract/pipeline.js';
+import { keyOfUri, METADATA_KEY } from '../lib/keys.js';
+import { formatCost } from '../lib/pricing.js';
 import { getBytesIfExists, getJson, putBytes, s3Uri } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
-import { parseInput } from './ingest.js';
+import { parseInput } from './input.js';
 
-export const ReportInput = z.object({ metadataKey: z.string().regex(/^loras\/[^/]+\/[^/]+\/metadata\.json$/), manifestKey: z.string().min(1) });
-
-/** The parts of metadata.json (written by publish) the report reads. */
-interface Metadata {
-  name: string;
-  version: string;
-  triggerWord: string;
-  baseModel: string;
-  format: string;
-  params: Record<string, unknown>;
-  lora: { sha256: string; bytes: number };
-  samples: { step: number; uri: string }[];
-  dataset: { manifestSha256: string; images: number; captions: { sidecar: number; gpuCaptioned: number; cached?: number } };
-  gpuJobIds: string[];
-  metrics: { steps: number; stepsPaid?: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string };
-  usage?: GpuUsage;
-  budget?: number;
-}
+export const ReportInput = z.object({ metadataKey: z.string().regex(METADATA_KEY), manifestKey: z.string().min(1) });
 
 export async function writeReport(deps: ActivityDeps, raw: z.input<typeof ReportInput>): Promise<{ reportUri: string; files: string[] }> {
   const input = parseInput(ReportInput, raw);
   const prefix = input.metadataKey.replace(/metadata\.json$/, 'report');
   const meta = await getJson<Metadata>(deps.storage, input.metadataKey);
   const manifest = await getJson<DatasetManifest>(deps.storage, input.manifestKey);
-  const keyOf = (uri: string) => uri.replace(`s3://${deps.storage.bucket}/`, '');
 
   const files: Record<string, Buffer> = {};
   files['loss.png'] = await png(lossSvg(meta.metrics.lossCurve));
-  const samples = await tiles(deps, meta.samples.map((s) => ({ key: keyOf(s.uri), label: `step ${s.step}` })), 256);
+  const samples = await tiles(deps, meta.samples.map((s) => ({ key: keyOfUri(s.uri), label: `step ${s.step}` })), 256);
   if (samples) files['samples.png'] = samples;
   const thumbs = await tiles(deps, manifest.images.slice(0, 48).map((i) => ({ key: i.key, label: i.source })), 96);
   if (thumbs) files['dataset.png'] = thumbs;
@@ -123,8 +107,6 @@ export function costRows(u: GpuUsage | undefined, budget?: number): [string, str
     ...(budget !== undefined ? [['budget', formatCost(budget)] as [string, string]] : []),
   ];
 }
-
-export const formatCost = (cost: number) => `$${cost < 0.01 ? cost.toFixed(4) : cost.toFixed(2)}`;
 
 function html(m: Metadata, files: string[], samples: boolean, images: number): string {
   const table = (rows: [string, string][]) => `<table>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`;

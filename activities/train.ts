@@ -2,86 +2,71 @@
 // checkpoints and samples through presigned URLs made here, so nothing signed reaches workflow
 // history. A job that ends a segment or dies is continued from its last checkpoint (gpu-job.ts).
 import { z } from 'zod';
-import { TrainJobOutput, TrainingParams, TriggerWord } from '../contract/gpu-job.js';
-import type { DatasetManifest, TrainResult } from '../contract/pipeline.js';
+import { TrainJobOutput } from '../contract/gpu-job.js';
+import { Budget, type Captions, type DatasetManifest, type TrainResult, TrainingSettings } from '../contract/pipeline.js';
+import { runKeys } from '../lib/keys.js';
 import { getJson, presignGet, presignPut } from '../lib/s3.js';
-import type { Captions } from './caption.js';
 import type { ActivityDeps } from './deps.js';
 import { runGpuJob } from './gpu-job.js';
-import { parseInput } from './ingest.js';
-import { budgetGuard, gpuUsage } from './usage.js';
+import { parseInput } from './input.js';
+import { budgetOf, gpuUsage } from './usage.js';
 
 export const TrainInput = z.object({
   runKey: z.string().min(1),
   manifestKey: z.string().min(1),
   captionsKey: z.string().min(1),
-  triggerWord: TriggerWord,
-  baseModel: z.string().min(1),
-  params: TrainingParams,
-  format: z.enum(['diffusers', 'kohya']).default('diffusers'),
-  sampleEvery: z.int().min(0).default(0),
+  training: TrainingSettings,
   /** The run's GPU budget (price currency): its jobs are cancelled once their cost passes it. */
-  budget: z.number().positive().optional(),
+  budget: Budget.optional(),
 });
 
-const DEFAULT_TRAINING = { checkpointEvery: 50, segmentSeconds: 480 };
-
 export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainInput>): Promise<TrainResult> {
-  const input = parseInput(TrainInput, raw);
-  const training = deps.training ?? DEFAULT_TRAINING;
-  const run = `runs/${input.runKey}`;
-  const stagingKey = `${run}/lora.safetensors`;
-  const sampleKey = (step: number) => `${run}/samples/step-${step}.png`;
-  const sampleSteps = stepsToSample(input.params.steps, input.sampleEvery);
+  const { runKey, manifestKey, captionsKey, training, budget } = parseInput(TrainInput, raw);
+  const { sampleEvery, ...lora } = training;
+  const keys = runKeys(runKey);
+  const sampleSteps = stepsToSample(lora.params.steps, sampleEvery);
 
   const job = await runGpuJob(
     deps,
     async ({ claimUrl, checkpointUrl, resumeUrl }) => {
-      const [manifest, captions] = await Promise.all([
-        getJson<DatasetManifest>(deps.storage, input.manifestKey),
-        getJson<Captions>(deps.storage, input.captionsKey),
-      ]);
+      const [manifest, captions] = await Promise.all([getJson<DatasetManifest>(deps.storage, manifestKey), getJson<Captions>(deps.storage, captionsKey)]);
       return {
         task: 'train',
-        baseModel: input.baseModel,
-        triggerWord: input.triggerWord,
-        params: input.params,
-        format: input.format,
+        ...lora,
         images: await Promise.all(
-          manifest.images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600), caption: captions[i.id] ?? input.triggerWord })),
+          manifest.images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600), caption: captions[i.id] ?? lora.triggerWord })),
         ),
-        output: { loraUrl: await presignPut(deps.storage, stagingKey) },
-        stopAfterSeconds: training.segmentSeconds,
+        output: { loraUrl: await presignPut(deps.storage, keys.stagedLora) },
+        stopAfterSeconds: deps.gpuJobs.segmentSeconds,
         samples: {
-          prompt: input.triggerWord,
-          urls: Object.fromEntries(await Promise.all(sampleSteps.map(async (step) => [String(step), await presignPut(deps.storage, sampleKey(step))]))),
+          prompt: lora.triggerWord,
+          urls: Object.fromEntries(await Promise.all(sampleSteps.map(async (step) => [String(step), await presignPut(deps.storage, keys.sample(step))]))),
         },
         ...(claimUrl ? { claim: { url: claimUrl } } : {}),
-        ...(checkpointUrl ? { checkpoint: { url: checkpointUrl, everySteps: training.checkpointEvery } } : {}),
+        ...(checkpointUrl ? { checkpoint: { url: checkpointUrl, everySteps: deps.gpuJobs.checkpointEvery } } : {}),
         ...(resumeUrl ? { resume: { url: resumeUrl } } : {}),
       };
     },
     TrainJobOutput,
     {
-      claimPrefix: `${run}/train-claims`,
-      checkpointPrefix: `${run}/checkpoints`,
-      jobsPrefix: `${run}/gpu-jobs`,
+      runKey,
+      claimPrefix: keys.trainClaims,
+      checkpointPrefix: keys.checkpoints,
       isSegment: (output) => !output.lora,
-      ...(input.budget ? { budget: budgetGuard(deps, input.runKey, input.budget) } : {}),
+      budget: budgetOf(deps, runKey, budget),
     },
   );
 
-  const outputs = job.outputs;
   const samples = new Map<number, string>();
-  for (const output of outputs) for (const sample of output.samples ?? []) samples.set(sample.step, sample.sha256);
+  for (const output of job.outputs) for (const sample of output.samples ?? []) samples.set(sample.step, sample.sha256);
   return {
     gpuJobId: job.gpuJobId,
     gpuJobIds: job.gpuJobIds,
-    stagingKey,
+    stagingKey: keys.stagedLora,
     lora: job.output.lora!,
-    samples: [...samples].sort(([a], [b]) => a - b).map(([step, sha256]) => ({ step, key: sampleKey(step), sha256 })),
-    metrics: { ...mergeMetrics(outputs.map((o) => o.metrics)), steps: job.output.step },
-    usage: await gpuUsage(deps, input.runKey, job.timings),
+    samples: [...samples].sort(([a], [b]) => a - b).map(([step, sha256]) => ({ step, key: keys.sample(step), sha256 })),
+    metrics: { ...mergeMetrics(job.outputs.map((o) => o.metrics)), steps: job.output.step },
+    usage: await gpuUsage(deps, runKey, job.timings),
   };
 }
 

@@ -1,35 +1,30 @@
 // What a run's GPU jobs cost, and the per-run budget that stops them. Each job is priced by the GPU
 // it ran on: the device the worker reported (metrics.device, e.g. "cuda:NVIDIA H100 80GB HBM3"),
-// else the endpoint's configured GPU type, looked up in the price table; unknown GPUs (and CPU)
-// use the default price per hour.
+// else the endpoint's configured GPU type, looked up in the price table (lib/pricing.ts).
 import { ApplicationFailure } from '@temporalio/activity';
 import type { GpuUsage } from '../contract/pipeline.js';
+import { runKeys } from '../lib/keys.js';
+import { costOf, priceFor, round6 } from '../lib/pricing.js';
 import { RunpodJobNotFound } from '../lib/runpod-client.js';
 import { getJson, listKeys } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
-import { type GpuJobTiming, timingOf } from './gpu-job.js';
+import { type GpuJobTiming, timingOf } from './gpu-result.js';
 
-export const DEFAULT_GPU_PRICE_PER_HOUR = 2.49;
-
-/** Price per hour of `gpu`: the first table entry whose name it contains (case-insensitive). */
-export function priceFor(deps: Pick<ActivityDeps, 'gpuPricePerHour' | 'gpuPrices'>, gpu: string | undefined): number {
-  const name = gpu?.toLowerCase();
-  const hit = name ? Object.entries(deps.gpuPrices ?? {}).find(([type]) => name.includes(type.toLowerCase())) : undefined;
-  return hit?.[1] ?? deps.gpuPricePerHour ?? DEFAULT_GPU_PRICE_PER_HOUR;
+/** The ids of every GPU job the run submitted, in key order. */
+export async function gpuJobsOf(deps: Pick<ActivityDeps, 'storage'>, runKey: string): Promise<{ gpuJobId: string; generation: number }[]> {
+  const keys = await listKeys(deps.storage, `${runKeys(runKey).gpuJobs}/`);
+  return Promise.all(keys.map((key) => getJson<{ gpuJobId: string; generation: number }>(deps.storage, key)));
 }
 
-const round6 = (n: number) => Math.round(n * 1e6) / 1e6;
-
 /**
- * GPU time of every job the run submitted (all recorded under runs/<runKey>/gpu-jobs/: the caption
- * job, segments, jobs lost to crashed workers, those of earlier attempts). Timings this attempt saw
- * finish are used as they were; the others are asked of the endpoint, which may have purged them.
+ * GPU time of every job the run submitted (the caption job, segments, jobs lost to crashed
+ * workers, those of earlier attempts). Timings this attempt saw finish are used as they were; the
+ * others are asked of the endpoint, which may have purged them.
  */
-export async function gpuUsage(deps: ActivityDeps, runKey: string, seen: GpuJobTiming[] = [], except?: string): Promise<GpuUsage> {
+export async function gpuUsage(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pricing'>, runKey: string, seen: GpuJobTiming[] = [], except?: string): Promise<GpuUsage> {
   const known = new Map(seen.map((t) => [t.gpuJobId, t]));
   const jobs: GpuUsage['jobs'] = [];
-  for (const key of await listKeys(deps.storage, `runs/${runKey}/gpu-jobs/`)) {
-    const { gpuJobId } = await getJson<{ gpuJobId: string }>(deps.storage, key);
+  for (const { gpuJobId } of await gpuJobsOf(deps, runKey)) {
     if (gpuJobId === except) continue;
     const timing: GpuJobTiming =
       known.get(gpuJobId) ??
@@ -37,9 +32,9 @@ export async function gpuUsage(deps: ActivityDeps, runKey: string, seen: GpuJobT
         if (err instanceof RunpodJobNotFound) return { gpuJobId, status: 'PURGED' };
         throw err;
       }));
-    const gpu = timing.gpu ?? deps.gpuType;
-    const pricePerHour = priceFor(deps, gpu);
-    jobs.push({ ...timing, ...(gpu ? { gpu } : {}), pricePerHour, cost: round6((((timing.executionMs ?? 0) / 1000) * pricePerHour) / 3600) });
+    const gpu = timing.gpu ?? deps.pricing.endpointGpu;
+    const pricePerHour = priceFor(deps.pricing, gpu);
+    jobs.push({ ...timing, ...(gpu ? { gpu } : {}), pricePerHour, cost: costOf(timing.executionMs ?? 0, pricePerHour) });
   }
   const sum = (k: 'delayMs' | 'executionMs') => jobs.reduce((n, j) => n + (j[k] ?? 0), 0) / 1000;
   return {
@@ -47,7 +42,7 @@ export async function gpuUsage(deps: ActivityDeps, runKey: string, seen: GpuJobT
     gpuSeconds: sum('executionMs'),
     queueSeconds: sum('delayMs'),
     unknownJobs: jobs.filter((j) => j.executionMs === undefined).length,
-    pricePerHour: priceFor(deps, deps.gpuType),
+    pricePerHour: priceFor(deps.pricing, deps.pricing.endpointGpu),
     cost: round6(jobs.reduce((n, j) => n + j.cost, 0)),
   };
 }
@@ -56,7 +51,7 @@ export async function gpuUsage(deps: ActivityDeps, runKey: string, seen: GpuJobT
  * A run's budget, checked while its GPU jobs run: what its other jobs cost plus the running job's
  * time so far, at the endpoint's GPU price. Over the limit, the caller cancels the job and fails.
  */
-export function budgetGuard(deps: ActivityDeps, runKey: string, limit: number) {
+export function budgetGuard(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pricing'>, runKey: string, limit: number) {
   const currency = (n: number) => n.toFixed(n < 0.01 ? 4 : 2);
   const exceeded = (spent: number, gpuJobId?: string) =>
     ApplicationFailure.create({
@@ -79,7 +74,7 @@ export function budgetGuard(deps: ActivityDeps, runKey: string, limit: number) {
     async forJob(gpuJobId: string) {
       const before = spentAtSubmit ?? (await gpuUsage(deps, runKey, [], gpuJobId)).cost;
       spentAtSubmit = undefined;
-      const price = priceFor(deps, deps.gpuType);
+      const price = priceFor(deps.pricing, deps.pricing.endpointGpu);
       return {
         /** The run's cost if the job has run `runningMs` so far; throws once over the limit. */
         check(runningMs: number): void {
@@ -91,3 +86,6 @@ export function budgetGuard(deps: ActivityDeps, runKey: string, limit: number) {
   };
 }
 export type BudgetGuard = ReturnType<typeof budgetGuard>;
+
+/** The run's budget guard, when it has a budget. */
+export const budgetOf = (deps: ActivityDeps, runKey: string, budget: number | undefined) => (budget !== undefined ? budgetGuard(deps, runKey, budget) : undefined);

@@ -11,8 +11,8 @@ import { RunpodClient, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { presignGet, presignPut, putBytes } from '../lib/s3.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { startRunpodLocal } from '../runpod-local/index.js';
-import { makeDataset } from '../test/datasets.js';
-import { startS3, tempDir } from '../test/harness.js';
+import { makeDataset } from '../testkit/datasets.js';
+import { startS3, tempDir } from '../testkit/services.js';
 import { API_KEY, mean, round, sleep } from './lib.js';
 
 export interface GpuJobFigures {

@@ -7,9 +7,9 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
 import { ingestDataset } from '../activities/ingest.js';
-import type { ActivityDeps } from '../activities/deps.js';
+import { type ActivityDeps, activityDepsFrom } from '../activities/deps.js';
 import { putBytes, type Storage } from '../lib/s3.js';
-import { startS3, tempDir } from '../test/harness.js';
+import { startS3, tempDir, testConfig } from '../testkit/services.js';
 import { mean, pool, round } from './lib.js';
 
 const WIDTH = 1536;
@@ -59,7 +59,7 @@ export async function benchIngest(o: { images: number; log: (m: string) => void 
     o.log(`ingest: raw PUT ${rawSequential.toFixed(1)} s sequential, ${rawParallel.toFixed(1)} s with 8 in flight`);
 
     // The ingest activity itself.
-    const deps: ActivityDeps = { storage: s3.storage, runpod: undefined as never, pollIntervalMs: 1000 };
+    const deps: ActivityDeps = activityDepsFrom(testConfig, { storage: s3.storage });
     const ingestStart = Date.now();
     const result = (await new MockActivityEnvironment().run(ingestDataset, deps, { dataset: { path: dir, fingerprint: 'c'.repeat(64) } })) as Awaited<ReturnType<typeof ingestDataset>>;
     const ingestSeconds = (Date.now() - ingestStart) / 1000;

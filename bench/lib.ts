@@ -12,7 +12,7 @@ import type { Storage } from '../lib/s3.js';
 import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
 import { startRunpodLocal } from '../runpod-local/index.js';
 import { type Service, spawnService, stopService, waitUntilReady } from '../stack/services.js';
-import { freePort, startS3, tempDir } from '../test/harness.js';
+import { freePort, startS3, tempDir } from '../testkit/services.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import type { CallCounts } from './worker.js';
 

@@ -7,7 +7,7 @@ import { TrainRequest, type PipelineProgress } from '../contract/pipeline.js';
 import type { DatasetManifest } from '../contract/pipeline.js';
 import { getJson, presignGet, presignPut } from '../lib/s3.js';
 import type { RunpodClient, RunpodJobStatus } from '../lib/runpod-client.js';
-import { makeDataset } from '../test/datasets.js';
+import { makeDataset } from '../testkit/datasets.js';
 import { progressQuery } from '../workflows/definitions.js';
 import { trainLora } from '../workflows/index.js';
 import { type BenchStack, callsOf, diffCounts, mean, percentile, pool, round, startBenchStack } from './lib.js';
@@ -17,10 +17,8 @@ const HANDLER = 'test/fixtures/bench_gpu_handler.py';
 export function request(dataset: string, opts: { steps: number; msPerStep: number; name?: string }): TrainRequest {
   return TrainRequest.parse({
     name: opts.name ?? 'bench',
-    triggerWord: 'lfbench',
     dataset: { path: dataset, fingerprint: 'b'.repeat(64) },
-    baseModel: 'tiny-sd',
-    params: { steps: opts.steps, seed: opts.msPerStep },
+    training: { triggerWord: 'lfbench', baseModel: 'tiny-sd', params: { steps: opts.steps, seed: opts.msPerStep } },
   });
 }
 
@@ -62,14 +60,14 @@ export async function benchOverhead(o: { n: number; log: (m: string) => void }) 
       const uncaptioned = manifest.images.filter((i) => !i.caption);
       const caption = await direct(stack.runpodClient, {
         task: 'caption',
-        triggerWord: req.triggerWord,
+        triggerWord: req.training.triggerWord,
         images: await Promise.all(uncaptioned.map(async (i) => ({ id: i.id, url: await presignGet(stack.storage, i.key) }))),
       });
       const train = await direct(stack.runpodClient, {
         task: 'train',
-        baseModel: req.baseModel,
-        triggerWord: req.triggerWord,
-        params: req.params,
+        baseModel: req.training.baseModel,
+        triggerWord: req.training.triggerWord,
+        params: req.training.params,
         images: await Promise.all(manifest.images.map(async (i) => ({ id: i.id, url: await presignGet(stack.storage, i.key), caption: i.caption ?? 'x' }))),
         output: { loraUrl: await presignPut(stack.storage, `direct/${randomUUID()}/lora.safetensors`) },
       });

@@ -4,7 +4,7 @@
 // high per-worker concurrency (the SDK's concurrency_modifier).
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { makeDataset } from '../test/datasets.js';
+import { makeDataset } from '../testkit/datasets.js';
 import { trainLora } from '../workflows/index.js';
 import { request } from './pipelines.js';
 import { callsOf, descendants, diffCounts, pool, procSample, round, sampler, sleep, startBenchStack } from './lib.js';

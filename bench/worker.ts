@@ -9,10 +9,9 @@
 import { fileURLToPath } from 'node:url';
 import { NativeConnection } from '@temporalio/worker';
 import { createWorkers } from '../lib/workers.js';
-import { createActivities } from '../activities/index.js';
+import { activityDepsFrom, createActivities } from '../activities/index.js';
 import { loadConfig } from '../lib/config.js';
 import { RunpodClient } from '../lib/runpod-client.js';
-import { makeStorage } from '../lib/s3.js';
 
 export interface CallCounts {
   /** e.g. "status 200": count */
@@ -42,7 +41,6 @@ const countingFetch: typeof fetch = async (input, init) => {
 
 async function run() {
   const config = loadConfig();
-  const storage = makeStorage(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const maxActivities = process.env.BENCH_MAX_ACTIVITIES ? Number(process.env.BENCH_MAX_ACTIVITIES) : config.LORAFLOW_MAX_ACTIVITIES;
   const worker = await createWorkers({
@@ -50,13 +48,8 @@ async function run() {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
     workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
-    activities: createActivities({
-      storage,
-      runpod: new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID, fetch: countingFetch }),
-      pollIntervalMs: config.LORAFLOW_POLL_MS,
-      statusWaitMs: config.LORAFLOW_STATUS_WAIT_MS,
-      training: { checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY, segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS },
-    }),
+    // The worker's own dependencies, with a RunPod client whose requests are counted.
+    activities: createActivities(activityDepsFrom(config, { runpod: RunpodClient.fromConfig(config, countingFetch) })),
     maxHeartbeatThrottleInterval: '2 seconds',
     ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
     // The benchmarks measure orchestration at scale: GPU stages are not capped below the activity slots.

@@ -1,10 +1,11 @@
 // After the storm: what the endpoint's ledger, S3 and Temporal say about the promise
 // "a GPU minute paid once is never lost and never paid twice".
 import type { PublishedLora } from '../contract/pipeline.js';
+import { keyOfUri, runKeys } from '../lib/keys.js';
 import { getJson, listKeys, makeStorage, sha256OfObject } from '../lib/s3.js';
 import type { LedgerEntry } from '../runpod-local/index.js';
 import type { Stack } from '../stack/index.js';
-import type { ChaosOptions } from './suite.js';
+import type { ChaosOptions } from './options.js';
 
 export interface PipelineOutcome {
   workflowId: string;
@@ -40,7 +41,7 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
   // Every train job claims its training before working: the claims say which pipeline paid for it.
   const owner = new Map<string, string>();
   for (const o of outcomes) {
-    for (const key of await listKeys(storage, `runs/${o.workflowId}/train-claims/`)) owner.set((await getJson<{ jobId: string }>(storage, key)).jobId, o.workflowId);
+    for (const key of await listKeys(storage, `${runKeys(o.workflowId).trainClaims}/`)) owner.set((await getJson<{ jobId: string }>(storage, key)).jobId, o.workflowId);
   }
   const jobsOf = (wf: string) => trains.filter((e) => owner.get(e.id) === wf);
   const worked = (e: LedgerEntry) => e.progressUpdates > 0;
@@ -76,7 +77,7 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
 
   let artifactsLost = 0;
   for (const o of published) {
-    const stored = o.result && (await sha256OfObject(storage, o.result.uri.replace(`s3://${storage.bucket}/`, '')));
+    const stored = o.result && (await sha256OfObject(storage, keyOfUri(o.result.uri)));
     if (!stored || stored.sha256 !== o.result!.sha256) artifactsLost++;
   }
 

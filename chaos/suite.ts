@@ -12,26 +12,13 @@ import { fingerprintDataset } from '../cli/fingerprint.js';
 import { TrainRequest } from '../contract/pipeline.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
-import { makeDataset } from '../test/datasets.js';
-import { stackEnv, tempDir } from '../test/harness.js';
+import { makeDataset } from '../testkit/datasets.js';
+import { stackEnv, tempDir } from '../testkit/services.js';
 import { trainLora } from '../workflows/index.js';
 import { audit, type ChaosReport, type PipelineOutcome } from './audit.js';
+import type { ChaosOptions } from './options.js';
 
-export interface ChaosOptions {
-  pipelines: number;
-  steps: number;
-  msPerStep: number;
-  checkpointEvery: number;
-  s3DownMs: number;
-  workerKills: number;
-  cancels: number;
-  gpuCrashes: number;
-  timeoutMs: number;
-  say?: (line: string) => void;
-}
-
-export const QUICK: ChaosOptions = { pipelines: 8, steps: 40, msPerStep: 100, checkpointEvery: 5, s3DownMs: 10_000, workerKills: 2, cancels: 2, gpuCrashes: 2, timeoutMs: 8 * 60_000 };
-export const FULL: ChaosOptions = { pipelines: 24, steps: 60, msPerStep: 100, checkpointEvery: 5, s3DownMs: 30_000, workerKills: 6, cancels: 4, gpuCrashes: 5, timeoutMs: 14 * 60_000 };
+export { FULL, QUICK } from './options.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -147,10 +134,9 @@ async function startPipelines(client: Client, stack: Stack, dir: string, opts: C
     const dataset = await makeDataset(path.join(dir, `ds-${i}`), { images: 3, captioned: i % 3 === 0 ? 0 : 3, size: 16 + i });
     const request = TrainRequest.parse({
       name: `chaos-${i}`,
-      triggerWord: 'lfchaos',
       dataset: { path: dataset, fingerprint: await fingerprintDataset(dataset) },
-      baseModel: 'scripted',
-      params: { steps: opts.steps, seed: opts.msPerStep }, // the scripted worker sleeps `seed` ms a step
+      // The scripted worker sleeps `seed` ms a step.
+      training: { triggerWord: 'lfchaos', baseModel: 'scripted', params: { steps: opts.steps, seed: opts.msPerStep } },
     });
     const workflowId = `chaos-${i}-${Date.now()}`;
     await client.workflow

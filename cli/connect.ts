@@ -1,12 +1,12 @@
 // A Temporal client for the CLI, with the error a user can act on when the stack is down.
 import { Client, Connection } from '@temporalio/client';
-import { dataConverterFromEnv } from '../lib/codec.js';
+import { dataConverterFor } from '../lib/codec.js';
 import type { Config } from '../lib/config.js';
 
 export async function connect(config: Config): Promise<Client> {
   try {
     const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 3_000 });
-    return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFromEnv() });
+    return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFor(config) });
   } catch {
     throw new CliError(`cannot reach Temporal at ${config.TEMPORAL_ADDRESS}: is the stack running? Start it with \`make dev\` (or set TEMPORAL_ADDRESS)`);
   }

@@ -5,11 +5,12 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
+import { sha256 } from '../lib/hash.js';
+import { keyOfUri } from '../lib/keys.js';
 import { getBytes, listKeys, makeStorage } from '../lib/s3.js';
 import { describeState } from '../contract/describe.js';
 import { GPU_STAGE_ACTIVITIES, LoraNameKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import { CliError } from './connect.js';
-import { sha256 } from '../activities/ingest.js';
 
 export async function status(client: Client, id: string): Promise<PipelineProgress & { workflowId: string; status: string; state: string }> {
   const handle = client.workflow.getHandle(id);
@@ -65,8 +66,7 @@ export async function download(client: Client, config: Config, id: string, out: 
   if (isSkipped(outcome)) throw new CliError(`pipeline ${id} was skipped (dataset unchanged); download ${outcome.latestVersion} from the run that published it (${outcome.latestUri})`);
   const published: PublishedLora = outcome;
   const storage = makeStorage(config);
-  const keyOf = (uri: string) => uri.replace(`s3://${storage.bucket}/`, '');
-  const [lora, metadata] = await Promise.all([getBytes(storage, keyOf(published.uri)), getBytes(storage, keyOf(published.metadataUri))]);
+  const [lora, metadata] = await Promise.all([getBytes(storage, keyOfUri(published.uri)), getBytes(storage, keyOfUri(published.metadataUri))]);
   if (sha256(lora) !== published.sha256) throw new CliError(`${published.uri} does not match its published sha256; not writing it`);
   await mkdir(out, { recursive: true });
   const files = { lora: path.join(out, 'lora.safetensors'), metadata: path.join(out, 'metadata.json') };
@@ -87,7 +87,7 @@ export async function report(client: Client, config: Config, id: string, out: st
   const outcome = (await handle.result()) as TrainOutcome;
   if (isSkipped(outcome)) throw new CliError(`pipeline ${id} was skipped (dataset unchanged): see the report of ${outcome.latestVersion}`);
   const storage = makeStorage(config);
-  const prefix = outcome.metadataUri.replace(`s3://${storage.bucket}/`, '').replace(/metadata\.json$/, 'report/');
+  const prefix = keyOfUri(outcome.metadataUri).replace(/metadata\.json$/, 'report/');
   const keys = await listKeys(storage, prefix);
   if (!keys.includes(`${prefix}index.html`)) throw new CliError(`pipeline ${id} has no report at s3://${storage.bucket}/${prefix} (published before reports existed, or it could not be written: see the worker's log)`);
   await mkdir(out, { recursive: true });

@@ -5,6 +5,7 @@ import { describeState } from '../contract/describe.js';
 import { GpuProgress } from '../contract/gpu-job.js';
 import type { Config } from '../lib/config.js';
 import { RunpodClient, RunpodJobNotFound, type RunpodHealth } from '../lib/runpod-client.js';
+import { runKeys } from '../lib/keys.js';
 import { getJson, listObjects, makeStorage } from '../lib/s3.js';
 import { status } from './inspect.js';
 
@@ -30,15 +31,11 @@ export interface PipelineLogs {
   endpoint?: RunpodHealth;
 }
 
-export function runpodFor(config: Config): RunpodClient {
-  return new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID });
-}
-
-export async function pipelineLogs(client: Client, config: Config, id: string, runpod: RunpodClient = runpodFor(config)): Promise<PipelineLogs> {
+export async function pipelineLogs(client: Client, config: Config, id: string, runpod: RunpodClient = RunpodClient.fromConfig(config)): Promise<PipelineLogs> {
   const s = await status(client, id);
   const storage = makeStorage(config);
   const jobs: GpuJobLog[] = [];
-  for (const { key, lastModified } of await listObjects(storage, `runs/${id}/gpu-jobs/`)) {
+  for (const { key, lastModified } of await listObjects(storage, `${runKeys(id).gpuJobs}/`)) {
     const { gpuJobId, generation } = await getJson<{ gpuJobId: string; generation: number }>(storage, key);
     const base = { gpuJobId, generation, submittedAt: lastModified.toISOString() };
     const job = await runpod.status(gpuJobId).catch((err: unknown) => {

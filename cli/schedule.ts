@@ -1,10 +1,10 @@
 // `loraflow schedule …`: cron-triggered retraining on Temporal Schedules. Each schedule starts
 // trainLora with `onlyIfChanged`, so a run whose dataset is the one the LoRA's latest published
 // version was trained on ends as "skipped: dataset unchanged" instead of paying for a training.
-import { createHash } from 'node:crypto';
 import { type Client, ScheduleAlreadyRunning, ScheduleNotFoundError, type ScheduleOverlapPolicy, WorkflowNotFoundError } from '@temporalio/client';
 import type { TrainRequest } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
+import { sha256 } from '../lib/hash.js';
 import { LoraNameKey, LoraStageKey } from '../workflows/definitions.js';
 import { trainLora } from '../workflows/index.js';
 import { CliError } from './connect.js';
@@ -26,7 +26,7 @@ export interface CreateScheduleOptions {
 
 /** A scheduled request: its dataset is re-read at every run, so the fingerprint names the source only. */
 export function scheduledRequest(request: TrainRequest): TrainRequest {
-  return { ...request, dataset: { path: request.dataset.path, fingerprint: createHash('sha256').update(request.dataset.path).digest('hex') }, onlyIfChanged: true };
+  return { ...request, dataset: { path: request.dataset.path, fingerprint: sha256(request.dataset.path) }, onlyIfChanged: true };
 }
 
 export async function createSchedule(client: Client, config: Config, request: TrainRequest, opts: CreateScheduleOptions): Promise<{ scheduleId: string }> {

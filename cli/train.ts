@@ -1,9 +1,9 @@
 // `loraflow train`: validate the request, start (or attach to) its workflow, optionally watch it.
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
 import { TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
+import { sha256 } from '../lib/hash.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
 import { CliError } from './connect.js';
 import { fingerprintDataset } from './fingerprint.js';
@@ -11,19 +11,19 @@ import { fingerprintDataset } from './fingerprint.js';
 /** CLI flag for each request field, so validation errors name what the user typed. */
 const FLAG: Record<string, string> = {
   name: '--name',
-  triggerWord: '--trigger',
   'dataset.path': '--images',
-  baseModel: '--base-model',
-  format: '--format',
-  sampleEvery: '--sample-every',
   budget: '--budget',
-  'params.steps': '--steps',
-  'params.rank': '--rank',
-  'params.alpha': '--alpha',
-  'params.learningRate': '--lr',
-  'params.batchSize': '--batch-size',
-  'params.resolution': '--resolution',
-  'params.seed': '--seed',
+  'training.triggerWord': '--trigger',
+  'training.baseModel': '--base-model',
+  'training.format': '--format',
+  'training.sampleEvery': '--sample-every',
+  'training.params.steps': '--steps',
+  'training.params.rank': '--rank',
+  'training.params.alpha': '--alpha',
+  'training.params.learningRate': '--lr',
+  'training.params.batchSize': '--batch-size',
+  'training.params.resolution': '--resolution',
+  'training.params.seed': '--seed',
 };
 
 export async function buildRequest(input: Omit<TrainRequestInput, 'dataset'> & { images: string }, config?: Config): Promise<TrainRequest> {
@@ -43,7 +43,7 @@ export async function buildRequest(input: Omit<TrainRequestInput, 'dataset'> & {
 
 /** Same request (same files, same parameters) → same id → one run. */
 export function workflowIdFor(request: TrainRequest): string {
-  const digest = createHash('sha256').update(JSON.stringify(request)).digest('hex').slice(0, 12);
+  const digest = sha256(JSON.stringify(request)).slice(0, 12);
   return `lora-${request.name}-${digest}`;
 }
 

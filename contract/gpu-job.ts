@@ -45,13 +45,22 @@ export const CaptionJobInput = z.object({
   images: z.array(ImageRef).min(1).max(5000),
 });
 
-export const TrainJobInput = z.object({
-  task: z.literal('train'),
+/** Key layout of the .safetensors: diffusers (`load_lora_weights`) or kohya (ComfyUI, A1111). */
+export const LoraFormat = z.enum(['diffusers', 'kohya']);
+
+/** What a GPU worker trains: the part of a training request the train job carries unchanged. */
+export const LoraSettings = z.object({
   /** A model name the worker resolves in its own model directory (baked into its image). */
   baseModel: z.string().regex(/^[A-Za-z0-9._-]+$/),
   triggerWord: TriggerWord,
-  images: z.array(ImageRef.extend({ caption: z.string().min(1).max(1000) })).min(1).max(5000),
   params: TrainingParams,
+  format: LoraFormat.default('diffusers'),
+});
+export type LoraSettings = z.infer<typeof LoraSettings>;
+
+export const TrainJobInput = LoraSettings.extend({
+  task: z.literal('train'),
+  images: z.array(ImageRef.extend({ caption: z.string().min(1).max(1000) })).min(1).max(5000),
   /** Presigned PUT for the finished `.safetensors`; the worker has no S3 credentials. */
   output: z.object({ loraUrl: z.url() }),
   /**
@@ -77,8 +86,6 @@ export const TrainJobInput = z.object({
   samples: z
     .object({ prompt: z.string().min(1).max(500), urls: z.record(z.string().regex(/^[1-9]\d*$/), z.url()) })
     .optional(),
-  /** Key layout of the .safetensors: diffusers (`load_lora_weights`) or kohya (ComfyUI, A1111). */
-  format: z.enum(['diffusers', 'kohya']).default('diffusers'),
 });
 
 export const GpuJobInput = z.discriminatedUnion('task', [CaptionJobInput, TrainJobInput]);

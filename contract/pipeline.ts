@@ -1,7 +1,10 @@
 // Messages between the CLI, the workflow and its activities. Small metadata only:
 // keys, ids and hashes; never image bytes, presigned URLs or secrets (they would land in history).
 import { z } from 'zod';
-import { Sha256, TrainingParams, TriggerWord } from './gpu-job.js';
+import { LoraSettings, Sha256 } from './gpu-job.js';
+
+/** A run's GPU budget, in the price currency of LORAFLOW_GPU_PRICES. */
+export const Budget = z.number().positive().max(1_000_000);
 
 export const LoraName = z
   .string()
@@ -9,9 +12,16 @@ export const LoraName = z
   .max(64)
   .regex(/^[a-z0-9][a-z0-9-]*$/, 'lowercase letters, digits and "-", starting with a letter or digit');
 
+/** Everything that decides what is trained and how it is published; passed whole from the request
+ * to the train stage and into metadata.json, never copied field by field. */
+export const TrainingSettings = LoraSettings.extend({
+  /** Render a sample image every N steps (0: only after the last step). */
+  sampleEvery: z.int().min(0).max(100_000).default(0),
+});
+export type TrainingSettings = z.infer<typeof TrainingSettings>;
+
 export const TrainRequest = z.object({
   name: LoraName,
-  triggerWord: TriggerWord,
   /** A directory or .zip on the machine the Temporal worker runs on, an http(s) URL of a .zip,
    * or an s3://bucket/prefix readable with the worker's credentials. */
   dataset: z.object({
@@ -19,18 +29,13 @@ export const TrainRequest = z.object({
     /** sha256 over the dataset's files, computed by the client: same request + same files = same workflow. */
     fingerprint: Sha256,
   }),
-  baseModel: z.string().regex(/^[A-Za-z0-9._-]+$/),
-  params: TrainingParams,
-  /** Key layout of the published .safetensors: diffusers or kohya (ComfyUI, A1111). */
-  format: z.enum(['diffusers', 'kohya']).default('diffusers'),
-  /** Render a sample image every N steps (0: only after the last step). */
-  sampleEvery: z.int().min(0).max(100_000).default(0),
+  training: TrainingSettings,
   /** Scheduled retraining: after ingest, end as `skipped` when the dataset's manifest is the one the
    * LoRA name's latest published version was trained on. Absent (CLI runs): always train. */
   onlyIfChanged: z.boolean().optional(),
   /** Most the run may spend on GPU time (price currency): past it, its GPU job is cancelled and the
    * run fails with BudgetExceeded. Absent: no cap. */
-  budget: z.number().positive().max(1_000_000).optional(),
+  budget: Budget.optional(),
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
@@ -97,6 +102,9 @@ export interface DatasetManifest {
   images: DatasetManifestImage[];
 }
 
+/** Stored at CaptionResult.captionsKey: image id → final caption (trigger word first). */
+export type Captions = Record<string, string>;
+
 export interface IngestResult {
   manifestKey: string;
   manifestSha256: string;
@@ -125,6 +133,19 @@ export interface TrainResult {
   /** GPU time of every job the run used (caption and training, failed ones included) and its price. */
   usage?: GpuUsage;
   metrics: { steps: number; stepsPaid?: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string; peakMemoryBytes?: number };
+}
+
+/** `loras/<name>/<version>/metadata.json`, written by publish; read by the report and the Hub push. */
+export interface LoraMetadata extends TrainingSettings {
+  name: string;
+  version: string;
+  lora: { sha256: string; bytes: number };
+  samples: { step: number; sha256: string; uri: string }[];
+  dataset: { manifestSha256: string; images: number; captions: CaptionResult };
+  gpuJobIds: string[];
+  metrics: TrainResult['metrics'];
+  usage?: GpuUsage;
+  budget?: number;
 }
 
 /** `loras/<name>/latest.json`: the newest published version of a LoRA name and its dataset. */

@@ -4,6 +4,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { type Payload, type PayloadCodec, METADATA_ENCODING_KEY } from '@temporalio/common';
 import proto from '@temporalio/proto';
+import type { Config } from './config.js';
 
 const { temporal } = proto; // a CommonJS module: no named ESM exports
 const ENCODING = 'binary/encrypted';
@@ -18,8 +19,9 @@ export class AesGcmCodec implements PayloadCodec {
     this.keyId = createHash('sha256').update(key).digest('hex').slice(0, 16);
   }
 
-  static fromEnv(env: NodeJS.ProcessEnv = process.env): AesGcmCodec | undefined {
-    const value = env.LORAFLOW_PAYLOAD_KEY;
+  /** The codec for LORAFLOW_PAYLOAD_KEY, or none when it is unset. */
+  static fromConfig(config: Pick<Config, 'LORAFLOW_PAYLOAD_KEY'>): AesGcmCodec | undefined {
+    const value = config.LORAFLOW_PAYLOAD_KEY;
     return value ? new AesGcmCodec(Buffer.from(value, 'base64')) : undefined;
   }
 
@@ -48,7 +50,7 @@ export class AesGcmCodec implements PayloadCodec {
 }
 
 /** `dataConverter` option for Worker.create and new Client(): empty when encryption is off. */
-export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env) {
-  const codec = AesGcmCodec.fromEnv(env);
+export function dataConverterFor(config: Pick<Config, 'LORAFLOW_PAYLOAD_KEY'>) {
+  const codec = AesGcmCodec.fromConfig(config);
   return codec ? { payloadCodecs: [codec] } : {};
 }

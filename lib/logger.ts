@@ -30,7 +30,7 @@ export function makeLogger(opts: { name: string; level?: string; destination?: D
   return pino(
     {
       name: opts.name,
-      level: opts.level ?? process.env.LORAFLOW_LOG_LEVEL ?? 'info',
+      level: opts.level ?? 'info',
       redact: { paths: SECRET_PATHS, censor: '<redacted>' },
       formatters: { log: (object) => scrub(object) as Record<string, unknown> },
       hooks: {

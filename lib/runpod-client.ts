@@ -1,7 +1,10 @@
-// A small typed client for a RunPod serverless endpoint. The same code talks to the real service
-// (base URL https://api.runpod.ai/v2) and to runpod-local. Errors never carry the API key or the
-// request body: job inputs hold presigned URLs.
+// A small typed client for a RunPod serverless endpoint, with the service's transport rules: which
+// failures of /run are retried, the 10 MB /run limit, /status-sync long-polls with a /status
+// fallback, cancels that ride out API errors. The same code talks to the real service (base URL
+// https://api.runpod.ai/v2) and to runpod-local. Errors never carry the API key or the request
+// body: job inputs hold presigned URLs.
 import { z } from 'zod';
+import type { Config } from './config.js';
 
 export const RunpodJobState = z.enum(['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT']);
 export type RunpodJobState = z.infer<typeof RunpodJobState>;
@@ -88,15 +91,94 @@ export interface RunOptions {
   policy?: Record<string, unknown>;
 }
 
+/** RunPod refuses /run bodies over 10 MB. */
+export const RUNPOD_RUN_LIMIT_BYTES = 10 * 1000 * 1000;
+
+/** A /run body over RUNPOD_RUN_LIMIT_BYTES: refused here, before a request the service would refuse. */
+export class RunpodPayloadTooLarge extends Error {
+  override name = 'RunpodPayloadTooLarge';
+  constructor(readonly bytes: number) {
+    super(`the job input is ${(bytes / 1e6).toFixed(1)} MB, over RunPod's 10 MB limit for /run`);
+  }
+}
+
+/** How the retrying calls wait and tell: an activity passes its cancellable sleep and its logger. */
+export interface RetryHooks {
+  sleep?: (ms: number) => Promise<void>;
+  onRetry?: (what: string, attempt: number, error: unknown) => void;
+}
+
+const SUBMIT_ATTEMPTS = 5;
+const CANCEL_ATTEMPTS = 6;
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 export class RunpodClient {
   private readonly base: string;
   private readonly fetchImpl: typeof fetch;
   private readonly timeoutMs: number;
+  /** False once the endpoint has shown it has no /status-sync: waitForStatus then polls /status. */
+  private longPollSupported = true;
 
   constructor(private readonly opts: RunpodClientOptions) {
     this.base = `${opts.baseUrl.replace(/\/+$/, '')}/${encodeURIComponent(opts.endpointId)}`;
     this.fetchImpl = opts.fetch ?? fetch;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  static fromConfig(config: Pick<Config, 'RUNPOD_API_BASE' | 'RUNPOD_API_KEY' | 'RUNPOD_ENDPOINT_ID'>, fetchImpl?: typeof fetch): RunpodClient {
+    return new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  }
+
+  /**
+   * POST /run within the payload limit, riding out throttling, server errors and the network. A
+   * 5xx could come after the job was created: callers make duplicates harmless (a claimed training
+   * stops its duplicate before any work), so retrying is safe. Returns the job id.
+   */
+  async submit(input: unknown, options: RunOptions = {}, hooks: RetryHooks = {}): Promise<string> {
+    const bytes = Buffer.byteLength(JSON.stringify({ input, ...options }));
+    if (bytes > RUNPOD_RUN_LIMIT_BYTES) throw new RunpodPayloadTooLarge(bytes);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.run(input, options)).id;
+      } catch (err) {
+        const retryable = !(err instanceof RunpodHttpError) || err.status === 0 || err.status === 429 || err.status >= 500;
+        if (!retryable || attempt === SUBMIT_ATTEMPTS) throw err;
+        hooks.onRetry?.('run', attempt, err);
+        await (hooks.sleep ?? defaultSleep)(Math.min(10_000, 500 * 2 ** attempt));
+      }
+    }
+  }
+
+  /**
+   * The job's status, waiting up to `waitMs` for it to finish with a /status-sync long-poll where
+   * the endpoint has one (`waitMs` 0, or an endpoint that refused it once: plain /status).
+   */
+  async waitForStatus(id: string, waitMs: number): Promise<RunpodJobStatus> {
+    if (!waitMs || !this.longPollSupported) return this.status(id);
+    try {
+      return await this.statusSync(id, waitMs);
+    } catch (err) {
+      if (!(err instanceof RunpodHttpError && [400, 404, 405].includes(err.status))) throw err;
+      // An endpoint without /status-sync refuses it: if /status knows the job, poll that for good.
+      const status = await this.status(id);
+      this.longPollSupported = false;
+      return status;
+    }
+  }
+
+  /** POST /cancel through API errors; a job the endpoint no longer knows is reported as such. */
+  async cancelJob(id: string, hooks: RetryHooks = {}): Promise<'cancelled' | 'not-found'> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.cancel(id);
+        return 'cancelled';
+      } catch (err) {
+        if (err instanceof RunpodJobNotFound) return 'not-found';
+        if (attempt === CANCEL_ATTEMPTS) throw err;
+        hooks.onRetry?.('cancel', attempt, err);
+        await (hooks.sleep ?? defaultSleep)(500 * attempt);
+      }
+    }
   }
 
   /** POST /run: queues a job. */
@@ -143,9 +225,9 @@ export class RunpodClient {
     return parseOrThrow('purge-queue', RunpodPurgeResponse, await this.request('purge-queue', 'POST', '/purge-queue'));
   }
 
-  /** POST /cancel/{id}. */
+  /** POST /cancel/{id}; throws RunpodJobNotFound on 404. */
   async cancel(id: string): Promise<RunpodCancelResponse> {
-    return parseOrThrow('cancel', RunpodCancelResponse, await this.request('cancel', 'POST', `/cancel/${encodeURIComponent(id)}`));
+    return parseOrThrow('cancel', RunpodCancelResponse, await this.request('cancel', 'POST', `/cancel/${encodeURIComponent(id)}`, undefined, id));
   }
 
   /** GET /health. */

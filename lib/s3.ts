@@ -1,5 +1,6 @@
 // S3 access for activities: path-style (works with any S3-compatible server and AWS),
-// content-addressed writes, streaming sha256 checks and short-lived presigned URLs.
+// content-addressed writes, streaming sha256 checks, short-lived presigned URLs, and an object
+// as a streaming Blob (for uploads elsewhere without holding it in memory).
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
@@ -137,3 +138,54 @@ export async function listKeys(s: Storage, prefix: string): Promise<string[]> {
  */
 export const presignPutIfAbsent = (s: Storage, key: string, expiresIn = 12 * 3600) =>
   getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key, IfNoneMatch: '*' }), { expiresIn, signableHeaders: new Set(['if-none-match']) });
+
+/**
+ * An S3 object (or a byte range of it) as a Blob: the library reads its size, slices it and
+ * streams it (sha256, upload) without the whole LoRA ever being held in memory.
+ */
+export class S3ObjectBlob extends Blob {
+  constructor(
+    private readonly storage: Storage,
+    private readonly key: string,
+    private readonly start: number,
+    private readonly end: number,
+    private readonly contentType = 'application/octet-stream',
+  ) {
+    super([]);
+  }
+
+  override get size(): number {
+    return this.end - this.start;
+  }
+
+  override get type(): string {
+    return this.contentType;
+  }
+
+  override slice(start = 0, end = this.size, contentType?: string): Blob {
+    const at = (i: number) => Math.min(this.size, Math.max(0, i < 0 ? this.size + i : i));
+    const [from, to] = [at(start), at(end)];
+    return new S3ObjectBlob(this.storage, this.key, this.start + from, this.start + Math.max(from, to), contentType ?? this.contentType);
+  }
+
+  override stream(): ReturnType<Blob['stream']> {
+    if (this.size === 0) return new Blob([]).stream();
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    this.storage.client
+      .send(new GetObjectCommand({ Bucket: this.storage.bucket, Key: this.key, Range: `bytes=${this.start}-${this.end - 1}` }))
+      .then((res) => (res.Body!.transformToWebStream() as ReadableStream<Uint8Array>).pipeTo(writable))
+      .catch((err: unknown) => writable.abort(err).catch(() => undefined));
+    return readable as ReturnType<Blob['stream']>;
+  }
+
+  override async arrayBuffer(): Promise<ArrayBuffer> {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of this.stream() as AsyncIterable<Uint8Array>) chunks.push(chunk);
+    const all = Buffer.concat(chunks);
+    return all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
+  }
+
+  override async text(): Promise<string> {
+    return new TextDecoder().decode(await this.arrayBuffer());
+  }
+}

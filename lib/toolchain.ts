@@ -13,6 +13,8 @@ function tool(envVar: string, relative: string): string {
 
 export const toolchain = {
   temporal: () => tool('LORAFLOW_TEMPORAL_BIN', '.tools/bin/temporal'),
+  /** Temporal's time-skipping test server (the Java SDK's, started by a launcher script). */
+  temporalTestServer: () => tool('LORAFLOW_TEMPORAL_TEST_SERVER', '.tools/bin/temporal-test-server'),
   versitygw: () => tool('LORAFLOW_VERSITYGW_BIN', '.tools/bin/versitygw'),
   python: () => tool('LORAFLOW_PYTHON', '.tools/pyenv/bin/python'),
   modelDir: () => tool('LORAFLOW_MODEL_DIR', '.tools/models'),

@@ -2,10 +2,10 @@
 // task queue, and its GPU stages on `<task queue>-gpu`. The GPU worker's slots are the most GPU
 // jobs this process keeps on the endpoint at once (LORAFLOW_MAX_GPU_JOBS): a burst of pipelines
 // waits in Temporal's queue, where higher-priority runs (priorityKey 1) are dispatched first.
+// With a build id (LORAFLOW_BUILD_ID) both poll as one Worker Deployment version, and every run
+// they start stays PINNED to it: new workflow code ships as a new version (docs/operations.md).
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { gpuTaskQueue } from '../workflows/definitions.js';
-
-export const DEFAULT_MAX_GPU_JOBS = 10;
 
 export interface LoraflowWorkers {
   /** Runs both workers until shutdown() or until one of them fails (the other is then stopped). */
@@ -16,11 +16,21 @@ export interface LoraflowWorkers {
   readonly workers: [main: Worker, gpu: Worker];
 }
 
-export async function createWorkers(options: WorkerOptions & { maxGpuJobs?: number }): Promise<LoraflowWorkers> {
-  const { maxGpuJobs = DEFAULT_MAX_GPU_JOBS, ...mainOptions } = options;
+export interface LoraflowWorkerOptions extends WorkerOptions {
+  /** GPU jobs this process keeps on the endpoint at once (LORAFLOW_MAX_GPU_JOBS). */
+  maxGpuJobs: number;
+  /** The Worker Deployment version both workers poll as; absent: unversioned. */
+  deploymentVersion?: { deploymentName: string; buildId: string };
+}
+
+export async function createWorkers(options: LoraflowWorkerOptions): Promise<LoraflowWorkers> {
+  const { maxGpuJobs, deploymentVersion, ...mainOptions } = options;
+  const versioning: Partial<WorkerOptions> = deploymentVersion
+    ? { workerDeploymentOptions: { useWorkerVersioning: true, version: deploymentVersion, defaultVersioningBehavior: 'PINNED' } }
+    : {};
   const { workflowsPath: _w, workflowBundle: _b, ...activityOptions } = mainOptions;
-  const main = await Worker.create(mainOptions);
-  const gpu = await Worker.create({ ...activityOptions, taskQueue: gpuTaskQueue(mainOptions.taskQueue), maxConcurrentActivityTaskExecutions: maxGpuJobs });
+  const main = await Worker.create({ ...mainOptions, ...versioning });
+  const gpu = await Worker.create({ ...activityOptions, ...versioning, taskQueue: gpuTaskQueue(mainOptions.taskQueue), maxConcurrentActivityTaskExecutions: maxGpuJobs });
   const shutdown = () => {
     for (const w of [main, gpu]) if (w.getState() === 'RUNNING') w.shutdown();
   };

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 CACHE="${LORAFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/loraflow}"
 TEMPORAL_CLI_VERSION=v1.5.1   # last CLI whose go.mod has no replace directives (go install refuses those)
 VERSITYGW_VERSION=v1.7.0
+TEMPORAL_TEST_SERVER_VERSION=1.38.0  # the Java SDK's time-skipping test server (unit tier)
 UV_VERSION=0.13.8
 mkdir -p "$CACHE" .tools/bin
 
@@ -31,6 +32,30 @@ go_tool() { # name module version
 }
 go_tool temporal github.com/temporalio/cli/cmd/temporal "$TEMPORAL_CLI_VERSION"
 go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
+
+# --- Temporal's time-skipping test server, from the Java SDK's Maven artifact -----------------
+# @temporalio/testing would download a native build at run time; the same server runs on the JVM.
+command -v java >/dev/null && command -v mvn >/dev/null || die "Java and Maven are required for the time-skipping test server"
+TSS="$CACHE/tools/temporal-test-server-$TEMPORAL_TEST_SERVER_VERSION"
+if [ ! -f "$TSS/classpath" ] || ! tr ':' '\n' < "$TSS/classpath" | xargs -r ls >/dev/null 2>&1; then
+  say "fetching Temporal's test server $TEMPORAL_TEST_SERVER_VERSION (first time only)"
+  rm -rf "$TSS" && mkdir -p "$TSS"
+  cat > "$TSS/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+  <groupId>loraflow</groupId><artifactId>temporal-test-server</artifactId><version>1</version>
+  <dependencies><dependency><groupId>io.temporal</groupId><artifactId>temporal-test-server</artifactId>
+    <version>$TEMPORAL_TEST_SERVER_VERSION</version></dependency></dependencies>
+</project>
+POM
+  mvn -q -f "$TSS/pom.xml" dependency:build-classpath -Dmdep.outputFile="$TSS/classpath.tmp" >/dev/null \
+    && mv "$TSS/classpath.tmp" "$TSS/classpath" || die "could not fetch io.temporal:temporal-test-server:$TEMPORAL_TEST_SERVER_VERSION with Maven"
+fi
+cat > .tools/bin/temporal-test-server <<SH
+#!/bin/sh
+# Temporal's time-skipping test server: \$1 is the port (as @temporalio/testing passes it).
+exec java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "\$(cat "$TSS/classpath")" io.temporal.testserver.TestServer "\$@"
+SH
+chmod +x .tools/bin/temporal-test-server
 
 # --- Python environment for the GPU worker, keyed by the pinned requirements ----------------
 command -v python3 >/dev/null || die "python3 (>= 3.11) is required"

@@ -66,7 +66,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     await new Promise((resolve) => (codecServer ? codecServer.close(resolve) : resolve(undefined)));
   };
   try {
-    const codec = AesGcmCodec.fromEnv(env);
+    const codec = AesGcmCodec.fromConfig(config);
     if (codec) {
       await assertPortFree(config.LORAFLOW_CODEC_PORT, 'codec endpoint', 'LORAFLOW_CODEC_PORT');
       say(`payloads are encrypted; the Web UI decodes them through http://127.0.0.1:${config.LORAFLOW_CODEC_PORT}`);

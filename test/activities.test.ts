@@ -8,18 +8,14 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
-import { withTrigger } from '../activities/caption.js';
-import type { ActivityDeps } from '../activities/deps.js';
-import { classify, withinPayloadLimit } from '../activities/gpu-job.js';
-import { scrubUrls } from '../lib/logger.js';
-import { ingestDataset, sha256 } from '../activities/ingest.js';
+import { type ActivityDeps, activityDepsFrom } from '../activities/deps.js';
+import { ingestDataset } from '../activities/ingest.js';
 import { publishLora } from '../activities/publish.js';
-import { mergeMetrics, stepsToSample } from '../activities/train.js';
 import { type DatasetManifest, type IngestResult, TrainRequest } from '../contract/pipeline.js';
-import { isInternalAddress } from '../lib/url-guard.js';
+import { sha256 } from '../lib/hash.js';
 import { getBytes, getJson, listKeys, putBytes } from '../lib/s3.js';
-import { makeDataset } from './datasets.js';
-import { startS3, tempDir } from './harness.js';
+import { makeDataset } from '../testkit/datasets.js';
+import { startS3, tempDir, testConfig } from '../testkit/services.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let s3: Awaited<ReturnType<typeof startS3>>;
@@ -29,8 +25,8 @@ const fingerprint = 'f'.repeat(64);
 beforeAll(async () => {
   tmp = tempDir('act');
   s3 = await startS3(tmp.dir);
-  const noRunpod = () => Promise.reject(new Error('no GPU in this test'));
-  deps = { storage: s3.storage, runpod: { run: noRunpod, status: noRunpod, cancel: noRunpod }, pollIntervalMs: 100 };
+  // No RunPod endpoint: these activities never call one.
+  deps = activityDepsFrom(testConfig, { storage: s3.storage });
 });
 afterAll(async () => {
   await s3?.stop();
@@ -185,8 +181,6 @@ describe('ingestDataset', () => {
     } finally {
       server.close();
     }
-    for (const address of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '::1', 'fd00::1', '::ffff:127.0.0.1']) expect(isInternalAddress(address), address).toBe(true);
-    for (const address of ['8.8.8.8', '2606:4700::1111']) expect(isInternalAddress(address), address).toBe(false);
   });
 
   it('reads every object under an s3:// prefix', async () => {
@@ -203,7 +197,7 @@ describe('ingestDataset', () => {
 });
 
 describe('publishLora', () => {
-  const request = TrainRequest.parse({ name: 'pub', triggerWord: 'lfpub', dataset: { path: '/d', fingerprint }, baseModel: 'tiny-sd', params: { steps: 1 } });
+  const request = TrainRequest.parse({ name: 'pub', dataset: { path: '/d', fingerprint }, training: { triggerWord: 'lfpub', baseModel: 'tiny-sd', params: { steps: 1 } } });
   const input = (stagingKey: string, lora: { sha256: string; bytes: number }) => ({
     request,
     version: '20261125-000000-abcdef12',
@@ -234,33 +228,5 @@ describe('publishLora', () => {
     const wrong = { ...input('runs/r2/lora.safetensors', { sha256: 'a'.repeat(64), bytes: 5 }), version: 'v-bad' };
     await expectFailure(run(publishLora, wrong), 'ArtifactNotVerified', /not what the worker reported/);
     expect(await listKeys(s3.storage, 'loras/pub/v-bad')).toEqual([]);
-  });
-});
-
-describe('small pure pieces', () => {
-  it('samples every N steps and always the last', () => {
-    expect(stepsToSample(30, 10)).toEqual([10, 20, 30]);
-    expect(stepsToSample(25, 10)).toEqual([10, 20, 25]);
-    expect(stepsToSample(25, 0)).toEqual([25]);
-  });
-  it('merges segment metrics into one training', () => {
-    const merged = mergeMetrics([
-      { steps: 10, finalLoss: 0.5, lossCurve: [1, 0.5], seconds: { load: 2, training: 10 }, device: 'cpu', peakMemoryBytes: 5 },
-      { steps: 12, finalLoss: 0.25, lossCurve: [1, 0.5, 0.25], seconds: { load: 1, training: 9 }, device: 'cpu', peakMemoryBytes: 7 },
-    ]);
-    // The last job's curve already covers the whole training (the history travels in checkpoints).
-    expect(merged).toEqual({ steps: 12, stepsPaid: 22, finalLoss: 0.25, lossCurve: [1, 0.5, 0.25], seconds: { load: 3, training: 19 }, device: 'cpu', peakMemoryBytes: 7 });
-  });
-  it('refuses a GPU job input over the RunPod 10 MB /run limit, before sending it', () => {
-    const image = (i: number) => ({ id: sha256(Buffer.from(String(i))), url: `https://s3.example/b/${i}.png?X-Amz-Signature=${'a'.repeat(2000)}` });
-    const input = { task: 'caption' as const, triggerWord: 'lfx', images: Array.from({ length: 5000 }, (_, i) => image(i)) };
-    expect(() => withinPayloadLimit(input)).toThrow(/over RunPod's 10 MB limit for \/run \(5000 images\)/);
-    expect(withinPayloadLimit({ ...input, images: input.images.slice(0, 100) }).images).toHaveLength(100);
-  });
-  it('classifies GPU errors and strips presigned query strings', () => {
-    expect(classify('[OOM] CUDA out of memory')).toEqual({ cls: 'OOM', message: 'CUDA out of memory' });
-    expect(classify(JSON.stringify({ error_type: "<class 'ValueError'>", error_message: 'boom' }))).toEqual({ cls: 'INTERNAL', message: "<class 'ValueError'>: boom" });
-    expect(classify('worker w-1 exited with signal SIGKILL').cls).toBe('INTERNAL');
-    expect(scrubUrls('GET http://s3/b/k.png?X-Amz-Signature=abc failed')).toBe('GET http://s3/b/k.png?<redacted> failed');
   });
 });

@@ -1,68 +1,39 @@
-// Payload encryption: with LORAFLOW_PAYLOAD_KEY set, Temporal stores only ciphertext, the CLI and
-// worker still read it, and the Web UI's codec endpoint decodes it for whoever holds the token.
+// Payload encryption on the real server: with LORAFLOW_PAYLOAD_KEY set, Temporal stores only
+// ciphertext, the CLI and worker still read it, and the Web UI's codec endpoint decodes it for
+// whoever holds the token.
 import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createWorkers } from '../lib/workers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createActivities } from '../activities/index.js';
 import { TrainRequest } from '../contract/pipeline.js';
 import { AesGcmCodec } from '../lib/codec.js';
-import { repoRoot } from '../lib/toolchain.js';
 import { startCodecServer } from '../stack/codec-server.js';
+import { makeDataset } from '../testkit/datasets.js';
+import { freePort, type PipelineFixture, startPipelineFixture } from '../testkit/services.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
-import { makeDataset } from './datasets.js';
-import { freePort, startGpuEndpoint, startS3, startTemporal, tempDir } from './harness.js';
 
 const codec = new AesGcmCodec(randomBytes(32));
 
-describe('AesGcmCodec', () => {
-  it('round-trips payloads and refuses tampered ones or another key', async () => {
-    const original = [defaultPayloadConverter.toPayload({ trigger: 'lfsecret' })];
-    const [encrypted] = await codec.encode(original);
-    expect(Buffer.from(encrypted!.data!).toString('latin1')).not.toContain('lfsecret');
-    const [decoded] = await codec.decode([encrypted!]);
-    expect(defaultPayloadConverter.fromPayload(decoded!)).toEqual({ trigger: 'lfsecret' });
-    const tampered = { ...encrypted!, data: Buffer.from(encrypted!.data!).map((b, i) => (i === 20 ? b ^ 1 : b)) };
-    await expect(codec.decode([tampered])).rejects.toThrow();
-    await expect(new AesGcmCodec(randomBytes(32)).decode([encrypted!])).rejects.toThrow(/encrypted with key/);
-    expect(() => new AesGcmCodec(randomBytes(16))).toThrow(/32 bytes/);
-  });
-});
-
 describe('an encrypted pipeline', () => {
-  let tmp: ReturnType<typeof tempDir>;
-  let s3: Awaited<ReturnType<typeof startS3>>;
-  let gpu: Awaited<ReturnType<typeof startGpuEndpoint>>;
-  let env: TestWorkflowEnvironment;
+  let fixture: PipelineFixture;
   beforeAll(async () => {
-    tmp = tempDir('codec');
-    [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py'), startTemporal()]);
+    fixture = await startPipelineFixture('codec');
   });
-  afterAll(async () => {
-    await env?.teardown();
-    await gpu?.endpoint.stop();
-    await s3?.stop();
-    tmp?.remove();
-  });
+  afterAll(() => fixture?.stop());
 
   it('stores only ciphertext in history, and the codec endpoint decodes it with the token', async () => {
     const dataConverter = { payloadCodecs: [codec] };
+    const { env } = fixture;
     const client = new Client({ connection: env.connection, dataConverter });
-    const taskQueue = `tq-${randomUUID()}`;
-    const worker = await createWorkers({
-      connection: env.nativeConnection,
-      taskQueue,
-      dataConverter,
-      workflowsPath: path.join(repoRoot, 'workflows/index.ts'),
-      activities: createActivities({ storage: s3.storage, runpod: gpu.client, pollIntervalMs: 200 }),
-    });
-    const dataset = await makeDataset(path.join(tmp.dir, 'ds'), { images: 2, captioned: 2 });
-    const request = TrainRequest.parse({ name: 'secretname', triggerWord: 'lfsecret', dataset: { path: dataset, fingerprint: 'c'.repeat(64) }, baseModel: 'tiny-sd', params: { steps: 3, seed: 10 } });
-    const handle = await client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `enc-${randomUUID()}`, args: [request] });
-    const published = await worker.runUntil(handle.result());
+    const dataset = await makeDataset(path.join(fixture.tmp.dir, 'ds'), { images: 2, captioned: 2 });
+    const request = TrainRequest.parse({ name: 'secretname', dataset: { path: dataset, fingerprint: 'c'.repeat(64) }, training: { triggerWord: 'lfsecret', baseModel: 'tiny-sd', params: { steps: 3, seed: 10 } } });
+    const { handle, published } = await fixture.withWorkers(
+      async (taskQueue) => {
+        const handle = await client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `enc-${randomUUID()}`, args: [request] });
+        return { handle, published: await handle.result() };
+      },
+      { worker: { dataConverter } },
+    );
     expect(published.uri).toContain('/loras/secretname/');
 
     const history = await env.client.workflow.getHandle(handle.workflowId).fetchHistory(); // no codec: what the server holds
@@ -87,7 +58,7 @@ describe('an encrypted pipeline', () => {
       const decoded = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'POST', body, headers: { Authorization: 'Bearer ui-token' } });
       expect(decoded.status).toBe(200);
       const payload = ((await decoded.json()) as { payloads: { data: string }[] }).payloads[0]!;
-      expect(JSON.parse(Buffer.from(payload.data, 'base64').toString())).toMatchObject({ name: 'secretname', triggerWord: 'lfsecret' });
+      expect(JSON.parse(Buffer.from(payload.data, 'base64').toString())).toMatchObject({ name: 'secretname', training: { triggerWord: 'lfsecret' } });
       const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS' });
       expect(preflight.headers.get('access-control-allow-origin')).toBe('http://127.0.0.1:8233');
     } finally {

@@ -2,20 +2,21 @@
 // @huggingface/hub library reading from the real S3 server (versitygw) and talking to a
 // protocol-level local stand-in for the Hub's endpoints (test/hub-recorder.ts), not the real Hub.
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { ActivityDeps, HubDeps } from '../activities/deps.js';
-import { type HubMetadata, type HubPushResult, modelCard, pushToHub } from '../activities/hub.js';
-import { sha256 } from '../activities/ingest.js';
+import { type HubPushResult, pushToHub } from '../activities/hub.js';
+import { type HubMetadata, modelCard } from '../activities/model-card.js';
 import { publishLora } from '../activities/publish.js';
 import { TrainRequest } from '../contract/pipeline.js';
-import { makeLogger, temporalLoggerOf } from '../lib/logger.js';
+import { sha256 } from '../lib/hash.js';
+import { temporalLoggerOf } from '../lib/logger.js';
 import { getBytes, putBytes } from '../lib/s3.js';
-import { startS3, tempDir } from './harness.js';
+import { startS3, tempDir, testConfig } from '../testkit/services.js';
+import { activityDepsFrom } from '../activities/deps.js';
 import { type HubRepo, startHubRecorder } from './hub-recorder.js';
 
 const TOKEN = `hf_${randomBytes(24).toString('base64url').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 34)}`;
@@ -30,9 +31,8 @@ beforeAll(async () => {
   tmp = tempDir('hub');
   s3 = await startS3(tmp.dir);
   hub = await startHubRecorder({ token: TOKEN, username: 'token-owner' });
-  const noRunpod = () => Promise.reject(new Error('no GPU in this test'));
   hubDeps = { token: TOKEN, endpoint: hub.url, namespace: 'test-org', private: true, baseModels: { 'tiny-sd': 'test-org/tiny-sd-base' } };
-  deps = { storage: s3.storage, runpod: { run: noRunpod, status: noRunpod, cancel: noRunpod }, pollIntervalMs: 100, hub: hubDeps };
+  deps = { ...activityDepsFrom(testConfig, { storage: s3.storage }), hub: hubDeps };
 });
 afterAll(async () => {
   await hub?.stop();
@@ -76,7 +76,7 @@ async function published(name: string, version: string, loraBytes: Buffer, steps
   }
   const stagingKey = `runs/${name}-${version}/lora.safetensors`;
   await putBytes(s3.storage, stagingKey, loraBytes, 'application/octet-stream');
-  const request = TrainRequest.parse({ name, triggerWord: 'lfhub', dataset: { path: '/d', fingerprint: 'f'.repeat(64) }, baseModel: 'tiny-sd', params: { steps: 300, rank: 4 } });
+  const request = TrainRequest.parse({ name, dataset: { path: '/d', fingerprint: 'f'.repeat(64) }, training: { triggerWord: 'lfhub', baseModel: 'tiny-sd', params: { steps: 300, rank: 4 } } });
   const quiet = capturingLogger().logger;
   const result = (await new MockActivityEnvironment({}, { logger: quiet }).run(publishLora, deps, {
     request,
@@ -87,71 +87,6 @@ async function published(name: string, version: string, loraBytes: Buffer, steps
   })) as Awaited<ReturnType<typeof publishLora>>;
   return { metadataKey: result.metadataUri.replace(/^s3:\/\/[^/]+\//, ''), sha256: result.sha256 };
 }
-
-const meta: HubMetadata = {
-  name: 'my-style',
-  version: '20261125-093012-1a2b3c4d',
-  triggerWord: 'mystyle',
-  baseModel: 'tiny-sd',
-  format: 'diffusers',
-  params: { steps: 500, rank: 8, learningRate: 0.0001, batchSize: 1, seed: 42, lrScheduler: 'constant', gradientCheckpointing: false },
-  lora: { sha256: 'a'.repeat(64), bytes: 1234 },
-  samples: [{ step: 500, sha256: 'b'.repeat(64) }, { step: 250, sha256: 'c'.repeat(64) }],
-  dataset: { manifestSha256: 'd'.repeat(64), images: 12 },
-  metrics: { steps: 500, finalLoss: 0.0456 },
-};
-
-function splitCard(card: string) {
-  const m = /^---\n([\s\S]*?)\n---\n([\s\S]*)$/.exec(card);
-  expect(m).not.toBeNull();
-  return { front: parseYaml(m![1]!) as Record<string, unknown>, body: m![2]! };
-}
-
-describe('modelCard', () => {
-  it('has the Hub front matter and a body with trigger word, base model, every parameter, hashes and samples', () => {
-    const card = modelCard(meta, { baseModelId: 'org/base-model', repo: 'test-org/my-style' });
-    const { front, body } = splitCard(card);
-    expect(front).toEqual({
-      base_model: 'org/base-model',
-      library_name: 'diffusers',
-      instance_prompt: 'mystyle',
-      tags: ['lora', 'text-to-image', 'diffusers', 'loraflow'],
-      widget: [
-        { text: 'mystyle', output: { url: 'samples/step-250.png' } },
-        { text: 'mystyle', output: { url: 'samples/step-500.png' } },
-      ],
-    });
-    expect(body).toContain('# my-style');
-    expect(body).toContain('Use `mystyle` in the prompt.');
-    expect(body).toContain('`tiny-sd` (`org/base-model` on the Hub)');
-    for (const [k, v] of Object.entries(meta.params)) expect(body).toContain(`| \`${k}\` | \`${String(v)}\` |`);
-    expect(body).toContain('| `final loss` | `0.04560` |');
-    expect(body).toContain(`12 images; manifest sha256 \`${'d'.repeat(64)}\``);
-    expect(body).toContain(`1234 bytes, sha256 \`${'a'.repeat(64)}\``);
-    expect(body).toContain('![step 250](samples/step-250.png)');
-    expect(body).toContain('![step 500](samples/step-500.png)');
-    expect(body).toContain('pipe.load_lora_weights("test-org/my-style", weight_name="lora.safetensors")');
-  });
-
-  it('keeps odd characters from breaking the YAML, the headings or the tables', () => {
-    const odd: HubMetadata = {
-      ...meta,
-      name: 'odd | name <script>alert(1)</script> *bold* `tick`\nnext: line',
-      triggerWord: 'trig: "quoted" # not a comment',
-      baseModel: 'base|model',
-      params: { 'weird|key': 'a`b|c' },
-      samples: [],
-    };
-    const { front, body } = splitCard(modelCard(odd));
-    expect(front).toEqual({ library_name: 'diffusers', instance_prompt: odd.triggerWord, tags: ['lora', 'text-to-image', 'diffusers', 'loraflow'] });
-    const heading = body.split('\n').find((l) => l.startsWith('# '))!;
-    expect(heading).toBe('# odd \\| name &lt;script&gt;alert(1)&lt;/script&gt; \\*bold\\* \\`tick\\` next: line');
-    expect(body).not.toContain('<script>');
-    expect(body).toContain('| `weird\\|key` | `` a`b\\|c `` |');
-    expect(body).toContain('No sample images were rendered.');
-    expect(body).toContain('no Hub id configured in LORAFLOW_HF_BASE_MODELS');
-  });
-});
 
 describe('pushToHub', () => {
   const repoOf = (id: string): HubRepo => hub.repos.get(id)!;
@@ -179,7 +114,7 @@ describe('pushToHub', () => {
     const readme = Buffer.from(commit.lines.find((l) => l.key === 'file')!.value.content as string, 'base64').toString();
     const stored = JSON.parse((await getBytes(s3.storage, metadataKey)).toString()) as HubMetadata;
     expect(readme).toBe(modelCard(stored, { baseModelId: 'test-org/tiny-sd-base', repo: 'test-org/hub-one' }));
-    expect(splitCard(readme).front).toMatchObject({ base_model: 'test-org/tiny-sd-base', instance_prompt: 'lfhub' });
+    expect(parseYaml(/^---\n([\s\S]*?)\n---/.exec(readme)![1]!)).toMatchObject({ base_model: 'test-org/tiny-sd-base', instance_prompt: 'lfhub' });
     const loraPointer = commit.lines.find((l) => l.value.path === 'lora.safetensors')!.value;
     const s3Lora = await getBytes(s3.storage, metadataKey.replace('metadata.json', 'lora.safetensors'));
     expect(loraPointer).toMatchObject({ oid: sha256(s3Lora), size: s3Lora.length });
@@ -265,23 +200,5 @@ describe('pushToHub', () => {
     await putBytes(s3.storage, metadataKey.replace('metadata.json', 'lora.safetensors'), 'replaced', 'application/octet-stream');
     await expectFailure(push({ metadataKey }).result, 'ArtifactNotVerified', /metadata\.json says sha256/);
     expect(hub.repos.has('test-org/hub-five')).toBe(false);
-  });
-});
-
-describe('log redaction', () => {
-  it('censors Hugging Face tokens in fields and in free text', () => {
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk, _enc, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
-    const logger = makeLogger({ name: 'test', destination });
-    logger.info({ HF_TOKEN: TOKEN, hub: { token: TOKEN }, accessToken: TOKEN, headers: { Authorization: `Bearer ${TOKEN}` } }, `calling with ${TOKEN}`);
-    logger.warn({ error: `request failed: Authorization: Bearer ${TOKEN}` }, 'failed');
-    expect(lines).toHaveLength(2);
-    expect(lines.join('')).not.toContain(TOKEN);
-    expect(lines.join('')).not.toContain(TOKEN.slice(3));
   });
 });

@@ -11,7 +11,7 @@ import runpodSdk from 'runpod-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RunpodClient, RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
-import { until } from './wait.js';
+import { until } from '../testkit/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { RunpodClient, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal, type RunpodLocalOptions } from '../runpod-local/index.js';
-import { groupAlive, until } from './wait.js';
+import { groupAlive, until } from '../testkit/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));

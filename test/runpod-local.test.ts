@@ -16,7 +16,7 @@ import {
   type RunpodJobStatus,
 } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
-import { groupAlive } from './wait.js';
+import { groupAlive } from '../testkit/wait.js';
 
 const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));
 const HANDLER = fileURLToPath(new URL('./fixtures/sdk_handler.py', import.meta.url));

@@ -14,8 +14,8 @@ import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { startStack } from '../stack/index.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import { trainLora } from '../workflows/index.js';
-import { stackEnv, tempDir } from './harness.js';
-import { until } from './wait.js';
+import { stackEnv, tempDir } from '../testkit/services.js';
+import { until } from '../testkit/wait.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let env: Record<string, string>;
@@ -100,7 +100,7 @@ describe('loraflow dev', () => {
     // A pipeline that fails fast in ingest (no such dataset): no GPU time needed to leave state behind.
     const config = loadConfig({ ...process.env, ...env, TEMPORAL_ADDRESS: `127.0.0.1:${env.TEMPORAL_PORT}` });
     const client = await connect(config);
-    const request = TrainRequest.parse({ name: 'persist', triggerWord: 'lfp', dataset: { path: path.join(tmp.dir, 'missing'), fingerprint: 'b'.repeat(64) }, baseModel: 'tiny-sd', params: {} });
+    const request = TrainRequest.parse({ name: 'persist', dataset: { path: path.join(tmp.dir, 'missing'), fingerprint: 'b'.repeat(64) }, training: { triggerWord: 'lfp', baseModel: 'tiny-sd', params: {} } });
     const handle = await client.workflow.start(trainLora, { taskQueue: config.LORAFLOW_TASK_QUEUE, workflowId: 'persist-1', args: [request] });
     await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
     await client.connection.close();

@@ -1,14 +1,14 @@
-// The pipeline as a story: ingest → caption → train → publish. Deterministic code only;
-// every side effect is an activity, and history holds keys, ids and hashes, never bytes or URLs.
+// The pipeline as a story: ingest → caption → train → publish, then the report and the optional
+// Hub push. Deterministic code only; every side effect is an activity, and history holds keys, ids
+// and hashes, never bytes or URLs. Changes to this file ship as a new Worker Deployment version
+// (docs/operations.md), and test/histories/ must still replay.
 import {
-  type ActivityOptions,
   ActivityCancellationType,
   CancellationScope,
   CancelledFailure,
   isCancellation,
   log,
   metricMeter,
-  patched,
   proxyActivities,
   setHandler,
   upsertMemo,
@@ -18,6 +18,7 @@ import {
 import type { Activities } from '../activities/index.js';
 import { describeState } from '../contract/describe.js';
 import type { PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
+import { keyOfUri } from '../lib/keys.js';
 import { gpuProgressSignal, gpuTaskQueue, LoraBaseModelKey, LoraDatasetHashKey, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
 
 const { ingestDataset } = proxyActivities<Activities>({
@@ -27,17 +28,19 @@ const { ingestDataset } = proxyActivities<Activities>({
   retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['InvalidDataset', 'InvalidInput'] },
 });
 
-// GPU stages: retries resume polling the recorded RunPod job, they never submit a second one.
-// WAIT_CANCELLATION_COMPLETED: a cancelled pipeline waits until the GPU job is cancelled too.
-// They run on the GPU task queue (see gpuProxies), whose slots cap concurrent GPU jobs.
-const GPU_STAGES: ActivityOptions = {
-  startToCloseTimeout: '24 hours',
-  heartbeatTimeout: '30 seconds',
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-};
-// captionDataset and trainOnGpu (GPU_STAGE_ACTIVITIES, which `loraflow status` reads) come from here.
-const gpuProxies = () => proxyActivities<Activities>({ ...GPU_STAGES, taskQueue: gpuTaskQueue(workflowInfo().taskQueue) });
+/**
+ * GPU stages: retries resume waiting on the recorded RunPod job, they never submit a second one.
+ * WAIT_CANCELLATION_COMPLETED: a cancelled pipeline waits until the GPU job is cancelled too.
+ * They run on the GPU task queue, whose worker slots cap concurrent GPU jobs (GPU_STAGE_ACTIVITIES).
+ */
+const gpuStages = () =>
+  proxyActivities<Activities>({
+    taskQueue: gpuTaskQueue(workflowInfo().taskQueue),
+    startToCloseTimeout: '24 hours',
+    heartbeatTimeout: '30 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
+  });
 
 // Cleanup after a failure or cancel: cancels GPU jobs the pipeline's activities could not stop.
 const { cancelGpuJobs } = proxyActivities<Activities>({
@@ -70,123 +73,114 @@ export type PublishingTrainLora = (request: TrainRequest) => Promise<PublishedLo
 /** Publishes a LoRA; a scheduled run (`onlyIfChanged`) whose dataset is unchanged ends `skipped`. */
 export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
   const runKey = workflowInfo().workflowId;
-  const { captionDataset, trainOnGpu } = gpuProxies();
-  const progress: PipelineProgress = { stage: 'queued', name: request.name, stageStartedAt: {}, updatedAt: new Date().toISOString() };
-  setHandler(progressQuery, () => progress);
-  // A one-line summary for the Web UI's memo column, written when it changes (stage, GPU state),
-  // not on every step. Histories from before it replay without it.
-  let summary = '';
-  const updateMemo = () => {
-    const line = `${request.name}: ${describeState(progress)}`;
-    if (line === summary || !patched('memo-summary')) return;
-    summary = line;
-    upsertMemo({ summary: line });
-  };
-  setHandler(gpuProgressSignal, (gpu) => {
-    const { gpuState, gpuDetail } = progress;
-    Object.assign(progress, { gpuJobId: undefined, gpuDetail: undefined }, gpu, { updatedAt: new Date().toISOString() });
-    if (gpu.gpuState !== undefined && (gpu.gpuState !== gpuState || gpu.gpuDetail !== gpuDetail)) updateMemo();
-  });
-  upsertSearchAttributes([{ key: LoraNameKey, value: request.name }]);
-  // Base model and dataset hash make runs comparable in the Web UI; older histories lack them.
-  const moreSearchAttributes = patched('search-attrs-model-dataset');
-  if (moreSearchAttributes) upsertSearchAttributes([{ key: LoraBaseModelKey, value: request.baseModel }]);
-
-  const enter = (stage: Stage) => {
-    const now = new Date().toISOString();
-    Object.assign(progress, { stage, updatedAt: now, gpuJobId: undefined, gpuStatus: undefined, gpuState: undefined, gpuDetail: undefined, phase: undefined, step: undefined, totalSteps: undefined, loss: undefined });
-    progress.stageStartedAt[stage] = now;
-    upsertSearchAttributes([{ key: LoraStageKey, value: stage }]);
-    updateMemo();
-  };
+  const { captionDataset, trainOnGpu } = gpuStages();
+  const progress = trackProgress(request);
 
   try {
-    enter('ingest');
+    progress.enter('ingest');
     const dataset = await ingestDataset({ dataset: request.dataset });
-    if (moreSearchAttributes) upsertSearchAttributes([{ key: LoraDatasetHashKey, value: dataset.manifestSha256 }]);
+    upsertSearchAttributes([{ key: LoraDatasetHashKey, value: dataset.manifestSha256 }]);
 
     // Scheduled retraining: no new version when the latest one was trained on this same dataset.
-    if (request.onlyIfChanged && patched('only-if-changed')) {
+    if (request.onlyIfChanged) {
       const { latest } = await latestPublished({ name: request.name });
       if (latest && latest.manifestSha256 === dataset.manifestSha256) {
         const skipped: SkippedRun = { skipped: true, reason: 'dataset unchanged', manifestSha256: dataset.manifestSha256, latestVersion: latest.version, latestUri: latest.uri };
         log.info('skipped: dataset unchanged since the latest published version', { name: request.name, latestVersion: latest.version, manifestSha256: dataset.manifestSha256 });
-        progress.skipped = skipped;
-        enter('skipped');
-        countRun(request, 'skipped');
-        return skipped;
+        progress.state.skipped = skipped;
+        return progress.finish('skipped', skipped);
       }
     }
 
-    enter('caption');
-    const captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.triggerWord, budget: request.budget });
+    progress.enter('caption');
+    const captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.training.triggerWord, budget: request.budget });
 
-    enter('train');
-    const trained = await trainOnGpu({
-      runKey,
-      manifestKey: dataset.manifestKey,
-      captionsKey: captions.captionsKey,
-      triggerWord: request.triggerWord,
-      baseModel: request.baseModel,
-      params: request.params,
-      format: request.format,
-      sampleEvery: request.sampleEvery,
-      budget: request.budget,
-    });
+    progress.enter('train');
+    const trained = await trainOnGpu({ runKey, manifestKey: dataset.manifestKey, captionsKey: captions.captionsKey, training: request.training, budget: request.budget });
 
-    enter('publish');
-    let published = await publishLora({
-      request,
-      version: versionOf(workflowInfo().startTime, workflowInfo().runId),
-      dataset,
-      captions,
-      trained,
-    });
+    progress.enter('publish');
+    let published = await publishLora({ request, version: versionOf(workflowInfo().startTime, workflowInfo().runId), dataset, captions, trained });
+    const metadataKey = keyOfUri(published.metadataUri);
 
-    // The run's report (loss, samples, parameters, dataset, cost) next to the LoRA. The LoRA is
-    // published either way: a report that cannot be written is logged, not a failed pipeline.
-    if (patched('run-report')) {
-      try {
-        const report = await writeReport({ metadataKey: keyOf(published.metadataUri), manifestKey: dataset.manifestKey });
-        published = { ...published, reportUri: report.reportUri };
-      } catch (err) {
-        if (isCancellation(err)) throw err;
-        log.warn('report not written', { error: err instanceof Error ? err.message : String(err) });
-      }
-    }
+    // The run's report (loss, samples, parameters, dataset, cost) next to the LoRA.
+    const report = await optional('report not written', () => writeReport({ metadataKey, manifestKey: dataset.manifestKey }));
+    if (report.ok) published = { ...published, reportUri: report.value.reportUri };
 
-    if (patched('hub-push')) {
-      try {
-        const hub = await pushToHub({ metadataKey: keyOf(published.metadataUri) });
-        if (hub.outcome !== 'not-configured') published = { ...published, hub: { ...hub, outcome: hub.outcome } };
-      } catch (err) {
-        if (isCancellation(err)) throw err;
-        const error = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-        log.warn('not pushed to the Hugging Face Hub', { error });
-        published = { ...published, hub: { outcome: 'failed', error } };
-      }
-    }
+    const hub = await optional('not pushed to the Hugging Face Hub', () => pushToHub({ metadataKey }));
+    if (!hub.ok) published = { ...published, hub: { outcome: 'failed', error: hub.error } };
+    else if (hub.value.outcome !== 'not-configured') published = { ...published, hub: { ...hub.value, outcome: hub.value.outcome } };
 
-    progress.result = published;
-    enter('published');
-    countRun(request, 'published');
-    return published;
+    progress.state.result = published;
+    return progress.finish('published', published);
   } catch (err) {
     // A cancel can surface as the failure of an activity that could not finish cancelling
     // (its worker died): the pipeline was still cancelled.
     const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
-    progress.error = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-    enter(cancelled ? 'cancelled' : 'failed');
-    countRun(request, cancelled ? 'cancelled' : 'failed');
-    if (request.onlyIfChanged) log.warn(`scheduled run ${cancelled ? 'cancelled' : 'failed'}`, { name: request.name, error: progress.error });
-    if (patched('cancel-gpu-jobs-on-failure')) {
-      // Whatever failed, no GPU job of this pipeline may keep billing.
-      await CancellationScope.nonCancellable(() => cancelGpuJobs({ runKey })).catch(() => undefined);
-    }
+    progress.state.error = messageOf(err);
+    progress.finish(cancelled ? 'cancelled' : 'failed');
+    if (request.onlyIfChanged) log.warn(`scheduled run ${cancelled ? 'cancelled' : 'failed'}`, { name: request.name, error: progress.state.error });
+    // Whatever failed, no GPU job of this pipeline may keep billing.
+    await CancellationScope.nonCancellable(() => cancelGpuJobs({ runKey })).catch(() => undefined);
     if (cancelled && !isCancellation(err)) throw new CancelledFailure('pipeline cancelled', [], err instanceof Error ? err : undefined);
     throw err;
   }
 }
+
+/**
+ * The run's progress: answered by the `progress` query, fed by GPU stages' signals, mirrored in
+ * the LoraStage search attribute and in a one-line memo summary for the Web UI (written when the
+ * line changes, not on every step).
+ */
+function trackProgress(request: TrainRequest) {
+  const state: PipelineProgress = { stage: 'queued', name: request.name, stageStartedAt: {}, updatedAt: new Date().toISOString() };
+  let summary = '';
+  const updateMemo = () => {
+    const line = `${request.name}: ${describeState(state)}`;
+    if (line === summary) return;
+    summary = line;
+    upsertMemo({ summary: line });
+  };
+  setHandler(progressQuery, () => state);
+  setHandler(gpuProgressSignal, (gpu) => {
+    const { gpuState, gpuDetail } = state;
+    Object.assign(state, { gpuJobId: undefined, gpuDetail: undefined }, gpu, { updatedAt: new Date().toISOString() });
+    if (gpu.gpuState !== undefined && (gpu.gpuState !== gpuState || gpu.gpuDetail !== gpuDetail)) updateMemo();
+  });
+  upsertSearchAttributes([
+    { key: LoraNameKey, value: request.name },
+    { key: LoraBaseModelKey, value: request.training.baseModel },
+  ]);
+
+  const enter = (stage: Stage) => {
+    const now = new Date().toISOString();
+    Object.assign(state, { stage, updatedAt: now, gpuJobId: undefined, gpuStatus: undefined, gpuState: undefined, gpuDetail: undefined, phase: undefined, step: undefined, totalSteps: undefined, loss: undefined });
+    state.stageStartedAt[stage] = now;
+    upsertSearchAttributes([{ key: LoraStageKey, value: stage }]);
+    updateMemo();
+  };
+  /** Enters a final stage and counts the run; returns `outcome` for the caller to return. */
+  const finish = <T>(stage: 'published' | 'skipped' | 'failed' | 'cancelled', outcome?: T): T => {
+    enter(stage);
+    countRun(request, stage);
+    return outcome as T;
+  };
+  return { state, enter, finish };
+}
+
+/** An optional step: its failure is logged and returned, not thrown (a cancel still is). */
+async function optional<T>(what: string, step: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: string }> {
+  try {
+    return { ok: true, value: await step() };
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    const error = messageOf(err);
+    log.warn(what, { error });
+    return { ok: false, error };
+  }
+}
+
+/** The most specific message: an activity's failure carries the real one as its cause. */
+const messageOf = (err: unknown) => (err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err));
 
 /**
  * loraflow_pipeline_runs_total{outcome, trigger, lora} on the worker's /metrics: a skipped or
@@ -197,9 +191,6 @@ function countRun(request: TrainRequest, outcome: 'published' | 'skipped' | 'fai
     .createCounter('loraflow_pipeline_runs', 'runs', 'Finished trainLora runs by outcome and trigger')
     .add(1, { outcome, trigger: request.onlyIfChanged ? 'scheduled' : 'manual', lora: request.name });
 }
-
-/** s3://bucket/key → key */
-const keyOf = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');
 
 /** Sortable and unique per run: 20261125-093012-1a2b3c4d. */
 function versionOf(start: Date, runId: string): string {

@@ -1,9 +1,9 @@
 // Pricing by GPU type and its configuration (the budget itself is tested on the real stack in
-// workflow.test.ts).
+// test/workflow.test.ts).
 import { describe, expect, it } from 'vitest';
-import { costRows } from '../activities/report.js';
-import { priceFor } from '../activities/usage.js';
-import { loadConfig, parseGpuPrices } from '../lib/config.js';
+import { costRows } from '../../activities/report.js';
+import { loadConfig } from '../../lib/config.js';
+import { costOf, formatCost, parseGpuPrices, priceFor } from '../../lib/pricing.js';
 
 describe('GPU prices', () => {
   it('parses LORAFLOW_GPU_PRICES and names a bad entry', () => {
@@ -14,13 +14,22 @@ describe('GPU prices', () => {
   });
 
   it('prices a job by the device it reported, the first listed type it contains, else the default', () => {
-    const deps = { gpuPricePerHour: 0.5, gpuPrices: { 'A100 80GB': 2.72, A100: 1.9, H100: 4.18 } };
-    expect(priceFor(deps, 'cuda:NVIDIA H100 80GB HBM3')).toBe(4.18);
-    expect(priceFor(deps, 'cuda:NVIDIA A100-SXM4-80GB')).toBe(1.9); // "A100 80GB" is not in this name
-    expect(priceFor(deps, 'cuda:NVIDIA A100 80GB PCIe')).toBe(2.72);
-    expect(priceFor(deps, 'cpu')).toBe(0.5);
-    expect(priceFor(deps, undefined)).toBe(0.5);
-    expect(priceFor({}, 'cuda:NVIDIA H100')).toBe(2.49);
+    const pricing = { defaultPerHour: 0.5, byType: { 'A100 80GB': 2.72, A100: 1.9, H100: 4.18 } };
+    expect(priceFor(pricing, 'cuda:NVIDIA H100 80GB HBM3')).toBe(4.18);
+    expect(priceFor(pricing, 'cuda:NVIDIA A100-SXM4-80GB')).toBe(1.9); // "A100 80GB" is not in this name
+    expect(priceFor(pricing, 'cuda:NVIDIA A100 80GB PCIe')).toBe(2.72);
+    expect(priceFor(pricing, 'cpu')).toBe(0.5);
+    expect(priceFor(pricing, undefined)).toBe(0.5);
+    // The configured default is LORAFLOW_GPU_PRICE_PER_HOUR's.
+    const config = loadConfig({});
+    expect(priceFor({ defaultPerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR, byType: config.LORAFLOW_GPU_PRICES }, 'cuda:NVIDIA H100')).toBe(2.49);
+  });
+
+  it('costs GPU milliseconds at an hourly price, shown in cents or fractions of a cent', () => {
+    expect(costOf(3_600_000, 4.18)).toBe(4.18);
+    expect(costOf(1000, 3.6)).toBe(0.001);
+    expect(formatCost(0.001)).toBe('$0.0010');
+    expect(formatCost(1.234)).toBe('$1.23');
   });
 
   it("shows each GPU's price and the run's budget in the report's cost table", () => {

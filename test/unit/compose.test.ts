@@ -3,9 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { CONFIG_VARIABLES, loadConfig } from '../lib/config.js';
-import { gpuTaskQueue } from '../workflows/definitions.js';
-import { repoRoot } from '../lib/toolchain.js';
+import { CONFIG_VARIABLES, loadConfig } from '../../lib/config.js';
+import { gpuTaskQueue } from '../../workflows/definitions.js';
+import { repoRoot } from '../../lib/toolchain.js';
 
 interface Service {
   image?: string;

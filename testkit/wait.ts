@@ -1,14 +1,14 @@
-// Waiting helpers shared by the process-level tests.
+// Waiting in tests: the one polling helper, and whether a process group still lives.
 import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** Calls `get` every 100 ms until `ok` holds for its value; fails with the last value after `timeoutMs`. */
-export async function until<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
+/** Calls `get` every `everyMs` until `ok` holds for its value; fails with the last value after `timeoutMs`. */
+export async function until<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last = await get();
   while (!ok(last)) {
     if (Date.now() > deadline) throw new Error(`timed out; last ${JSON.stringify(last)}`);
-    await sleep(100);
+    await sleep(everyMs);
     last = await get();
   }
   return last;

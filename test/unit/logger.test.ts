@@ -1,7 +1,7 @@
 // Logs carry no secrets: censored fields, presigned query strings stripped, through Temporal's adapter too.
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { makeLogger, temporalLogger } from '../lib/logger.js';
+import { makeLogger, scrubUrls, temporalLogger } from '../../lib/logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -25,6 +25,20 @@ describe('logger', () => {
     for (const secret of ['rp-key', 'X-Amz-Signature', 'X-Amz-Credential', 'deadbeef']) expect(text).not.toContain(secret);
     expect(text).toContain('https://s3.example/b/k.png?<redacted>');
     expect(lines).toHaveLength(2);
+  });
+
+  it('censors Hugging Face tokens in fields and in free text', () => {
+    const token = 'hf_loggertesttoken0123456789abcdef';
+    const { lines, logger } = capture();
+    logger.info({ HF_TOKEN: token, hub: { token }, accessToken: token, headers: { Authorization: `Bearer ${token}` } }, `calling with ${token}`);
+    logger.warn({ error: `request failed: Authorization: Bearer ${token}` }, 'failed');
+    expect(lines).toHaveLength(2);
+    expect(lines.join('')).not.toContain(token);
+    expect(lines.join('')).not.toContain(token.slice(3));
+  });
+
+  it('keeps the scheme, host and path of a URL and drops its query string', () => {
+    expect(scrubUrls('GET http://s3/b/k.png?X-Amz-Signature=abc failed')).toBe('GET http://s3/b/k.png?<redacted> failed');
   });
 
   it('serves as the Temporal worker logger with levels and metadata', () => {

@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { TrainingParams } from '../contract/gpu-job.js';
-import { repoRoot } from '../lib/toolchain.js';
+import { TrainingParams } from '../../contract/gpu-job.js';
+import { repoRoot } from '../../lib/toolchain.js';
 
 async function loraflow(...args: string[]): Promise<{ code: number; out: string }> {
   try {

@@ -1,0 +1,116 @@
+// The pure parts of a GPU stage: what a job's status and the endpoint's health mean, how the
+// worker's errors are classed, which steps get samples, how segment metrics merge, the /run limit.
+import { describe, expect, it } from 'vitest';
+import { withTrigger } from '../../activities/caption.js';
+import { gpuStateOf } from '../../activities/gpu-progress.js';
+import { classify, timingOf } from '../../activities/gpu-result.js';
+import { mergeMetrics, stepsToSample } from '../../activities/train.js';
+import { describeState } from '../../contract/describe.js';
+import type { PipelineProgress } from '../../contract/pipeline.js';
+import { sha256 } from '../../lib/hash.js';
+import { RunpodClient, RunpodJobStatus, RunpodPayloadTooLarge, type RunpodHealth } from '../../lib/runpod-client.js';
+
+const health = (queue: string, workers: Record<string, number> = {}, lastWorkerFailure?: string): RunpodHealth => ({
+  jobs: { completed: 0, failed: 0, inProgress: 0, inQueue: 1, retried: 0 },
+  workers: { idle: 0, running: 0, ...workers },
+  diagnosis: { queue, ...(lastWorkerFailure ? { lastWorkerFailure } : {}) },
+});
+/** The real service has no diagnosis: worker counts are all there is. */
+const real = (workers: Record<string, number>): RunpodHealth => ({ jobs: { completed: 0, failed: 0, inProgress: 0, inQueue: 1, retried: 0 }, workers: { idle: 0, running: 0, ...workers } });
+const queued = { gpuJobId: 'j', gpuStatus: 'IN_QUEUE', failures: 0 };
+
+describe('gpuStateOf', () => {
+  it("reads runpod-local's diagnosis", () => {
+    expect(gpuStateOf(queued, health('waiting-for-capacity', { running: 2 }))).toEqual({ gpuState: 'waiting-for-capacity', gpuDetail: 'all 2 workers busy' });
+    expect(gpuStateOf(queued, health('cold-starting'))).toEqual({ gpuState: 'cold-starting' });
+    expect(gpuStateOf(queued, health('workers-crashing', {}, 'worker w-1 exited with code 1'))).toEqual({ gpuState: 'worker-crashing', gpuDetail: 'worker w-1 exited with code 1' });
+    expect(gpuStateOf(queued, health('no-workers'))).toEqual({ gpuState: 'waiting-for-capacity', gpuDetail: 'no workers available' });
+    expect(gpuStateOf(queued, health('idle'))).toEqual({ gpuState: 'queued' });
+  });
+  it('says resuming after a lost job, and running or finished from the status alone', () => {
+    expect(gpuStateOf({ ...queued, failures: 1 }, health('cold-starting'), 'worker w-1 exited')).toEqual({ gpuState: 'resuming', gpuDetail: 'worker w-1 exited' });
+    expect(gpuStateOf({ ...queued, gpuStatus: 'IN_PROGRESS' }, health('running'))).toEqual({ gpuState: 'running' });
+    expect(gpuStateOf({ ...queued, gpuStatus: 'COMPLETED' })).toEqual({ gpuState: 'finished' });
+  });
+  it("reads the real service's worker counts", () => {
+    expect(gpuStateOf(queued, real({ initializing: 1 }))).toEqual({ gpuState: 'cold-starting' });
+    expect(gpuStateOf(queued, real({ unhealthy: 2 }))).toMatchObject({ gpuState: 'worker-crashing' });
+    expect(gpuStateOf(queued, real({ running: 3 }))).toMatchObject({ gpuState: 'waiting-for-capacity' });
+    expect(gpuStateOf(queued, real({ idle: 1 }))).toEqual({ gpuState: 'queued' });
+    expect(gpuStateOf(queued)).toEqual({ gpuState: 'queued' });
+  });
+});
+
+describe('describeState', () => {
+  const p: PipelineProgress = { stage: 'queued', name: 'x', stageStartedAt: {}, updatedAt: '' };
+  it('reads as one honest line, never a bare IN_QUEUE', () => {
+    expect(describeState({ ...p, stage: 'publish' })).toBe('publishing');
+    expect(describeState({ ...p, stage: 'train', gpuState: 'worker-crashing', gpuDetail: 'worker w-1 exited with code 1', gpuJobId: 'j1' })).toBe('train: GPU worker crashing: worker w-1 exited with code 1 (GPU job j1)');
+    expect(describeState({ ...p, stage: 'caption', gpuState: 'running', gpuJobId: 'j2' })).toBe('captioning (GPU job j2)');
+    expect(describeState({ ...p, stage: 'train', gpuState: 'running', gpuJobId: 'j3', phase: 'training', step: 5, totalSteps: 10 })).toBe('training step 5/10 (GPU job j3)');
+    expect(describeState({ ...p, stage: 'train', gpuState: 'waiting-for-capacity', gpuDetail: 'all 1 workers busy', gpuJobId: 'j4' })).toBe('train: waiting for GPU capacity: all 1 workers busy (GPU job j4)');
+    expect(describeState({ ...p, stage: 'failed', error: 'boom' })).toBe('failed: boom');
+  });
+});
+
+describe('job results', () => {
+  it('classes GPU errors by their tag; anything untagged is INTERNAL, with presigned query strings stripped', () => {
+    expect(classify('[OOM] CUDA out of memory')).toEqual({ cls: 'OOM', message: 'CUDA out of memory' });
+    expect(classify('[CLAIMED] claim: taken')).toEqual({ cls: 'CLAIMED', message: 'claim: taken' });
+    expect(classify(JSON.stringify({ error_type: "<class 'ValueError'>", error_message: 'boom' }))).toEqual({ cls: 'INTERNAL', message: "<class 'ValueError'>: boom" });
+    expect(classify('worker w-1 exited with signal SIGKILL').cls).toBe('INTERNAL');
+    expect(classify('[TRANSIENT] GET http://s3/b/k.png?X-Amz-Signature=abc failed')).toEqual({ cls: 'TRANSIENT', message: 'GET http://s3/b/k.png?<redacted> failed' });
+  });
+  it('reads the billed timing and the device the worker reported', () => {
+    expect(timingOf(RunpodJobStatus.parse({ id: 'j', status: 'COMPLETED', delayTime: 1200, executionTime: 3400, output: { metrics: { device: 'cuda:NVIDIA H100' } } }))).toEqual({
+      gpuJobId: 'j',
+      status: 'COMPLETED',
+      gpu: 'cuda:NVIDIA H100',
+      delayMs: 1200,
+      executionMs: 3400,
+    });
+    expect(timingOf(RunpodJobStatus.parse({ id: 'j', status: 'FAILED', delayTime: null }))).toEqual({ gpuJobId: 'j', status: 'FAILED' });
+  });
+});
+
+describe('training pieces', () => {
+  it('samples every N steps and always the last', () => {
+    expect(stepsToSample(30, 10)).toEqual([10, 20, 30]);
+    expect(stepsToSample(25, 10)).toEqual([10, 20, 25]);
+    expect(stepsToSample(25, 0)).toEqual([25]);
+  });
+  it('merges segment metrics into one training', () => {
+    const merged = mergeMetrics([
+      { steps: 10, finalLoss: 0.5, lossCurve: [1, 0.5], seconds: { load: 2, training: 10 }, device: 'cpu', peakMemoryBytes: 5 },
+      { steps: 12, finalLoss: 0.25, lossCurve: [1, 0.5, 0.25], seconds: { load: 1, training: 9 }, device: 'cpu', peakMemoryBytes: 7 },
+    ]);
+    // The last job's curve already covers the whole training (the history travels in checkpoints).
+    expect(merged).toEqual({ steps: 12, stepsPaid: 22, finalLoss: 0.25, lossCurve: [1, 0.5, 0.25], seconds: { load: 3, training: 19 }, device: 'cpu', peakMemoryBytes: 7 });
+  });
+  it('puts the trigger word first in a caption, exactly once', () => {
+    expect(withTrigger('lfx', 'a dog, lfx, on grass')).toBe('lfx, a dog, on grass');
+    expect(withTrigger('lfx', 'lfx')).toBe('lfx');
+  });
+});
+
+describe('RunpodClient.submit', () => {
+  it('refuses a job input over the RunPod 10 MB /run limit before sending anything', async () => {
+    const sent: string[] = [];
+    const client = new RunpodClient({ baseUrl: 'http://runpod.invalid/v2', apiKey: 'k', endpointId: 'e', fetch: (async (url: string) => (sent.push(url), new Response('{"id":"j","status":"IN_QUEUE"}'))) as typeof fetch });
+    const image = (i: number) => ({ id: sha256(String(i)), url: `https://s3.example/b/${i}.png?X-Amz-Signature=${'a'.repeat(2000)}` });
+    const input = { task: 'caption', triggerWord: 'lfx', images: Array.from({ length: 5000 }, (_, i) => image(i)) };
+    await expect(client.submit(input)).rejects.toBeInstanceOf(RunpodPayloadTooLarge);
+    expect(sent).toEqual([]);
+    expect(await client.submit({ ...input, images: input.images.slice(0, 100) })).toBe('j');
+    expect(sent).toEqual(['http://runpod.invalid/v2/e/run']);
+  });
+  it('retries 429, 5xx and the network; a 4xx fails at once', async () => {
+    const answers = [new Response('', { status: 429 }), new Response('', { status: 503 }), new Response('{"id":"j","status":"IN_QUEUE"}')];
+    const client = new RunpodClient({ baseUrl: 'http://runpod.invalid/v2', apiKey: 'k', endpointId: 'e', fetch: (async () => answers.shift()!) as typeof fetch });
+    const retried: number[] = [];
+    expect(await client.submit({}, {}, { sleep: async () => undefined, onRetry: (_w, attempt) => retried.push(attempt) })).toBe('j');
+    expect(retried).toEqual([1, 2]);
+    const refusing = new RunpodClient({ baseUrl: 'http://runpod.invalid/v2', apiKey: 'k', endpointId: 'e', fetch: (async () => new Response('{"error":"bad"}', { status: 400 })) as typeof fetch });
+    await expect(refusing.submit({}, {}, { sleep: async () => undefined })).rejects.toThrow(/HTTP 400: bad/);
+  });
+});

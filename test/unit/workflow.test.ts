@@ -1,0 +1,207 @@
+// trainLora's story on Temporal's time-skipping test server, with plain stub activities: every
+// outcome (published, skipped, failed, cancelled in each stage) and what an optional step's
+// failure does. Retry backoffs (the report's, the Hub push's) pass in skipped time, not real time.
+import { randomUUID } from 'node:crypto';
+import { Context } from '@temporalio/activity';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Activities } from '../../activities/index.js';
+import { type PipelineProgress, type Stage, TrainRequest } from '../../contract/pipeline.js';
+import { toolchain } from '../../lib/toolchain.js';
+import { createWorkers } from '../../lib/workers.js';
+import { workflowCode } from '../../testkit/services.js';
+import { progressQuery, SEARCH_ATTRIBUTES } from '../../workflows/definitions.js';
+import type { PublishingTrainLora } from '../../workflows/index.js';
+
+async function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  const server = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: toolchain.temporalTestServer() } } });
+  await server.connection.operatorService.addSearchAttributes({
+    namespace: server.namespace ?? 'default',
+    searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((key) => [key.name, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+  });
+  return server;
+}
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await timeSkippingServer();
+});
+afterAll(() => env?.teardown());
+
+const MANIFEST = 'a'.repeat(64);
+const request = (extra: Partial<TrainRequest> = {}) =>
+  TrainRequest.parse({ name: 'stub', dataset: { path: '/data/stub', fingerprint: 'f'.repeat(64) }, training: { triggerWord: 'lfstub', baseModel: 'tiny-sd', params: { steps: 10 } }, ...extra });
+
+/** Activities that answer at once, recording each call; `overrides` replace some. */
+function stubs(overrides: Partial<Activities> = {}) {
+  const calls: { name: keyof Activities; input: unknown }[] = [];
+  const base: Activities = {
+    ingestDataset: async () => ({ manifestKey: `manifests/${MANIFEST}.json`, manifestSha256: MANIFEST, imageCount: 2, sidecarCaptions: 0, duplicatesDropped: 0 }),
+    latestPublished: async () => ({}),
+    captionDataset: async () => ({ captionsKey: 'runs/x/captions.json', sidecar: 0, gpuCaptioned: 2, cached: 0, gpuJobId: 'caption-job' }),
+    trainOnGpu: async () => ({
+      gpuJobId: 'train-job',
+      gpuJobIds: ['train-job'],
+      stagingKey: 'runs/x/lora.safetensors',
+      lora: { sha256: 'b'.repeat(64), bytes: 10 },
+      samples: [],
+      metrics: { steps: 10, finalLoss: 0.1, lossCurve: [0.2, 0.1], seconds: {}, device: 'cpu' },
+    }),
+    publishLora: async ({ version }) => ({ uri: `s3://b/loras/stub/${version}/lora.safetensors`, metadataUri: `s3://b/loras/stub/${version}/metadata.json`, version, sha256: 'b'.repeat(64), bytes: 10 }),
+    writeReport: async ({ metadataKey }) => ({ reportUri: `s3://b/${metadataKey.replace('metadata.json', 'report/index.html')}`, files: ['index.html'] }),
+    pushToHub: async () => ({ outcome: 'not-configured' }),
+    cancelGpuJobs: async () => ({ cancelled: [] }),
+  };
+  const activities = Object.fromEntries(
+    Object.entries({ ...base, ...overrides }).map(([name, fn]) => [name, (input: never) => (calls.push({ name: name as keyof Activities, input }), (fn as (i: never) => unknown)(input))]),
+  ) as Activities;
+  return { activities, calls, called: (name: keyof Activities) => calls.filter((c) => c.name === name) };
+}
+
+/** Starts one run of `req` while workers with these activities poll; `during` runs before the result is awaited. */
+async function run(activities: Activities, req: TrainRequest, during?: (handle: WorkflowHandle<PublishingTrainLora>) => Promise<void>, server = env) {
+  const env = server;
+  const taskQueue = `unit-${randomUUID()}`;
+  const workers = await createWorkers({ connection: env.nativeConnection, taskQueue, ...workflowCode(), activities, maxGpuJobs: 1, maxHeartbeatThrottleInterval: '1 second' });
+  return workers.runUntil(
+    (async () => {
+      const handle = await env.client.workflow.start<PublishingTrainLora>('trainLora', { taskQueue, workflowId: `unit-${randomUUID()}`, args: [req] });
+      await during?.(handle);
+      const outcome = await handle.result().then(
+        (value) => ({ value, error: undefined }),
+        (error: unknown) => ({ value: undefined, error }),
+      );
+      return { handle, ...outcome, progress: await handle.query(progressQuery) };
+    })(),
+  );
+}
+
+/** An activity that runs until cancelled (heartbeating, so the cancel reaches it), then rethrows. */
+const untilCancelled = (seen: { cancelled: boolean }) => async () => {
+  try {
+    for (;;) {
+      Context.current().heartbeat();
+      await Context.current().sleep(100);
+    }
+  } catch (err) {
+    seen.cancelled = true;
+    throw err;
+  }
+};
+
+const waitForStage = async (handle: WorkflowHandle, stage: Stage) => {
+  for (let i = 0; i < 200; i++) {
+    if ((await handle.query(progressQuery)).stage === stage) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`never reached ${stage}`);
+};
+
+const cause = (err: unknown) => ((err as WorkflowFailedError).cause as ActivityFailure).cause as ApplicationFailure;
+
+describe('trainLora (stub activities, time-skipping server)', () => {
+  it('publishes: every stage in order, the report on the result, no cleanup', async () => {
+    const s = stubs();
+    const { value, progress } = await run(s.activities, request());
+    expect(value?.reportUri).toMatch(/\/report\/index\.html$/);
+    expect(value).not.toHaveProperty('hub');
+    expect(Object.keys(progress.stageStartedAt)).toEqual(['ingest', 'caption', 'train', 'publish', 'published']);
+    expect(s.calls.map((c) => c.name)).toEqual(['ingestDataset', 'captionDataset', 'trainOnGpu', 'publishLora', 'writeReport', 'pushToHub']);
+    // The training settings travel whole from the request to the train stage.
+    expect(s.called('trainOnGpu')[0]!.input).toMatchObject({ training: request().training, manifestKey: `manifests/${MANIFEST}.json` });
+  });
+
+  it('skips a scheduled run whose dataset is the latest version’s, paying for no GPU stage', async () => {
+    const latest = { name: 'stub', version: 'v1', manifestSha256: MANIFEST, uri: 's3://b/loras/stub/v1/lora.safetensors', metadataUri: 's3://b/m' };
+    const s = stubs({ latestPublished: async () => ({ latest }) });
+    const { value, progress } = await run(s.activities, request({ onlyIfChanged: true }));
+    expect(value).toEqual({ skipped: true, reason: 'dataset unchanged', manifestSha256: MANIFEST, latestVersion: 'v1', latestUri: latest.uri });
+    expect(progress.stage).toBe('skipped');
+    expect(s.called('captionDataset')).toHaveLength(0);
+    expect(s.called('trainOnGpu')).toHaveLength(0);
+  });
+
+  it('trains a scheduled run whose dataset changed', async () => {
+    const latest = { name: 'stub', version: 'v1', manifestSha256: 'c'.repeat(64), uri: 's3://b/x', metadataUri: 's3://b/m' };
+    const s = stubs({ latestPublished: async () => ({ latest }) });
+    const { progress } = await run(s.activities, request({ onlyIfChanged: true }));
+    expect(progress.stage).toBe('published');
+    expect(s.called('trainOnGpu')).toHaveLength(1);
+  });
+
+  it('fails with the GPU stage’s failure and cancels the run’s GPU jobs', async () => {
+    const s = stubs({
+      trainOnGpu: async () => {
+        throw ApplicationFailure.nonRetryable('GPU job j failed: out of memory', 'GpuOOM');
+      },
+    });
+    const { error, progress, handle } = await run(s.activities, request());
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect(cause(error)).toMatchObject({ type: 'GpuOOM', message: 'GPU job j failed: out of memory' });
+    expect(progress).toMatchObject({ stage: 'failed', error: 'GPU job j failed: out of memory' });
+    expect(s.called('cancelGpuJobs').map((c) => c.input)).toEqual([{ runKey: handle.workflowId }]);
+    expect(s.called('publishLora')).toHaveLength(0);
+  });
+
+  for (const [stage, activity] of [
+    ['ingest', 'ingestDataset'],
+    ['caption', 'captionDataset'],
+    ['train', 'trainOnGpu'],
+    ['publish', 'publishLora'],
+  ] as const) {
+    it(`a cancel during ${stage} cancels its activity, cleans up and ends cancelled`, async () => {
+      const seen = { cancelled: false };
+      const s = stubs({ [activity]: untilCancelled(seen) });
+      // A run that does not wait for its cancelled activity (ingest, publish) leaves the test
+      // server's clock locked for good: those get a server of their own.
+      const server = stage === 'caption' || stage === 'train' ? env : await timeSkippingServer();
+      try {
+        const { error, progress, handle } = await run(s.activities, request(), async (h) => {
+          await waitForStage(h, stage);
+          await new Promise((r) => setTimeout(r, 200)); // the activity is running
+          await h.cancel();
+        }, server);
+        expect(error).toBeInstanceOf(WorkflowFailedError);
+        expect((await handle.describe()).status.name).toBe('CANCELLED');
+        expect(progress.stage).toBe('cancelled');
+        expect(seen.cancelled).toBe(true);
+      } finally {
+        if (server !== env) await server.teardown();
+      }
+      expect(s.called('cancelGpuJobs')).toHaveLength(1);
+    });
+  }
+
+  it('publishes without a report when the report keeps failing (three tries)', async () => {
+    const s = stubs({
+      writeReport: async () => {
+        throw new Error('sharp exploded');
+      },
+    });
+    const { value, progress } = await run(s.activities, request());
+    expect(progress.stage).toBe('published');
+    expect(value).not.toHaveProperty('reportUri');
+    expect(s.called('writeReport')).toHaveLength(3);
+    expect(s.called('cancelGpuJobs')).toHaveLength(0);
+  });
+
+  it('publishes with the Hub failure on the result when the push keeps failing (five tries, minutes of backoff skipped)', async () => {
+    const s = stubs({
+      pushToHub: async () => {
+        throw ApplicationFailure.retryable('the Hugging Face Hub failed committing (HTTP 503)', 'HubUnavailable');
+      },
+    });
+    const { value, progress } = await run(s.activities, request());
+    expect(progress.stage).toBe('published');
+    expect(value?.hub).toEqual({ outcome: 'failed', error: 'the Hugging Face Hub failed committing (HTTP 503)' });
+    expect(s.called('pushToHub')).toHaveLength(5);
+  });
+
+  it('records a Hub push on the result', async () => {
+    const s = stubs({ pushToHub: async () => ({ outcome: 'pushed', repo: 'org/stub', url: 'https://hub/org/stub', revision: 'abc' }) });
+    const { value } = await run(s.activities, request());
+    expect(value?.hub).toEqual({ outcome: 'pushed', repo: 'org/stub', url: 'https://hub/org/stub', revision: 'abc' });
+  });
+});

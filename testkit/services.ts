@@ -1,0 +1,160 @@
+// Real services for tests, benchmarks and the chaos suite, on free ports in a temp dir: versitygw
+// (S3), the local RunPod endpoint running a Python handler under the unmodified runpod worker
+// loop, Temporal via @temporalio/testing pointed at the binary `make setup` built, and loraflow's
+// own workers against them.
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { WorkflowStartOptions } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkerOptions } from '@temporalio/worker';
+import { pino } from 'pino';
+import { type ActivityDeps, activityDepsFrom, createActivities } from '../activities/index.js';
+import type { TrainRequest } from '../contract/pipeline.js';
+import { loadConfig } from '../lib/config.js';
+import { RunpodClient } from '../lib/runpod-client.js';
+import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
+import { createWorkers, type LoraflowWorkerOptions, type LoraflowWorkers } from '../lib/workers.js';
+import { type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
+import { startS3Server } from '../stack/s3.js';
+import { stopService } from '../stack/services.js';
+import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
+import type { PublishingTrainLora } from '../workflows/index.js';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function tempDir(prefix: string): { dir: string; remove(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `loraflow-${prefix}-`));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** What tests change in the defaults: GPU jobs polled every 200 ms (no long-polls), so progress
+ * and budget checks keep pace with short scripted jobs. */
+export const TEST_ENV = { LORAFLOW_POLL_MS: '200', LORAFLOW_STATUS_WAIT_MS: '0' };
+/** The config every test starts from. */
+export const testConfig = loadConfig(TEST_ENV);
+
+/** The workflow code for a Worker: the bundle the test run built once (vitest's global setup), else the source. */
+export function workflowCode(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const codePath = process.env.LORAFLOW_WORKFLOW_BUNDLE;
+  return codePath ? { workflowBundle: { codePath } } : { workflowsPath: path.join(repoRoot, 'workflows/index.ts') };
+}
+
+/** Environment for a whole embedded stack (stack/index.ts) on free ports, with its data in `dir`. */
+export async function stackEnv(dir: string): Promise<Record<string, string>> {
+  return {
+    LORAFLOW_DATA_DIR: path.join(dir, 'data'),
+    TEMPORAL_PORT: String(await freePort()),
+    TEMPORAL_UI_PORT: String(await freePort()),
+    LORAFLOW_S3_PORT: String(await freePort()),
+    RUNPOD_LOCAL_PORT: String(await freePort()),
+    LORAFLOW_METRICS_PORT: String(await freePort()),
+  };
+}
+
+export async function startS3(dir: string) {
+  const s3 = await startS3Server({ port: await freePort(), dir: path.join(dir, 's3'), logDir: path.join(dir, 'logs'), config: testConfig });
+  return { ...s3, stop: () => stopService(s3.service) };
+}
+
+/** The local RunPod endpoint with one Python worker running `handler` (a path under the repo). */
+export async function startGpuEndpoint(dir: string, handler: string, workerEnv: Record<string, string> = {}, options: Partial<RunpodLocalOptions> = {}) {
+  const apiKey = 'test-key';
+  const endpoint = await startRunpodLocal({
+    port: 0,
+    apiKey,
+    workerCommand: [toolchain.python(), '-u', path.join(repoRoot, handler)],
+    workerCwd: repoRoot,
+    workerEnv: { PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', RUNPOD_LOG_LEVEL: 'INFO', ...workerEnv },
+    logger: pino(pino.destination({ dest: path.join(dir, 'logs', 'runpod.log'), mkdir: true, sync: true })),
+    ...options,
+  });
+  /** A client of this endpoint; `fetch` lets a test watch or break the requests it makes. */
+  const clientWith = (fetchImpl?: typeof fetch) => new RunpodClient({ baseUrl: endpoint.url, apiKey, endpointId: endpoint.endpointId, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  return { endpoint, client: clientWith(), clientWith };
+}
+
+export function startTemporal(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: toolchain.temporal() }, searchAttributes: SEARCH_ATTRIBUTES, extraArgs: TEMPORAL_DEV_SERVER_FLAGS },
+  });
+}
+
+export interface FixtureWorkers {
+  /** Config variables for the activities' dependencies (over testConfig). */
+  config?: Record<string, string>;
+  /** Replaces parts of the dependencies built from the config (a RunPod client with a test fetch, a Hub). */
+  deps?: Partial<ActivityDeps>;
+  maxGpuJobs?: number;
+  worker?: Partial<LoraflowWorkerOptions>;
+}
+
+/**
+ * The pipeline under test on real services: S3, the local RunPod endpoint running the scripted GPU
+ * handler (with `endpoint` options) and the Temporal dev server. `workers()` starts loraflow's
+ * workers on a task queue, `start()` a pipeline; `stop()` takes it all down.
+ */
+export async function startPipelineFixture(name: string, opts: { endpoint?: Partial<RunpodLocalOptions> } = {}) {
+  const tmp = tempDir(name);
+  const [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py', {}, opts.endpoint), startTemporal()]);
+  const created: LoraflowWorkers[] = [];
+  const serving: Promise<void>[] = [];
+
+  const deps = (config: Record<string, string> = {}, overrides: Partial<ActivityDeps> = {}): ActivityDeps => ({
+    ...activityDepsFrom(loadConfig({ ...TEST_ENV, ...config }), { storage: s3.storage, runpod: gpu.client }),
+    ...overrides,
+  });
+  const workers = async (taskQueue: string, o: FixtureWorkers = {}): Promise<LoraflowWorkers> => {
+    const w = await createWorkers({
+      connection: env.nativeConnection,
+      taskQueue,
+      ...workflowCode(),
+      activities: createActivities(deps(o.config, o.deps)),
+      maxHeartbeatThrottleInterval: '1 second',
+      maxGpuJobs: o.maxGpuJobs ?? 10,
+      ...o.worker,
+    });
+    created.push(w);
+    return w;
+  };
+  const start = (taskQueue: string, request: TrainRequest, options: Partial<WorkflowStartOptions> = {}) =>
+    env.client.workflow.start<PublishingTrainLora>('trainLora', { ...options, taskQueue, workflowId: `${name}-${randomUUID()}`, args: [request] });
+
+  return {
+    tmp,
+    s3,
+    gpu,
+    env,
+    deps,
+    workers,
+    start,
+    /** Starts loraflow's workers on `taskQueue` until stop(). */
+    async serve(taskQueue: string, o: FixtureWorkers = {}): Promise<void> {
+      serving.push((await workers(taskQueue, o)).run());
+    },
+    /** Runs `fn` while loraflow's workers poll a fresh task queue; returns what it returns. */
+    async withWorkers<T>(fn: (taskQueue: string) => Promise<T>, o: FixtureWorkers = {}): Promise<T> {
+      const taskQueue = `tq-${randomUUID()}`;
+      return (await workers(taskQueue, o)).runUntil(fn(taskQueue));
+    },
+    async stop() {
+      for (const w of created) w.shutdown();
+      await Promise.allSettled(serving);
+      await env.teardown();
+      await gpu.endpoint.stop();
+      await s3.stop();
+      tmp.remove();
+    },
+  };
+}
+export type PipelineFixture = Awaited<ReturnType<typeof startPipelineFixture>>;
