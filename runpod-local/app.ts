@@ -52,17 +52,20 @@ export function createApp(o: AppOptions): Hono<Env> {
     await next();
   });
 
-  /** Rate limits, then injected faults, for one client operation. */
+  /** Rate and concurrency limits, then injected faults, for one client operation. */
   const op = (name: Operation): MiddlewareHandler<Env> => async (c, next) => {
     const endpoint = c.get('endpoint');
-    if (endpoint.limiter && !endpoint.limiter.allow(name)) {
-      return c.json({ error: `Too Many Requests: the rate limit for /${name} on this endpoint was exceeded` }, 429);
+    const release = endpoint.limiter ? endpoint.limiter.admit(name) : () => {};
+    if (!release) return c.json({ error: `Too Many Requests: the rate or concurrency limit for /${name} on this endpoint was exceeded` }, 429);
+    try {
+      const fault = endpoint.faults.forRequest(name);
+      if (fault.delayMs > 0) await sleep(fault.delayMs);
+      if (fault.status === 429) return c.json({ error: 'Too Many Requests (injected fault)' }, 429);
+      if (fault.status !== undefined) return c.json({ error: 'Internal Server Error (injected fault)' }, fault.status as 500);
+      await next();
+    } finally {
+      release();
     }
-    const fault = endpoint.faults.forRequest(name);
-    if (fault.delayMs > 0) await sleep(fault.delayMs);
-    if (fault.status === 429) return c.json({ error: 'Too Many Requests (injected fault)' }, 429);
-    if (fault.status !== undefined) return c.json({ error: 'Internal Server Error (injected fault)' }, fault.status as 500);
-    await next();
   };
 
   const submit = async (c: Context<Env>, sync: boolean): Promise<Job | Response> => {
@@ -159,6 +162,18 @@ export function createApp(o: AppOptions): Hono<Env> {
 
   app.get('/v2/:eid/health', op('health'), (c) => c.json(c.get('endpoint').health()));
 
+  // ---------------------------------------------------------------- REST API (the management API's
+  // endpoint and worker views, GET /v2/serverless/{id}[/workers] on the service; here under /rest)
+  app.use('/rest/*', async (c, next) => (authorized(c) ? next() : unauthorized(c)));
+  app.get('/rest/v2/serverless/:eid', (c) => {
+    const e = o.endpoints.get(c.req.param('eid'));
+    return e ? c.json(e.restConfig()) : notFound(c, 'endpoint not found');
+  });
+  app.get('/rest/v2/serverless/:eid/workers', (c) => {
+    const e = o.endpoints.get(c.req.param('eid'));
+    return e ? c.json(e.restWorkers()) : notFound(c, 'endpoint not found');
+  });
+
   // ---------------------------------------------------------------- admin (same API key)
   app.use('/admin/*', async (c, next) => (authorized(c) ? next() : unauthorized(c)));
   app.get('/admin/ledger', (c) => c.json([...o.endpoints.values()].flatMap((e) => e.ledger())));
@@ -191,10 +206,17 @@ export function createApp(o: AppOptions): Hono<Env> {
   });
 
   // ---------------------------------------------------------------- worker API
-  // Each worker process gets its own token in its webhook URLs' query string; the SDK keeps
-  // query strings when it derives job-take-batch, job-stop and the done/stream URLs.
+  // The SDK authenticates with `Authorization: <RUNPOD_AI_API_KEY>` (no "Bearer"), as the service
+  // expects. Each worker process also gets its own token in its webhook URLs' query string (the
+  // SDK keeps query strings when it derives job-take-batch, job-stop and the done/stream URLs),
+  // so a late request from a replaced process is told apart.
   type WorkerHandler = (c: Context, inc: Incarnation, endpoint: LocalEndpoint) => Response | Promise<Response>;
+  const workerAuthorized = (c: Context): boolean => {
+    const key = c.req.header('authorization') ?? '';
+    return key.length > 0 && timingSafeEqual(digest(key), keyDigest);
+  };
   const worker = (handler: WorkerHandler) => (c: Context) => {
+    if (!workerAuthorized(c)) return unauthorized(c);
     const endpoint = o.endpoints.get(c.req.param('eid') ?? '');
     if (!endpoint) return notFound(c, 'endpoint not found');
     const inc = endpoint.supervisor.incarnation(c.req.query('token'), c.req.param('wid') ?? '');

@@ -30,7 +30,11 @@ export interface EndpointOptions {
   resultTtlMs?: number;
   /** The same for /runsync jobs. Default 60 s. */
   syncResultTtlMs?: number;
-  /** How often a job whose worker died is put back in the queue before it fails. Default 0. */
+  /**
+   * How often a job whose worker died is put back in the queue, under its id, before it fails.
+   * The service documents "automatic retries" but not how many: by default a job is retried for as
+   * long as its TTL allows (the reading that costs the user more; see README).
+   */
   jobRetries?: number;
   /** A ready worker without a heartbeat this long is declared dead. Default 30 s; 0: never. */
   heartbeatTimeoutMs?: number;
@@ -40,8 +44,10 @@ export interface EndpointOptions {
   cancelGraceMs?: number;
   /** Between SIGTERM and SIGKILL on stop() and on scale-down. Default 5 s. */
   stopGraceMs?: number;
-  /** RUNPOD_PING_INTERVAL for workers, in ms (the SDK uses whole seconds). Default 1000. */
+  /** RUNPOD_PING_INTERVAL for workers, in ms (the SDK uses whole seconds). Default 10 000, the SDK's. */
   pingIntervalMs?: number;
+  /** /health also answers runpod-local's own `diagnosis` and extra worker counts (not the service's). Default false. */
+  healthDiagnosis?: boolean;
   /** How long job-take / job-stop long-polls are held open. Defaults 5 s / 10 s. */
   takePollMs?: number;
   stopPollMs?: number;
@@ -56,17 +62,21 @@ export interface EndpointOptions {
   webhookRetryDelayMs?: number;
 }
 
+/** GET /health: the service's documented fields; with `healthDiagnosis`, runpod-local's own extras. */
 export interface EndpointHealth {
   jobs: { completed: number; failed: number; inProgress: number; inQueue: number; retried: number };
-  workers: { idle: number; initializing: number; ready: number; running: number; throttled: number; unhealthy: number };
+  workers: { idle: number; running: number; initializing?: number; ready?: number; throttled?: number; unhealthy?: number };
   /**
-   * Not in the service's answer: why jobs wait. `idle` (nothing queued), `running`,
-   * `waiting-for-capacity` (all workers busy at maxWorkers), `cold-starting` (workers are
-   * starting for the queue), `workers-crashing` (workers keep exiting or were declared dead),
-   * `no-workers` (maxWorkers is 0).
+   * Not in the service's answer (only with `healthDiagnosis`): why jobs wait. `idle` (nothing
+   * queued), `running`, `waiting-for-capacity` (all workers busy at maxWorkers), `cold-starting`
+   * (workers are starting for the queue), `workers-crashing` (workers keep exiting or were
+   * declared dead), `no-workers` (maxWorkers is 0).
    */
-  diagnosis: { queue: string; lastWorkerFailure?: string };
+  diagnosis?: { queue: string; lastWorkerFailure?: string };
 }
+
+/** The REST API's worker statuses (GET /v2/serverless/{id}/workers). */
+export type RestWorkerStatus = 'RUNNING' | 'IDLE' | 'INITIALIZING' | 'THROTTLED' | 'UNHEALTHY';
 
 export class LocalEndpoint {
   readonly id: string;
@@ -109,7 +119,7 @@ export class LocalEndpoint {
       syncResultTtlMs: o.syncResultTtlMs ?? 60_000,
       executionTimeoutMs: o.executionTimeoutMs ?? 10 * 60_000,
       defaultTtlMs: o.ttlMs ?? 24 * 3_600_000,
-      jobRetries: o.jobRetries ?? 0,
+      jobRetries: o.jobRetries ?? Number.POSITIVE_INFINITY,
       onStopRunning: (job, holder) => this.supervisor.requestStop(holder, job.id),
       onQueued: () => this.supervisor.poke(),
       onFinished: (job) => {
@@ -182,25 +192,50 @@ export class LocalEndpoint {
     return this.supervisor.workers().map((w) => ({ ...w, endpointId: this.id }));
   }
 
+  /** Each worker as the REST API lists it. */
+  restWorkers(): { summary: Record<'running' | 'idle' | 'initializing' | 'throttled' | 'unhealthy' | 'total', number>; workers: { id: string; status: RestWorkerStatus }[] } {
+    const workers = this.supervisor
+      .workers()
+      .filter((w) => w.state !== 'stopped')
+      .map((w) => {
+        const status: RestWorkerStatus = w.crashLooping ? 'UNHEALTHY' : w.state === 'idle' ? 'IDLE' : w.state === 'running' ? 'RUNNING' : 'INITIALIZING';
+        return { id: w.workerId, status };
+      });
+    const count = (s: RestWorkerStatus) => workers.filter((w) => w.status === s).length;
+    return {
+      summary: { running: count('RUNNING'), idle: count('IDLE'), initializing: count('INITIALIZING'), throttled: 0, unhealthy: count('UNHEALTHY'), total: workers.length },
+      workers,
+    };
+  }
+
+  /** The endpoint's configuration as the REST API answers it (GET /v2/serverless/{id}). */
+  restConfig() {
+    const o = this.options;
+    return {
+      id: this.id,
+      type: 'QUEUE',
+      workers: { min: this.supervisor.minWorkers, max: this.maxWorkers, idleTimeout: Math.round((o.idleTimeoutMs ?? 5_000) / 1000) },
+      timeout: o.executionTimeoutMs ?? 10 * 60_000,
+    };
+  }
+
   health(): EndpointHealth {
-    const workers = { idle: 0, initializing: 0, ready: 0, running: 0, throttled: 0, unhealthy: 0 };
-    const list = this.supervisor.workers();
-    for (const w of list) {
-      if (w.crashLooping) workers.unhealthy++;
-      else if (w.state === 'idle') workers.idle++;
-      else if (w.state === 'running') workers.running++;
-      else if (w.state === 'starting' || w.state === 'restarting') workers.initializing++;
-      if (w.ready && (w.state === 'idle' || w.state === 'running')) workers.ready++;
-    }
+    const { summary } = this.restWorkers();
     const jobs = this.store.counts();
+    if (!this.options.healthDiagnosis) return { jobs, workers: { idle: summary.idle, running: summary.running } };
+    const ready = this.supervisor.workers().filter((w) => w.ready && (w.state === 'idle' || w.state === 'running')).length;
     const recentFailure = this.lastFailure && Date.now() - this.lastFailure.at < 60_000 ? this.lastFailure.what : undefined;
     let queue: string;
     if (jobs.inQueue === 0) queue = jobs.inProgress > 0 ? 'running' : 'idle';
     else if (this.maxWorkers === 0) queue = 'no-workers';
-    else if (workers.unhealthy > 0 || (recentFailure && workers.idle + workers.running === 0)) queue = 'workers-crashing';
-    else if (workers.initializing > 0) queue = 'cold-starting';
+    else if (summary.unhealthy > 0 || (recentFailure && summary.idle + summary.running === 0)) queue = 'workers-crashing';
+    else if (summary.initializing > 0) queue = 'cold-starting';
     else queue = 'waiting-for-capacity';
-    return { jobs, workers, diagnosis: { queue, ...(this.lastFailure ? { lastWorkerFailure: this.lastFailure.what } : {}) } };
+    return {
+      jobs,
+      workers: { idle: summary.idle, running: summary.running, initializing: summary.initializing, ready, throttled: 0, unhealthy: summary.unhealthy },
+      diagnosis: { queue, ...(this.lastFailure ? { lastWorkerFailure: this.lastFailure.what } : {}) },
+    };
   }
 
   setFaults(config: FaultConfig): void {
@@ -230,7 +265,7 @@ export class LocalEndpoint {
       PYTHONUNBUFFERED: '1',
       RUNPOD_SKIP_AUTO_SYSTEM_CHECKS: 'true',
       RUNPOD_SKIP_GPU_CHECK: 'true',
-      RUNPOD_PING_INTERVAL: String(o.pingIntervalMs ?? 1000),
+      RUNPOD_PING_INTERVAL: String(o.pingIntervalMs ?? 10_000),
       ...o.workerEnv,
       RUNPOD_ENDPOINT_ID: this.id,
       RUNPOD_POD_ID: workerId,

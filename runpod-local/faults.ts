@@ -12,6 +12,8 @@ export const FaultConfig = z.strictObject({
     .strictObject({
       /** Share of requests answered 429 Too Many Requests (0..1). */
       throttleRate: z.number().min(0).max(1).optional(),
+      /** The next this many requests are answered 429 (a storm with an end). */
+      throttleNext: z.number().int().nonnegative().optional(),
       /** Share of requests answered with `errorStatus` (0..1). */
       errorRate: z.number().min(0).max(1).optional(),
       /** Status of injected errors; default 500. */
@@ -43,6 +45,7 @@ export type FaultConfig = z.infer<typeof FaultConfig>;
 export class Faults {
   private config: FaultConfig = {};
   private crashesLeft = 0;
+  private throttlesLeft = 0;
   /** How many faults were injected, by kind. */
   readonly injected = { throttled: 0, errors: 0, crashes: 0 };
 
@@ -53,10 +56,11 @@ export class Faults {
   set(config: FaultConfig): void {
     this.config = FaultConfig.parse(config);
     this.crashesLeft = this.config.workerCrash ? (this.config.workerCrash.times ?? 1) : 0;
+    this.throttlesLeft = this.config.api?.throttleNext ?? 0;
   }
 
-  get(): FaultConfig & { crashesLeft: number; injected: Faults['injected'] } {
-    return { ...this.config, crashesLeft: this.crashesLeft, injected: { ...this.injected } };
+  get(): FaultConfig & { crashesLeft: number; throttlesLeft: number; injected: Faults['injected'] } {
+    return { ...this.config, crashesLeft: this.crashesLeft, throttlesLeft: this.throttlesLeft, injected: { ...this.injected } };
   }
 
   /** What to do with a client API request: delay it, then answer `status` or go on. */
@@ -64,7 +68,8 @@ export class Faults {
     const api = this.config.api;
     if (!api || (api.operations && !api.operations.includes(op))) return { delayMs: 0 };
     const delayMs = api.latencyMs ?? 0;
-    if (api.throttleRate && Math.random() < api.throttleRate) {
+    if (this.throttlesLeft > 0 || (api.throttleRate && Math.random() < api.throttleRate)) {
+      if (this.throttlesLeft > 0) this.throttlesLeft--;
       this.injected.throttled++;
       return { delayMs, status: 429 };
     }
@@ -90,36 +95,72 @@ export class Faults {
   }
 }
 
-/** RunPod's documented limits per endpoint, requests per 10 s. */
+/** RunPod's documented limits per endpoint: requests per 10 s, and requests in flight at once. */
 export const RUNPOD_RATE_LIMITS: Partial<Record<Operation, number>> = {
   run: 1000,
   runsync: 2000,
   status: 2000,
-  'status-sync': 2000,
   stream: 2000,
   cancel: 100,
   'purge-queue': 2,
 };
+export const RUNPOD_CONCURRENCY_LIMITS: Partial<Record<Operation, number>> = {
+  run: 200,
+  runsync: 400,
+  status: 400,
+  stream: 400,
+  cancel: 20,
+};
 export const RATE_WINDOW_MS = 10_000;
 
-/** A sliding-window counter per operation. */
+/** /status-sync is a /status held open: it counts against /status's limits (a held long-poll is a
+ * concurrent status request). */
+const bucketOf = (op: Operation): Operation => (op === 'status-sync' ? 'status' : op);
+
+/** A sliding-window counter and an in-flight count per operation. */
 export class RateLimiter {
   private readonly hits = new Map<Operation, number[]>();
+  private readonly inFlight = new Map<Operation, number>();
+  /** Requests answered 429, by reason. */
+  readonly refused = { rate: 0, concurrency: 0 };
 
-  constructor(private readonly limits: Partial<Record<Operation, number>>) {}
+  constructor(
+    private readonly limits: Partial<Record<Operation, number>>,
+    private readonly concurrency: Partial<Record<Operation, number>> = RUNPOD_CONCURRENCY_LIMITS,
+  ) {}
 
-  /** Counts a request; false when it is over the limit (answer 429). */
-  allow(op: Operation, now = Date.now()): boolean {
-    const limit = this.limits[op];
-    if (limit === undefined) return true;
-    const list = this.hits.get(op) ?? [];
+  /**
+   * Admits a request: undefined when it is over a limit (answer 429), else a function to call
+   * when its answer is written.
+   */
+  admit(op: Operation, now = Date.now()): (() => void) | undefined {
+    const bucket = bucketOf(op);
+    const limit = this.limits[bucket];
+    const list = this.hits.get(bucket) ?? [];
     while (list.length > 0 && list[0]! <= now - RATE_WINDOW_MS) list.shift();
-    if (list.length >= limit) {
-      this.hits.set(op, list);
-      return false;
+    this.hits.set(bucket, list);
+    if (limit !== undefined && list.length >= limit) {
+      this.refused.rate++;
+      return undefined;
+    }
+    const open = this.inFlight.get(bucket) ?? 0;
+    const most = this.concurrency[bucket];
+    if (most !== undefined && open >= most) {
+      this.refused.concurrency++;
+      return undefined;
     }
     list.push(now);
-    this.hits.set(op, list);
-    return true;
+    this.inFlight.set(bucket, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.inFlight.set(bucket, (this.inFlight.get(bucket) ?? 1) - 1);
+    };
+  }
+
+  /** Requests of `op`'s bucket in flight now (the most seen is what a test compares with the limit). */
+  open(op: Operation): number {
+    return this.inFlight.get(bucketOf(op)) ?? 0;
   }
 }

@@ -33,6 +33,8 @@ export interface RunpodLocalEndpoint {
   health(): EndpointHealth;
   /** Replaces the endpoint's fault injection ({} turns it off). */
   setFaults(faults: FaultConfig): void;
+  /** /status and /status-sync requests being answered now (the service allows 400 at once). */
+  openStatusRequests(): number;
 }
 
 export interface RunpodLocal {
@@ -91,6 +93,7 @@ export async function startRunpodLocal(options: RunpodLocalOptions): Promise<Run
     workers: () => e.workers(),
     health: () => e.health(),
     setFaults: (f) => e.setFaults(f),
+    openStatusRequests: () => e.limiter?.open('status') ?? 0,
   });
   let stopped: Promise<void> | undefined;
   return {

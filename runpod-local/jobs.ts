@@ -33,6 +33,8 @@ export interface LedgerEntry {
   streamChunks: number;
   finishedAt?: string;
   cancelledAt?: string;
+  /** Set when the job's TTL ran out: it was removed (/status answers 404). */
+  expiredAt?: string;
   status: JobState;
   /** /runsync instead of /run. */
   sync: boolean;
@@ -510,12 +512,16 @@ export class JobStore {
     this.opts.onStopRunning(job, holder);
   }
 
-  /** policy.ttl: the job's whole lifetime (queue + execution) is over. */
+  /** policy.ttl: the job's whole lifetime (queue + execution) is over. Like the service, the job
+   * is removed at once: /status answers 404 (the ledger keeps it, TIMED_OUT with `expiredAt`). */
   private expire(job: Job): void {
     if (isTerminal(job.status)) return;
     const holder = job.holder;
     if (job.status === 'IN_QUEUE') this.queue.splice(this.queue.indexOf(job), 1);
     this.finish(job, 'TIMED_OUT', { error: `job ttl exceeded (${job.ttlMs} ms)` });
+    job.ledger.expiredAt = job.ledger.finishedAt;
+    job.input = undefined;
+    this.jobs.delete(job.id);
     if (holder !== undefined) this.opts.onStopRunning(job, holder);
   }
 

@@ -134,6 +134,10 @@ export class Supervisor {
 
   constructor(private readonly opts: SupervisorOptions) {}
 
+  get minWorkers(): number {
+    return this.opts.minWorkers;
+  }
+
   start(): void {
     this.tick();
     this.ticker = setInterval(() => this.tick(), this.opts.tickMs ?? 200);

@@ -1,6 +1,6 @@
 // runpod-local against the official clients (runpod-sdk for JavaScript, runpod.Endpoint for
 // Python), both unmodified and pointed at it by their base-URL settings, and the rest of the
-// client API: runsync, status-sync, stream, retry, ttl, result retention, payload and rate
+// client API: runsync, status-sync, stream, retry, result retention, payload and rate
 // limits, webhooks, fault injection, several endpoints on one server. Real processes, no mocks.
 import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -188,14 +188,6 @@ describe('client API', () => {
     expect((await c.health()).jobs.retried).toBeGreaterThanOrEqual(1);
   }, 30_000);
 
-  it('times out a job whose policy.ttl passes while it waits in the queue', async () => {
-    const c = client('idle');
-    const { id } = await c.run({ n: 3 }, { policy: { ttl: 300 } });
-    const s = await until(() => c.status(id), final, 5_000);
-    expect(s.status).toBe('TIMED_OUT');
-    expect(s.error).toMatch(/ttl/);
-  });
-
   it('limits /run to 10 MB and /runsync to 20 MB with the service’s 413', async () => {
     const c = client('idle');
     const blob = 'x'.repeat(15 * 1024 * 1024);
@@ -251,6 +243,16 @@ describe('client API', () => {
     await c.purgeQueue().catch(() => {});
     const third = await c.purgeQueue().catch((e: RunpodHttpError) => e);
     expect((third as RunpodHttpError).status).toBe(429); // 2 per 10 s
+  });
+
+  it('answers 429 beyond the service’s 400 concurrent status requests: a held /status-sync counts', async () => {
+    const c = client('idle');
+    const { id } = await c.run({ held: true }).catch(async () => c.run({ held: true })); // /run may still be throttled above
+    const held = Array.from({ length: 400 }, () => c.statusSync(id, 2_000).then(() => 200, (e: RunpodHttpError) => e.status));
+    await until(() => rl.endpoint('idle').openStatusRequests(), (n) => n === 400, 10_000, 20);
+    expect(await c.status(id).then(() => 200, (e: RunpodHttpError) => e.status)).toBe(429);
+    expect((await Promise.all(held)).every((s) => s === 200)).toBe(true);
+    expect((await c.status(id)).status).toBe('IN_QUEUE'); // free again once they return
   });
 
   it('injects 429s, 5xx and latency through the admin route, and turns them off again', async () => {

@@ -25,6 +25,8 @@ async function withEndpoint(
     workerCommand: [PYTHON, fixture('sdk_handler.py')],
     stopGraceMs: 3_000,
     cancelGraceMs: 2_000,
+    // These tests read runpod-local's own health extras (the service answers only idle/running).
+    healthDiagnosis: true,
     logger,
     ...options,
   });
@@ -89,7 +91,7 @@ describe('runpod-local endpoint behaviour', () => {
   }, 60_000);
 
   it('declares dead a worker that stops sending heartbeats and requeues its job on a fresh worker', async () => {
-    await withEndpoint({ workers: 1, jobRetries: 1, heartbeatTimeoutMs: 2_500 }, async (rl, c) => {
+    await withEndpoint({ workers: 1, jobRetries: 1, pingIntervalMs: 1_000, heartbeatTimeoutMs: 2_500 }, async (rl, c) => {
       const { id } = await c.run({ mode: 'asleep', seconds: 3, task: 'frozen' });
       await until(() => c.status(id), (s) => s.status === 'IN_PROGRESS');
       const pid = rl.workers()[0]!.pid!;
@@ -110,7 +112,7 @@ describe('runpod-local endpoint behaviour', () => {
   }, 60_000);
 
   it('injected crashes: at take (no retries: FAILED), at result (retried once: COMPLETED, result of the first attempt lost)', async () => {
-    await withEndpoint({ workers: 1, faults: { workerCrash: { at: 'take', task: 'doomed' } } }, async (rl, c) => {
+    await withEndpoint({ workers: 1, jobRetries: 0, faults: { workerCrash: { at: 'take', task: 'doomed' } } }, async (rl, c) => {
       const { id } = await c.run({ mode: 'echo', task: 'doomed' });
       const s = await until(() => c.status(id), final);
       expect(s).toMatchObject({ status: 'FAILED', error: 'worker w-1 exited with signal SIGKILL while running this job' });

@@ -2,6 +2,9 @@
 // driven through lib/runpod-client.ts. Real processes, no mocks. One endpoint is shared by the
 // tests, which run in order.
 import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
@@ -16,10 +19,11 @@ import {
   type RunpodJobStatus,
 } from '../lib/runpod-client.js';
 import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
-import { groupAlive } from '../testkit/wait.js';
+import { groupAlive, until } from '../testkit/wait.js';
 
 const PYTHON = process.env.LORAFLOW_PYTHON ?? fileURLToPath(new URL('../.tools/pyenv/bin/python', import.meta.url));
 const HANDLER = fileURLToPath(new URL('./fixtures/sdk_handler.py', import.meta.url));
+const AUTH_PROBE = fileURLToPath(new URL('./fixtures/auth_probe_worker.py', import.meta.url));
 const CLI = fileURLToPath(new URL('../runpod-local/cli.ts', import.meta.url));
 const API_KEY = 'rl-test-key-5f1c0d';
 const PRESIGNED = 'https://bucket.s3.example.com/datasets/a.zip?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=deadbeefsecret';
@@ -181,21 +185,19 @@ describe('runpod-local with the runpod SDK worker', () => {
     workerPid();
   });
 
-  it('fails the job when its worker is killed with SIGKILL, and runs the next one on a restarted worker', async () => {
-    const id = await run({ mode: 'sleep', seconds: 60 });
+  it('retries a job whose worker is killed with SIGKILL under its id, on a restarted worker (the service’s automatic retries)', async () => {
+    const id = await run({ mode: 'sleep', seconds: 3 });
     await waitState(id, 'IN_PROGRESS');
     const pid = workerPid();
     process.kill(pid, 'SIGKILL');
-    const s = await waitState(id, 'FAILED', 'COMPLETED');
-    expect(s.status).toBe('FAILED');
-    expect(s.error).toBe('worker w-1 exited with signal SIGKILL while running this job');
     // the SDK's heartbeat process (same process group) does not outlive the worker
     await waitUntil(() => !groupAlive(pid), 5_000, 'the killed worker’s process group to be gone');
-
-    const next = await run({ mode: 'echo', n: 3 });
-    const done = await waitState(next, 'COMPLETED', 'FAILED');
-    expect(done.status).toBe('COMPLETED');
+    const s = await waitState(id, 'FAILED', 'COMPLETED');
+    expect(s.status).toBe('COMPLETED');
     expect(workerPid()).not.toBe(pid);
+    const entry = rl.ledger().find((e) => e.id === id)!;
+    expect(entry.attempts.map((a) => a.outcome)).toEqual(['requeued: worker w-1 exited with signal SIGKILL while running this job', 'COMPLETED']);
+    expect((await client.health()).jobs.retried).toBeGreaterThanOrEqual(1);
   });
 
   it('rejects requests without the API key (401)', async () => {
@@ -238,13 +240,18 @@ describe('runpod-local with the runpod SDK worker', () => {
     expect(((await other.health().catch((e: unknown) => e)) as RunpodHttpError).status).toBe(404);
   });
 
-  it('reports health like the service', async () => {
-    const h = await client.health();
+  it('reports health with the service’s documented fields only', async () => {
+    const res = await fetch(`${rl.url}/local/health`, { headers: { authorization: `Bearer ${API_KEY}` } });
+    const h = (await res.json()) as { jobs: Record<string, number>; workers: Record<string, number> };
+    expect(Object.keys(h).sort()).toEqual(['jobs', 'workers']);
+    expect(Object.keys(h.jobs).sort()).toEqual(['completed', 'failed', 'inProgress', 'inQueue', 'retried']);
+    expect(Object.keys(h.workers).sort()).toEqual(['idle', 'running']);
     expect(h.jobs.completed).toBeGreaterThanOrEqual(5);
     expect(h.jobs.failed).toBeGreaterThanOrEqual(3);
     expect(h.jobs.inQueue).toBe(0);
-    expect(h.workers.idle + h.workers.running).toBe(1);
+    expect(h.workers.idle! + h.workers.running!).toBe(1);
   });
+
 
   it('keeps exactly one ledger entry per submitted job and never an input', async () => {
     const res = await fetch(`${rl.url.replace(/\/v2$/, '')}/admin/ledger`, { headers: { authorization: `Bearer ${API_KEY}` } });
@@ -272,7 +279,43 @@ describe('runpod-local with the runpod SDK worker', () => {
   });
 });
 
-describe('runpod-local without workers', () => {
+describe('runpod-local endpoint details', () => {
+  it('authenticates worker calls by the Authorization header the SDK sends, like the service', async () => {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'rl-auth-')), 'codes');
+    const local = await startRunpodLocal({ port: 0, apiKey: API_KEY, workerCommand: [PYTHON, AUTH_PROBE], workerEnv: { AUTH_PROBE_OUT: out }, workers: 1, logger });
+    try {
+      const codes = await until(() => (existsSync(out) ? readFileSync(out, 'utf8') : ''), (t) => t.length > 0, 20_000);
+      expect(codes).toBe('401 200'); // its own token without the key is refused
+    } finally {
+      await local.stop();
+    }
+  });
+
+  it("answers the REST API's endpoint and worker views: max workers, and each worker's status", async () => {
+    const local = await startRunpodLocal({ port: 0, apiKey: API_KEY, workerCommand: [], workers: 0, logger });
+    try {
+      const rest = (p: string, key = API_KEY) => fetch(`${local.url.replace(/\/v2$/, '')}/rest/v2/serverless/local${p}`, { headers: { authorization: `Bearer ${key}` } });
+      expect(await (await rest('')).json()).toMatchObject({ id: 'local', workers: { min: 0, max: 0 } });
+      expect(await (await rest('/workers')).json()).toEqual({ summary: { running: 0, idle: 0, initializing: 0, throttled: 0, unhealthy: 0, total: 0 }, workers: [] });
+      expect((await rest('', 'wrong')).status).toBe(401);
+    } finally {
+      await local.stop();
+    }
+  });
+
+  it('removes a job whose TTL ran out: /status answers 404, as on the service', async () => {
+    const local = await startRunpodLocal({ port: 0, apiKey: API_KEY, workerCommand: [], workers: 0, logger });
+    try {
+      const c = new RunpodClient({ baseUrl: local.url, apiKey: API_KEY, endpointId: 'local' });
+      const { id } = await c.run({ task: 'never-runs' }, { policy: { ttl: 300 } });
+      await sleep(500);
+      await expect(c.status(id)).rejects.toBeInstanceOf(RunpodJobNotFound);
+      expect(local.ledger()).toMatchObject([{ id, status: 'TIMED_OUT', expiredAt: expect.any(String) }]);
+    } finally {
+      await local.stop();
+    }
+  });
+
   it('purges finished results after resultTtlMs and reports a taken port clearly', async () => {
     const local = await startRunpodLocal({ port: 0, apiKey: API_KEY, workerCommand: [], workers: 0, resultTtlMs: 300, logger });
     try {
