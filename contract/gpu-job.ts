@@ -39,10 +39,31 @@ export const TrainingParams = z.object({
 });
 export type TrainingParams = z.infer<typeof TrainingParams>;
 
+/**
+ * A job's write-once claim (RunPod has no idempotency key). Before spending GPU time the worker
+ * writes its job id with a presigned conditional PUT (`If-None-Match: *` is signed into `url`).
+ * Only the first job of a generation succeeds; any other stops at once with a CLAIMED error. A
+ * claim that already holds this job's own id (read back through `readUrl`) is the job's own: the
+ * service retried the job after its worker died, or the answer to the first PUT was lost. Each
+ * start of the job then takes the first free marker of `attemptUrls` (conditional PUTs too): when
+ * none is free, the job's workers died too often and it fails with CRASHED instead of running again.
+ */
+export const JobClaim = z.object({
+  url: z.url(),
+  readUrl: z.url(),
+  attemptUrls: z.array(z.url()).min(1).max(20),
+});
+
+/** Presigned PUT where the worker writes its output (JSON) before returning it: the result
+ * survives RunPod purging it from /status. */
+export const ResultUpload = z.object({ url: z.url() });
+
 export const CaptionJobInput = z.object({
   task: z.literal('caption'),
   triggerWord: TriggerWord,
   images: z.array(ImageRef).min(1).max(5000),
+  claim: JobClaim.optional(),
+  result: ResultUpload.optional(),
 });
 
 /** Key layout of the .safetensors: diffusers (`load_lora_weights`) or kohya (ComfyUI, A1111). */
@@ -63,23 +84,21 @@ export const TrainJobInput = LoraSettings.extend({
   images: z.array(ImageRef.extend({ caption: z.string().min(1).max(1000) })).min(1).max(5000),
   /** Presigned PUT for the finished `.safetensors`; the worker has no S3 credentials. */
   output: z.object({ loraUrl: z.url() }),
-  /**
-   * Presigned conditional PUT (`If-None-Match: *` is signed): before spending GPU time the worker
-   * writes its job id there. Only the first job of a training succeeds; any other stops at once
-   * with a CLAIMED error. RunPod has no idempotency key: this closes the window between `/run`
-   * returning and the orchestrator recording the job id.
-   */
-  claim: z.object({ url: z.url() }).optional(),
+  /** See JobClaim: closes the window between `/run` returning and the job id being recorded. */
+  claim: JobClaim.optional(),
+  result: ResultUpload.optional(),
   /**
    * Train only up to this step in this job, then upload a checkpoint and return without `lora`
    * (a segment shorter than the endpoint's execution timeout). Absent: train to params.steps.
    */
   stopAtStep: z.int().positive().optional(),
-  /** Likewise, but by time: stop at the first step boundary after this many seconds of the job. */
+  /** Likewise, but by time: stop at the first step boundary after this many seconds of training
+   * (counted from the first step, so setup — download, load, caching — never eats a segment). */
   stopAfterSeconds: z.number().positive().optional(),
   /** Presigned PUT for this job's checkpoint (LoRA weights, optimizer, scheduler, step, RNG state),
-   * written every `everySteps`, at the end of a segment, and on cancel or SIGTERM before exiting. */
-  checkpoint: z.object({ url: z.url(), everySteps: z.int().positive() }).optional(),
+   * written every `everySteps`, at the end of a segment, and on cancel or SIGTERM before exiting.
+   * `readUrl` reads the same object: a job the service retried resumes from its own last checkpoint. */
+  checkpoint: z.object({ url: z.url(), readUrl: z.url().optional(), everySteps: z.int().positive() }).optional(),
   /** Presigned GET of a checkpoint to continue from: training resumes at its step, not at 0. */
   resume: z.object({ url: z.url() }).optional(),
   /** Sample images: presigned PUTs keyed by the step after which to render one (PNG). */
@@ -136,7 +155,8 @@ export type GpuProgress = z.infer<typeof GpuProgress>;
 /**
  * Error classes the worker puts in front of its error message as "[CLASS] message"
  * (a plain string survives every RunPod layer). The orchestrator maps them to retries;
- * CLAIMED means another job already owns this training (see TrainJobInput.claim).
+ * CLAIMED means another job already owns this work, CRASHED that the job was started on more
+ * workers than its attempt markers allow (see JobClaim).
  */
-export const GpuErrorClass = z.enum(['OOM', 'INPUT', 'TRANSIENT', 'INTERNAL', 'CLAIMED']);
+export const GpuErrorClass = z.enum(['OOM', 'INPUT', 'TRANSIENT', 'INTERNAL', 'CLAIMED', 'CRASHED']);
 export type GpuErrorClass = z.infer<typeof GpuErrorClass>;

@@ -1,11 +1,12 @@
 """Error classes and the "[CLASS] message" strings the orchestrator parses.
 
-The TypeScript side matches `^\\[(OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED)\\] ` to decide on retries:
+The TypeScript side matches `^\\[(OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED|CRASHED)\\] ` to decide on retries:
   OOM       out of memory; retrying the same config will fail again
   INPUT     bad job input (schema, parameter, image); retrying is pointless
   TRANSIENT network/storage trouble; retrying may succeed
   INTERNAL  anything else (a bug or a broken worker image)
-  CLAIMED   another job already claimed this training; this one stopped before any GPU work
+  CLAIMED   another job already claimed this work; this one stopped before any GPU work
+  CRASHED   this job was started more often than its attempt markers allow (its workers keep dying)
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class OutOfMemory(JobError):
 
 class AlreadyClaimed(JobError):
     error_class = "CLAIMED"
+
+
+class StartedTooOften(JobError):
+    error_class = "CRASHED"
 
 
 def redact(text: str) -> str:

@@ -3,15 +3,18 @@
 Jobs (`job["input"]`) are validated against contract/schema/gpu-job-input.schema.json, which
 is generated from contract/gpu-job.ts (the reference for every field):
 
-  caption: {"task": "caption", "triggerWord", "images": [{"id", "url"}]}
+  caption: {"task": "caption", "triggerWord", "images": [{"id", "url"}], "claim"?, "result"?}
     -> {"captioner", "captions": [{"id", "caption": "<trigger>, ..."}]}
   train:   {"task": "train", "baseModel", "triggerWord", "images": [{"id", "url", "caption"}],
-            "params": {...}, "output": {"loraUrl"}, "format", "claim"?, "stopAtStep"?,
-            "stopAfterSeconds"?, "checkpoint"?: {"url", "everySteps"}, "resume"?: {"url"},
-            "samples"?: {"prompt", "urls": {"<step>": url}}}
+            "params": {...}, "output": {"loraUrl"}, "format", "claim"?, "result"?, "stopAtStep"?,
+            "stopAfterSeconds"?, "checkpoint"?: {"url", "readUrl"?, "everySteps"},
+            "resume"?: {"url"}, "samples"?: {"prompt", "urls": {"<step>": url}}}
     -> {"step", "lora"? (only when finished), "checkpoint"?, "samples"?, "metrics"}
 
-Failures return {"error": "[OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED] message"} (see errors.py).
+Both kinds claim their work first ("claim": {"url", "readUrl", "attemptUrls"}: a job the service
+retries under its id continues, a duplicate stops) and PUT their output to "result.url" before
+returning it, so it outlives RunPod's result retention.
+Failures return {"error": "[OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED|CRASHED] message"} (see errors.py).
 Importing this module is cheap: torch and the models load on the first job that needs them
 (frozen models then stay cached per name for the life of the worker).
 """
@@ -61,19 +64,28 @@ def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, An
     try:
         job_input = validate_input(job.get("input"))
         task = job_input["task"]
+        if task == "train":
+            check_train_input(job_input)
+        import transfer
+
+        if "claim" in job_input:  # first, before any GPU time is spent
+            attempt = transfer.claim(job_input["claim"], str(job.get("id", "")))
+            if attempt > 0:
+                log.warning("job %s: start %d (the service retried it after its worker was lost)", job.get("id", "?"), attempt + 1)
         if task == "caption":
             from caption import run_caption
 
             output = run_caption(job_input, workdir, progress)
         else:
-            check_train_input(job_input)
             from train_lora import run_train
-            from transfer import claim
 
-            if "claim" in job_input:  # first, before any GPU time is spent
-                claim(job_input["claim"]["url"], str(job.get("id", "")))
             output = run_train(job_input, workdir, progress, stop)
         validate_output(task, output)
+        if "result" in job_input:
+            try:
+                transfer.put_json(job_input["result"]["url"], output, "result.url upload")
+            except Exception as exc:  # the result still goes back through RunPod
+                log.warning("job %s: result not stored (%s); it lives only as long as RunPod keeps it", job.get("id", "?"), error_message(exc))
         return output
     except Exception as exc:
         message = error_message(exc)

@@ -148,7 +148,6 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    job_started = time.monotonic()
     stop = stop or StopSignal()
     params, images = job_input["params"], job_input["images"]
     steps, seed, batch_size = params["steps"], params["seed"], params["batchSize"]
@@ -167,7 +166,12 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     progress.phase("download")
     paths = transfer.download_images(images, workdir / "images")
     resumed = None
-    if "resume" in job_input:
+    # A job the service retried (same id, same input) continues from its own last checkpoint,
+    # which is newer than the one it was given to resume from.
+    own = (ckpt_spec or {}).get("readUrl")
+    if own and transfer.fetch_if_exists(own, workdir / "resume.ckpt", "checkpoint.readUrl download"):
+        resumed = checkpoint.load(workdir / "resume.ckpt")
+    elif "resume" in job_input:
         transfer.download(job_input["resume"]["url"], workdir / "resume.ckpt", "resume download")
         resumed = checkpoint.load(workdir / "resume.ckpt")
     pil_images = [open_rgb(p, img["id"], f"images.{i}") for i, (p, img) in enumerate(zip(paths, images))]
@@ -260,8 +264,9 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     def should_stop(step: int) -> bool:
         if step >= end_step or stop.is_set():
             return True
-        # By time: only once this job trained a step, so every segment makes progress.
-        return bool(stop_after) and step > start_step and time.monotonic() - job_started >= stop_after
+        # By time, counted from the first step (setup never eats a segment), and only once this job
+        # trained a step, so every segment makes progress.
+        return bool(stop_after) and step > start_step and time.monotonic() - loop_started >= stop_after
 
     def check_loss(step: int, value: float) -> None:
         reference = statistics.median(losses[:EXPLODE_REFERENCE_STEPS]) if losses else None

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from errors import AlreadyClaimed, InputError, JobError, TransientError
+from errors import AlreadyClaimed, InputError, JobError, StartedTooOften, TransientError
 
 log = logging.getLogger("loraflow.transfer")
 
@@ -35,7 +35,8 @@ def safe_url(url: str) -> str:
 
 
 class _RetryableStatus(TransientError):
-    """HTTP 429/5xx: the store is overloaded or flaky; worth another attempt."""
+    """HTTP 429/5xx, or 409 to a conditional write: the store is overloaded, flaky or settling two
+    writes at once (AWS answers ConditionalRequestConflict); worth another attempt."""
 
 
 def _retrying(what: str, attempt_once: Callable[[], None]) -> None:
@@ -107,16 +108,81 @@ def upload(url: str, path: Path, what: str = "output.loraUrl upload") -> None:
     log.info("uploaded %d bytes to %s", len(body), safe_url(url))
 
 
-def claim(url: str, job_id: str) -> None:
-    """Write-once claim of a training (`If-None-Match: *`, signed into the URL): 412 means another
-    job got there first, so this one must not spend GPU time. Retries are safe: a retry that finds
-    its own earlier write gets 412 too, which only happens if the first PUT's answer was lost."""
-    body = json.dumps({"jobId": job_id}).encode()
+def _put_if_absent(url: str, body: bytes, what: str) -> bool:
+    """A conditional PUT (`If-None-Match: *` is signed into the URL): True when this call wrote the
+    object, False when it already existed (412). 409 (a concurrent conditional write) is retried."""
+    written = False
 
     def once() -> None:
+        nonlocal written
         response = requests.put(url, data=body, headers={"If-None-Match": "*"}, timeout=TIMEOUT)
+        if response.status_code == 409:
+            raise _RetryableStatus(f"{what}: HTTP 409 (conditional write conflict) after {ATTEMPTS} attempts")
         if response.status_code == 412:
-            raise AlreadyClaimed("claim: this training was already claimed by another GPU job; stopping before any GPU work")
-        _check_status("claim", response, JobError)
+            return
+        _check_status(what, response, JobError)
+        written = True
 
-    _retrying("claim", once)
+    _retrying(what, once)
+    return written
+
+
+def _claim_holder(read_url: str) -> str | None:
+    holder: str | None = None
+
+    def once() -> None:
+        nonlocal holder
+        response = requests.get(read_url, timeout=TIMEOUT)
+        _check_status("claim read", response, JobError)
+        holder = str(json.loads(response.content or b"{}").get("jobId", "")) or None
+
+    _retrying("claim read", once)
+    return holder
+
+
+def claim(spec: dict, job_id: str) -> int:
+    """Claims this job's work before any GPU time is spent; returns this start's attempt number.
+
+    The claim holds the first job's id: a claim with another id means a duplicate job, which stops
+    (CLAIMED). A claim with this job's own id is its own: the service retried the job after its
+    worker died (same id), or the answer to our first PUT was lost. Every start then takes the
+    first free attempt marker; none free means the job's workers keep dying (CRASHED)."""
+    body = json.dumps({"jobId": job_id}).encode()
+    if not _put_if_absent(spec["url"], body, "claim"):
+        holder = _claim_holder(spec["readUrl"])
+        if holder != job_id:
+            raise AlreadyClaimed("claim: this work was already claimed by another GPU job; stopping before any GPU work")
+        log.info("claim: held by this job already (a retried job, or a lost answer); continuing")
+    for attempt, url in enumerate(spec["attemptUrls"]):
+        if _put_if_absent(url, json.dumps({"jobId": job_id, "attempt": attempt}).encode(), f"claim.attemptUrls.{attempt}"):
+            return attempt
+    raise StartedTooOften(f"claim: this job was started {len(spec['attemptUrls'])} times already (its workers keep dying); not running it again")
+
+
+def put_json(url: str, value: object, what: str) -> None:
+    """PUT a JSON document (no Content-Type: it would have to be signed)."""
+    body = json.dumps(value).encode()
+
+    def once() -> None:
+        _check_status(what, requests.put(url, data=body, timeout=TIMEOUT), JobError)
+
+    _retrying(what, once)
+
+
+def fetch_if_exists(url: str, dest: Path, what: str) -> bool:
+    """GET into `dest`; False (and no file) when the object does not exist."""
+    found = True
+
+    def once() -> None:
+        nonlocal found
+        with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+            if response.status_code == 404:
+                found = False
+                return
+            _check_status(what, response, InputError)
+            with open(dest, "wb") as fh:
+                for chunk in response.iter_content(CHUNK):
+                    fh.write(chunk)
+
+    _retrying(what, once)
+    return found

@@ -66,6 +66,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.fail: dict[str, int] = {}
+        self.fail_once: dict[str, int] = {}
         self.requests: list[tuple[str, str, dict]] = []
         store = self
 
@@ -74,7 +75,7 @@ class FakeStore:
                 return self.path.split("?", 1)[0].lstrip("/")
 
             def _maybe_fail(self) -> bool:
-                status = store.fail.get(self._key())
+                status = store.fail.get(self._key()) or store.fail_once.pop(self._key(), None)
                 if status:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")

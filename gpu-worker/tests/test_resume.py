@@ -119,6 +119,24 @@ def test_killed_job_resumes_from_its_last_periodic_checkpoint(reference, store, 
     assert_same_weights(weights(store, "after-kill"), full_weights)
 
 
+def test_a_job_the_service_retried_resumes_from_its_own_checkpoint(reference, store, hook) -> None:
+    _, full_weights = reference
+    spec = job(store, "retried", every=2, resume=None)
+    spec["input"]["checkpoint"]["readUrl"] = spec["input"]["checkpoint"]["url"]
+
+    def kill():
+        raise Killed()
+
+    hook.at(5, kill)
+    with pytest.raises(Killed):  # its worker dies after the checkpoint at step 4
+        handler.run_job(spec)
+    hook.clear()
+    again = handler.run_job(spec)  # the same job input, started again by the service
+    assert "error" not in again, again
+    assert again["metrics"]["steps"] == STEPS - 4
+    assert_same_weights(weights(store, "retried"), full_weights)
+
+
 def test_sigterm_checkpoints_and_ends_the_segment(reference, store, hook, worker_env) -> None:
     _, full_weights = reference
     hook.at(5, lambda: os.kill(os.getpid(), signal.SIGTERM))
@@ -152,6 +170,23 @@ def test_cancel_uploads_a_checkpoint_before_letting_go(worker_env, store, progre
     assert 3 <= ckpt_step(store, "cancel") < STEPS
     assert "out/cancel.safetensors" not in store.objects
     assert not any(worker_env.iterdir())
+
+
+def test_the_segment_clock_starts_at_the_first_step_not_at_setup(worker_env, store, progress_log, monkeypatch) -> None:
+    import time
+
+    import transfer
+
+    real = transfer.download_images
+
+    def slow_download(*args, **kwargs):  # a big dataset: setup longer than the whole segment
+        time.sleep(2.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "download_images", slow_download)
+    result = handler.run_job(job(store, "slow-setup", stopAfterSeconds=1.0))
+    assert "error" not in result, result
+    assert result["step"] > 1, "a segment whose setup took longer than it trained more than one step"
 
 
 def test_stop_after_seconds_ends_a_segment_after_at_least_one_step(worker_env, store, progress_log) -> None:

@@ -120,11 +120,17 @@ def test_diverging_loss_is_reported(worker_env, store, progress_log, monkeypatch
     assert result["error"].startswith("[INPUT] params.learningRate: training diverged")
 
 
+def claim_spec(store, attempts: int = 3) -> dict:
+    return {"url": store.url("claims/0.json"), "readUrl": store.url("claims/0.json"),
+            "attemptUrls": [store.url(f"claims/0.attempt-{k}.json") for k in range(attempts)]}
+
+
 def test_claims_the_training_before_any_work(worker_env, store, progress_log) -> None:
     job = train_job(store, steps=2)
-    job["input"]["claim"] = {"url": store.url("claims/0.json")}
+    job["input"]["claim"] = claim_spec(store)
     assert "error" not in handler.run_job(job)
     assert json.loads(store.objects["claims/0.json"]) == {"jobId": "train-1"}
+    assert json.loads(store.objects["claims/0.attempt-0.json"]) == {"jobId": "train-1", "attempt": 0}
     claim_put = next(r for r in store.requests if r[1] == "claims/0.json")
     assert claim_put[2].get("If-None-Match") == "*"
 
@@ -132,10 +138,48 @@ def test_claims_the_training_before_any_work(worker_env, store, progress_log) ->
 def test_a_second_job_for_a_claimed_training_stops_before_any_work(worker_env, store, progress_log) -> None:
     store.objects["claims/0.json"] = json.dumps({"jobId": "first-job"}).encode()
     job = train_job(store, steps=2)
-    job["input"]["claim"] = {"url": store.url("claims/0.json")}
+    job["input"]["claim"] = claim_spec(store)
     result = handler.run_job(job)
-    assert result["error"].startswith("[CLAIMED] claim: this training was already claimed")
+    assert result["error"].startswith("[CLAIMED] claim: this work was already claimed")
     assert "SECRET" not in result["error"]
     assert not [r for r in store.requests if r[1].startswith("img/")], "no image was downloaded"
     assert "out/lora.safetensors" not in store.objects
     assert json.loads(store.objects["claims/0.json"]) == {"jobId": "first-job"}
+
+
+def test_a_job_the_service_retried_meets_its_own_claim_and_continues(worker_env, store, progress_log) -> None:
+    # The first start claimed and took attempt 0, then its worker died (or the PUT's answer was lost).
+    store.objects["claims/0.json"] = json.dumps({"jobId": "train-1"}).encode()
+    store.objects["claims/0.attempt-0.json"] = json.dumps({"jobId": "train-1", "attempt": 0}).encode()
+    job = train_job(store, steps=2)
+    job["input"]["claim"] = claim_spec(store)
+    result = handler.run_job(job)
+    assert "error" not in result, result
+    assert "lora" in result
+    assert json.loads(store.objects["claims/0.attempt-1.json"]) == {"jobId": "train-1", "attempt": 1}
+
+
+def test_a_job_started_more_often_than_its_attempt_markers_allow_stops(worker_env, store, progress_log) -> None:
+    store.objects["claims/0.json"] = json.dumps({"jobId": "train-1"}).encode()
+    for k in range(2):
+        store.objects[f"claims/0.attempt-{k}.json"] = b"{}"
+    job = train_job(store, steps=2)
+    job["input"]["claim"] = claim_spec(store, attempts=2)
+    result = handler.run_job(job)
+    assert result["error"].startswith("[CRASHED] claim: this job was started 2 times already")
+    assert not [r for r in store.requests if r[1].startswith("img/")], "no image was downloaded"
+
+
+def test_a_conditional_write_conflict_is_retried(worker_env, store, progress_log) -> None:
+    store.fail_once["claims/0.json"] = 409  # AWS: ConditionalRequestConflict between two writers
+    job = train_job(store, steps=2)
+    job["input"]["claim"] = claim_spec(store)
+    assert "error" not in handler.run_job(job)
+    assert len([r for r in store.requests if r[0] == "PUT" and r[1] == "claims/0.json"]) == 2
+
+
+def test_stores_its_output_next_to_the_lora_before_returning_it(worker_env, store, progress_log) -> None:
+    job = train_job(store, steps=2)
+    job["input"]["result"] = {"url": store.url("out/result.json")}
+    result = handler.run_job(job)
+    assert json.loads(store.objects["out/result.json"]) == result
