@@ -91,7 +91,7 @@ trainingFlags(program.command('train').description('train a LoRA on a directory 
     const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };
     if (!o.json) console.error(`${attached ? 'attached to existing' : 'started'} pipeline ${handle.workflowId}\n  Web UI: ${info.webUi}`);
     if (!o.wait) return print(o.json, info, handle.workflowId);
-    const published = await watch(handle); // progress goes to stderr, so --json stdout stays clean
+    const published = await watch(client, handle); // progress goes to stderr, so --json stdout stays clean
     print(o.json, { ...info, published }, published.uri);
   });
 

@@ -1,13 +1,15 @@
 // The Temporal worker: runs the trainLora workflow and its activities on the loraflow task queue,
 // and its GPU stages on loraflow-gpu (lib/workers.ts). Everything comes from the config.
 import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { activityDepsFrom } from './activities/deps.js';
 import { createActivities } from './activities/index.js';
 import { dataConverterFor } from './lib/codec.js';
 import { loadConfig } from './lib/config.js';
 import { makeLogger, temporalLogger } from './lib/logger.js';
-import { ensureBucket } from './lib/s3.js';
+import { ensureJanitorSchedule } from './lib/janitor-schedule.js';
+import { ensureBucket, probeConditionalWrites } from './lib/s3.js';
 import { createWorkers } from './lib/workers.js';
 
 async function run() {
@@ -21,6 +23,16 @@ async function run() {
   });
   const deps = activityDepsFrom(config);
   if (config.LORAFLOW_CREATE_BUCKET) await ensureBucket(deps.storage);
+  // Claims are write-once objects: a store that does not enforce them could pay for a training twice.
+  const logger = makeLogger({ name: 'loraflow-worker', level: config.LORAFLOW_LOG_LEVEL });
+  await probeConditionalWrites(deps.storage, { onUnreachable: (err, attempt) => logger.warn({ attempt, error: String(err) }, 'S3 does not answer yet; probing it again') });
+  if (config.LORAFLOW_JANITOR_MINUTES > 0) {
+    // Another worker creates it if this one cannot: a missing schedule is no reason not to work.
+    await (async () => {
+      const client = new Client({ connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }), namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFor(config) });
+      await ensureJanitorSchedule(client, config.LORAFLOW_TASK_QUEUE, config.LORAFLOW_JANITOR_MINUTES).finally(() => client.connection.close());
+    })().catch((err: unknown) => logger.warn({ error: String(err) }, 'the janitor schedule could not be created now'));
+  }
   const workers = await createWorkers({
     connection: await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
@@ -38,6 +50,7 @@ async function run() {
 }
 
 run().catch((err) => {
-  console.error(err);
+  // A refusal to start (a store without conditional writes, a bad variable) is a message, not a trace.
+  console.error(err instanceof Error && /^(config:|the S3 store)/.test(err.message) ? `loraflow worker: ${err.message}` : err);
   process.exit(1);
 });

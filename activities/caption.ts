@@ -40,13 +40,16 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
   if (missing.length) {
     const job = await runGpuJob(
       deps,
-      async () => ({
+      async ({ claim, resultUrl }) => ({
         task: 'caption',
         triggerWord: input.triggerWord,
-        images: await Promise.all(missing.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key) }))),
+        images: await Promise.all(missing.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600) }))),
+        // Claimed like a training: a duplicate caption job stops before it pays for the captioner.
+        claim,
+        result: { url: resultUrl },
       }),
       CaptionJobOutput,
-      { runKey: input.runKey, budget: budgetOf(deps, input.runKey, input.budget) },
+      { runKey: input.runKey, stage: 'caption', budget: budgetOf(deps, input.runKey, input.budget) },
     );
     gpuJobId = job.gpuJobId;
     for (const { id, caption } of job.output.captions) captions[id] = withTrigger(input.triggerWord, caption);

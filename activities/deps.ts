@@ -6,7 +6,7 @@ import { RunpodClient } from '../lib/runpod-client.js';
 import { makeStorage, type Storage } from '../lib/s3.js';
 
 /** The RunPod operations GPU stages use (lib/runpod-client.ts implements them). */
-export type RunpodEndpoint = Pick<RunpodClient, 'submit' | 'waitForStatus' | 'status' | 'cancelJob' | 'health'>;
+export type RunpodEndpoint = Pick<RunpodClient, 'submit' | 'waitForStatus' | 'status' | 'cancelJob' | 'health' | 'endpointConfig' | 'workers'>;
 
 export interface ActivityDeps {
   storage: Storage;
@@ -18,8 +18,12 @@ export interface ActivityDeps {
     statusWaitMs: number;
     /** Training steps between checkpoints. */
     checkpointEvery: number;
-    /** A training job hands over to the next one after this long. */
+    /** A training job hands over to the next one after training this long. */
     segmentSeconds: number;
+    /** What a job may spend before its first step (download, load, caching). */
+    setupSeconds: number;
+    /** How often one job may be started (attempt markers in its claim). */
+    attempts: number;
   };
   pricing: GpuPricing;
   /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
@@ -55,6 +59,8 @@ export function activityDepsFrom(config: Config, clients: Partial<Pick<ActivityD
       statusWaitMs: config.LORAFLOW_STATUS_WAIT_MS,
       checkpointEvery: config.LORAFLOW_CHECKPOINT_EVERY,
       segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS,
+      setupSeconds: config.LORAFLOW_JOB_SETUP_SECONDS,
+      attempts: config.LORAFLOW_GPU_JOB_ATTEMPTS,
     },
     pricing: {
       defaultPerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,

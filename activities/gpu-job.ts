@@ -1,27 +1,27 @@
 // Runs one GPU stage's work on the RunPod endpoint and waits for it, durably: the job id goes
 // into the activity's heartbeat details the moment /run returns, so a retried attempt (worker
 // crash, timeout) resumes waiting on that job instead of paying for a second one; a write-once
-// claim in S3 covers the moment before that heartbeat, and checkpoints let a job that ended a
-// segment or died be continued by the next generation (gpu-submission.ts).
-// Cancelling the activity cancels the RunPod job before the cancellation is reported.
+// claim in S3 covers the moment before that heartbeat; every job is recorded in S3 with how it
+// ended (gpu-records.ts), and leaves its result there, so nothing depends on RunPod's 30-minute
+// retention; checkpoints let a job that ended a segment or died be continued by the next
+// generation (gpu-submission.ts). Cancelling the activity cancels the RunPod job first.
 import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/activity';
 import type { z } from 'zod';
 import { GpuProgress, type GpuJobInput } from '../contract/gpu-job.js';
-import { runKeys } from '../lib/keys.js';
-import { RunpodJobNotFound, RunpodPayloadTooLarge, type RunpodJobStatus } from '../lib/runpod-client.js';
-import { putBytes } from '../lib/s3.js';
+import { isFinalState, isRunningState, RunpodJobNotFound, RunpodPayloadTooLarge, type RunpodJobStatus } from '../lib/runpod-client.js';
 import type { ActivityDeps } from './deps.js';
 import { type GpuHeartbeat, progressReporter } from './gpu-progress.js';
+import { recordFinal, recordJob } from './gpu-records.js';
 import { classify, failureOf, type GpuJobTiming, parseOutput, timingOf } from './gpu-result.js';
-import { claimedElsewhere, claimKey, claimOwner, type GenerationKeys, type Submission, submissionFor } from './gpu-submission.js';
+import { claimedElsewhere, claimOwner, type StageKeys, storedResult, type Submission, submissionFor } from './gpu-submission.js';
 import type { BudgetGuard } from './usage.js';
 
-export interface GpuJobOptions<T> extends GenerationKeys {
-  /** The run whose GPU jobs these are: every submitted job id is recorded under its gpu-jobs/. */
-  runKey: string;
+export interface GpuJobOptions<T> extends StageKeys {
   /** True when a COMPLETED output is a segment, not the end: the next generation continues it. */
   isSegment?: (output: T) => boolean;
-  /** Resumable failures in a row before giving up (default 5). */
+  /** The step a segment reached: each segment must get further than the one before. */
+  stepOf?: (output: T) => number;
+  /** Failures in a row (lost jobs, segments without progress) before giving up (default 5). */
   maxFailures?: number;
   /** First wait before resubmitting after a failure, doubled each time up to 30 s (default 5 s). */
   retryBackoffMs?: number;
@@ -34,12 +34,17 @@ export interface GpuJobResult<T> {
   gpuJobId: string;
   gpuJobIds: string[];
   output: T;
-  outputs: T[];
+  /** Every COMPLETED output, with the generation whose files it wrote. */
+  outputs: { generation: number; output: T }[];
   timings: GpuJobTiming[];
 }
 
 /** Heartbeats sent while a long-poll is open, so cancellation still reaches the activity. */
 const HEARTBEAT_EVERY_MS = 2_000;
+/** The job's TTL beyond its execution budget: as long as the service's default queue allowance. */
+const QUEUE_ALLOWANCE_MS = 24 * 3_600_000;
+/** Checkpoint upload and result after the segment's last step. */
+const WRAP_UP_MS = 5 * 60_000;
 
 export async function runGpuJob<T>(
   deps: ActivityDeps,
@@ -52,44 +57,59 @@ export async function runGpuJob<T>(
   let generation = recorded?.generation ?? 0;
   let failures = recorded?.failures ?? 0;
   let gpuJobId = recorded?.gpuJobId;
+  let lastStep = recorded?.lastStep;
   if (gpuJobId) log.info('resuming GPU job from an earlier attempt', { gpuJobId, generation });
-  const outputs: T[] = [];
+  const outputs: { generation: number; output: T }[] = [];
   const jobs = new Set<string>();
   /** Each finished job's timing fields, as the endpoint reported them (cost accounting). */
   const timings = new Map<string, GpuJobTiming>();
   const reporter = progressReporter(deps);
+  const beat = (extra: Partial<GpuHeartbeat> = {}): GpuHeartbeat => ({ generation, failures, ...(lastStep !== undefined ? { lastStep } : {}), ...extra });
 
   try {
     for (;;) {
-      // A job submitted by an attempt that died before its heartbeat already holds the claim.
-      gpuJobId ??= (await claimOwner(deps, claimKey(opts, generation))) ?? (await submit(deps, opts, generation, makeInput));
-      ctx.heartbeat({ gpuJobId, generation, failures } satisfies GpuHeartbeat);
+      if (!gpuJobId) {
+        // A job submitted by an attempt that died before its heartbeat already holds the claim.
+        const owner = await claimOwner(deps, opts, generation);
+        gpuJobId = owner ?? (await submit(deps, opts, generation, makeInput));
+        if (owner) await record(deps, opts, owner, generation);
+      }
+      ctx.heartbeat(beat({ gpuJobId }));
       jobs.add(gpuJobId);
 
-      const status = await waitUntilFinished(deps, gpuJobId, { generation, failures }, reporter, await opts.budget?.forJob(gpuJobId));
+      const status = (await waitUntilFinished(deps, opts.runKey, gpuJobId, beat({ gpuJobId }), reporter, await opts.budget?.forJob(gpuJobId))) ?? (await lostJob(deps, opts, gpuJobId, generation));
       timings.set(gpuJobId, timingOf(status));
       if (status.status === 'FAILED' && classify(status.error).cls === 'CLAIMED') {
-        gpuJobId = await claimedElsewhere(deps, gpuJobId, claimKey(opts, generation));
+        gpuJobId = await claimedElsewhere(deps, gpuJobId, opts, generation);
+        await record(deps, opts, gpuJobId, generation);
         continue;
       }
       if (status.status === 'COMPLETED') {
         const output = parseOutput(gpuJobId, status, outputSchema);
-        outputs.push(output);
+        outputs.push({ generation, output });
         if (!opts.isSegment?.(output)) return { gpuJobId, gpuJobIds: [...jobs], output, outputs, timings: [...timings.values()] };
-        log.info('GPU job ended a segment; continuing from its checkpoint', { gpuJobId, generation });
-        failures = 0;
+        const step = opts.stepOf?.(output);
+        if (step !== undefined && lastStep !== undefined && step <= lastStep) {
+          failures = countFailure(opts, failures, `GPU job ${gpuJobId} ended a segment at step ${step} without getting past step ${lastStep}`, 'GpuNoProgress');
+        } else {
+          failures = 0;
+        }
+        if (step !== undefined) lastStep = Math.max(step, lastStep ?? 0);
+        log.info('GPU job ended a segment; continuing from its checkpoint', { gpuJobId, generation, step });
       } else {
         const failure = failureOf(gpuJobId, status);
-        const resumable = failure.cls === 'TRANSIENT' || (opts.checkpointPrefix !== undefined && failure.cls === 'INTERNAL');
-        if (!resumable || ++failures > (opts.maxFailures ?? 5)) {
-          throw ApplicationFailure.create({ message: failure.message, type: `Gpu${failure.cls}`, nonRetryable: true });
-        }
+        const resumable = failure.cls === 'TRANSIENT' || (opts.fingerprint !== undefined && failure.cls === 'INTERNAL');
+        if (!resumable) throw ApplicationFailure.create({ message: failure.message, type: `Gpu${failure.cls}`, nonRetryable: true });
+        failures = countFailure(opts, failures, failure.message, `Gpu${failure.cls}`);
         // Back off before paying for another cold start: transient trouble (S3, network) needs time.
         const backoffMs = Math.min(30_000, (opts.retryBackoffMs ?? 5_000) * 2 ** (failures - 1));
         log.warn('GPU job failed; submitting the next generation from the last checkpoint', { gpuJobId, generation, backoffMs, error: failure.message });
-        ctx.heartbeat({ generation: generation + 1, failures } satisfies GpuHeartbeat);
-        await reporter({ generation: generation + 1, failures }, failure.message);
+        generation++;
+        gpuJobId = undefined;
+        ctx.heartbeat(beat());
+        await reporter(beat(), failure.message);
         await ctx.sleep(backoffMs);
+        continue;
       }
       generation++;
       gpuJobId = undefined;
@@ -99,63 +119,112 @@ export async function runGpuJob<T>(
     // or a timeout leaves it running: the next attempt resumes waiting on it, so no GPU time is lost.
     const cancelled = err instanceof CancelledFailure && ctx.cancellationDetails?.cancelRequested;
     const overBudget = err instanceof ApplicationFailure && err.type === 'BudgetExceeded';
-    if ((cancelled || overBudget) && gpuJobId) await cancelGpuJob(deps, gpuJobId);
+    if ((cancelled || overBudget) && gpuJobId) await cancelGpuJob(deps, opts.runKey, gpuJobId);
     throw err;
   }
 }
 
-/** Submits one generation's job (within the budget and the payload limit) and records its id. */
-async function submit(deps: ActivityDeps, opts: Pick<GpuJobOptions<unknown>, 'runKey' | 'budget' | keyof GenerationKeys>, generation: number, makeInput: (s: Submission) => Promise<GpuJobInput>): Promise<string> {
+/** One more failure in a row; past maxFailures the stage fails with the last one's message. */
+function countFailure(opts: Pick<GpuJobOptions<unknown>, 'maxFailures'>, failures: number, message: string, type: string): number {
+  if (failures + 1 > (opts.maxFailures ?? 5)) throw ApplicationFailure.create({ message, type, nonRetryable: true });
+  return failures + 1;
+}
+
+/** Records a job of this generation (submitted here, or followed through its claim). */
+async function record(deps: ActivityDeps, opts: StageKeys, gpuJobId: string, generation: number): Promise<void> {
+  const { workflowId, runId } = Context.current().info.workflowExecution ?? { workflowId: opts.runKey, runId: '' };
+  await recordJob(deps, opts.runKey, { gpuJobId, stage: opts.stage, generation, workflowId, runId, submittedAt: new Date().toISOString() });
+}
+
+/** Submits one generation's job (within the budget and the payload limit) and records it. */
+async function submit(deps: ActivityDeps, opts: StageKeys & Pick<GpuJobOptions<unknown>, 'budget'>, generation: number, makeInput: (s: Submission) => Promise<GpuJobInput>): Promise<string> {
   await opts.budget?.beforeSubmit();
-  const input = await makeInput(await submissionFor(deps, opts, generation));
+  const input = await makeInput(await submissionFor(deps, opts, generation, deps.gpuJobs.attempts));
   const ctx = Context.current();
+  // Sized to the work, not the endpoint's default (10 minutes): setup, a whole segment, wrap-up.
+  const executionTimeout = Math.round((deps.gpuJobs.setupSeconds + deps.gpuJobs.segmentSeconds) * 1000) + WRAP_UP_MS;
   const gpuJobId = await deps.runpod
-    .submit(input, {}, { sleep: (ms) => ctx.sleep(ms), onRetry: (_what, attempt, error) => log.warn('RunPod /run failed; retrying', { attempt, error: String(error) }) })
+    .submit(input, { policy: { executionTimeout, ttl: executionTimeout + QUEUE_ALLOWANCE_MS } }, { sleep: (ms) => ctx.sleep(ms), onRetry: (_what, attempt, error) => log.warn('RunPod /run failed; retrying', { attempt, error: String(error) }) })
     .catch((err: unknown) => {
       if (!(err instanceof RunpodPayloadTooLarge)) throw err;
       const images = 'images' in input ? input.images.length : 0;
       throw ApplicationFailure.nonRetryable(`the GPU job input is ${(err.bytes / 1e6).toFixed(1)} MB, over RunPod's 10 MB limit for /run (${images} images)`, 'GpuPayloadTooLarge');
     });
-  log.info('GPU job submitted', { gpuJobId, generation });
-  // Remember every job of the run, so a failed or cancelled pipeline can stop them all (cleanup.ts).
-  await putBytes(deps.storage, runKeys(opts.runKey).gpuJob(gpuJobId), JSON.stringify({ gpuJobId, generation }), 'application/json');
+  log.info('GPU job submitted', { gpuJobId, generation, stage: opts.stage });
+  // Every job of the run is recorded: a failed or cancelled pipeline stops them all (cleanup.ts).
+  await record(deps, opts, gpuJobId, generation);
   return gpuJobId;
 }
 
+/**
+ * The endpoint no longer knows the job (its result was purged, or its TTL ran out): the result it
+ * left in S3 is read instead; without one, the job counts as lost and the next generation resumes
+ * from the last checkpoint.
+ */
+async function lostJob(deps: ActivityDeps, opts: StageKeys, gpuJobId: string, generation: number): Promise<RunpodJobStatus> {
+  const output = await storedResult(deps, opts, generation);
+  const seenAt = new Date().toISOString();
+  if (output !== undefined) {
+    log.warn('the endpoint no longer has the GPU job; using the result it stored', { gpuJobId });
+    const seconds = (output as { metrics?: { seconds?: Record<string, number> } }).metrics?.seconds;
+    const executionMs = seconds ? Math.round(Object.values(seconds).reduce((a, b) => a + b, 0) * 1000) : undefined;
+    await recordFinal(deps, opts.runKey, gpuJobId, { gpuJobId, status: 'COMPLETED', ...(executionMs !== undefined ? { executionMs } : {}), seenAt, timing: executionMs !== undefined ? 'worker' : 'unknown' });
+    return { id: gpuJobId, status: 'COMPLETED', output, delayTime: undefined, executionTime: executionMs, error: undefined, workerId: undefined };
+  }
+  log.warn('the endpoint no longer has the GPU job and it left no result; continuing from the last checkpoint', { gpuJobId });
+  await recordFinal(deps, opts.runKey, gpuJobId, { gpuJobId, status: 'PURGED', seenAt, timing: 'unknown' });
+  return { id: gpuJobId, status: 'PURGED', error: `[TRANSIENT] GPU job ${gpuJobId} disappeared from the endpoint (result purged or job expired) before its result was read`, delayTime: undefined, executionTime: undefined, workerId: undefined };
+}
+
 /** A cancelled pipeline must not leave its GPU job running. The activity is already cancelled:
- * the retries wait on plain timers, not ctx.sleep. */
-export async function cancelGpuJob(deps: Pick<ActivityDeps, 'runpod'>, gpuJobId: string): Promise<void> {
+ * the retries wait on plain timers, not ctx.sleep; what cannot be confirmed here, the run's
+ * cleanup and then the janitor keep trying. */
+export async function cancelGpuJob(deps: Pick<ActivityDeps, 'runpod' | 'storage'>, runKey: string, gpuJobId: string): Promise<boolean> {
   try {
-    const outcome = await deps.runpod.cancelJob(gpuJobId);
-    log.info(outcome === 'cancelled' ? 'GPU job cancelled' : 'GPU job to cancel is no longer known to the endpoint', { gpuJobId });
+    const outcome = await deps.runpod.cancelJob(gpuJobId, { onRetry: () => Context.current().heartbeat() });
+    log.info(outcome === 'not-found' ? 'GPU job to cancel is no longer known to the endpoint' : `GPU job ${outcome}`, { gpuJobId });
+    if (outcome === 'not-found') await recordFinal(deps, runKey, gpuJobId, { gpuJobId, status: 'PURGED', seenAt: new Date().toISOString(), timing: 'unknown' });
+    else await recordFinal(deps, runKey, gpuJobId, { ...timingOf(await deps.runpod.status(gpuJobId).catch(() => ({ id: gpuJobId, status: outcome === 'cancelled' ? 'CANCELLED' : 'COMPLETED' }) as RunpodJobStatus)), seenAt: new Date().toISOString(), timing: 'endpoint' });
+    return true;
   } catch (err) {
-    log.warn('could not cancel GPU job', { gpuJobId, error: String(err) });
+    log.warn('could not confirm the GPU job was cancelled; cleanup will try again', { gpuJobId, error: String(err) });
+    return false;
   }
 }
 
-/** Waits until the job is COMPLETED, FAILED or TIMED_OUT, heartbeating and reporting progress. */
+/** Waits until the job is final, heartbeating and reporting progress; undefined when the endpoint no longer knows it. */
 async function waitUntilFinished(
   deps: ActivityDeps,
+  runKey: string,
   gpuJobId: string,
-  stage: Pick<GpuHeartbeat, 'generation' | 'failures'>,
+  start: GpuHeartbeat,
   reporter: ReturnType<typeof progressReporter>,
   budget?: Awaited<ReturnType<BudgetGuard['forJob']>>,
-): Promise<RunpodJobStatus> {
+): Promise<RunpodJobStatus | undefined> {
   const ctx = Context.current();
-  let last: GpuHeartbeat = { gpuJobId, ...stage };
+  let last: GpuHeartbeat = start;
   let runningSince: number | undefined;
+  let seenRunning = false;
   for (;;) {
     const asked = Date.now();
     const status = await statusOnce(deps, gpuJobId, () => last);
+    if (status === 'lost') return undefined;
     if (status) {
       const progress = GpuProgress.safeParse(status.output);
-      last = { gpuJobId, ...stage, gpuStatus: status.status, ...(progress.success ? { progress: progress.data } : {}) };
+      const running = isRunningState(status.status);
+      // Queued again after running: the service is retrying the job after its worker died.
+      const retried = last.retried === true || (seenRunning && status.status === 'IN_QUEUE');
+      seenRunning ||= running;
+      last = { ...start, gpuStatus: running ? 'IN_PROGRESS' : status.status, ...(progress.success ? { progress: progress.data } : {}), ...(retried && !running ? { retried } : {}) };
       ctx.heartbeat(last);
       await reporter(last);
       if (status.status === 'CANCELLED') throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} was cancelled outside loraflow`, 'GpuJobCancelled');
-      if (['COMPLETED', 'FAILED', 'TIMED_OUT'].includes(status.status)) return status;
+      if (isFinalState(status.status)) {
+        await recordFinal(deps, runKey, gpuJobId, { ...timingOf(status), seenAt: new Date().toISOString(), timing: 'endpoint', ...(status.error ? { error: status.error } : {}) });
+        return status;
+      }
       // The endpoint's executionTime is the billed clock; our own count is the fallback.
-      if (status.status === 'IN_PROGRESS') runningSince ??= asked;
+      if (running) runningSince ??= asked;
       if (runningSince !== undefined) budget?.check(Math.max(status.executionTime ?? 0, Date.now() - runningSince));
     }
     // A long-poll held open goes straight on; a plain /status (or an early answer) waits out the interval.
@@ -166,17 +235,17 @@ async function waitUntilFinished(
 
 /**
  * One status call (a long-poll where the endpoint has it), heartbeating while it is open.
- * Transport errors and 5xx are logged and retried on the next tick; a job the endpoint no longer
- * knows is lost.
+ * Transport errors and 5xx are logged and retried on the next tick; 'lost' when the endpoint no
+ * longer knows the job.
  */
-async function statusOnce(deps: ActivityDeps, gpuJobId: string, beat: () => GpuHeartbeat): Promise<RunpodJobStatus | undefined> {
+async function statusOnce(deps: ActivityDeps, gpuJobId: string, beat: () => GpuHeartbeat): Promise<RunpodJobStatus | 'lost' | undefined> {
   const ctx = Context.current();
   const keepAlive = setInterval(() => ctx.heartbeat(beat()), HEARTBEAT_EVERY_MS);
   try {
     return await Promise.race([deps.runpod.waitForStatus(gpuJobId, deps.gpuJobs.statusWaitMs), ctx.cancelled]);
   } catch (err) {
     if (err instanceof CancelledFailure) throw err;
-    if (err instanceof RunpodJobNotFound) throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} disappeared from the endpoint`, 'GpuJobLost');
+    if (err instanceof RunpodJobNotFound) return 'lost';
     log.warn('GPU status poll failed; will retry', { gpuJobId, error: err instanceof Error ? err.message : String(err) });
     return undefined;
   } finally {

@@ -1,49 +1,63 @@
 // What a GPU stage tells its workflow while it waits: the job's status read together with the
-// endpoint's health, so a pipeline says "waiting for GPU capacity" or "cold-starting" instead of
-// a bare IN_QUEUE, sent as a signal (the `progress` query then answers without any I/O).
+// endpoint's state (its /health, and the REST API's max workers and worker states), so a pipeline
+// says "waiting for GPU capacity" or "cold-starting" instead of a bare IN_QUEUE. Sent as a signal
+// only when that state changes, so a day-long training adds a handful of events to history, not
+// one every few seconds; step and loss travel in the activity's heartbeat, which `loraflow
+// status` reads (cli/inspect.ts).
 import { Context, log } from '@temporalio/activity';
 import type { GpuProgress } from '../contract/gpu-job.js';
 import type { GpuProgressSignal, GpuState } from '../contract/pipeline.js';
-import type { RunpodHealth } from '../lib/runpod-client.js';
+import type { RunpodEndpointConfig, RunpodHealth, RunpodWorkers } from '../lib/runpod-client.js';
 import { gpuProgressSignal } from '../workflows/definitions.js';
 import type { ActivityDeps } from './deps.js';
 
-/** A GPU stage's heartbeat details: what a retried attempt resumes from. */
+/** A GPU stage's heartbeat details: what a retried attempt resumes from, and its live progress. */
 export interface GpuHeartbeat {
   /** Absent between a failed job and the next submission. */
   gpuJobId?: string;
   /** Each submission of this activity's work is a generation, with its own claim and checkpoint. */
   generation: number;
-  /** Resumable failures in a row (no progress between them). */
+  /** Failures in a row (no progress between them). */
   failures: number;
+  /** The step the last segment reached. */
+  lastStep?: number;
   gpuStatus?: string;
+  /** The job is queued again after it ran: the service retries it after its worker was lost. */
+  retried?: boolean;
   progress?: GpuProgress;
 }
 
-/** Unchanged progress is re-sent at most this often (a changed status or state goes at once). */
-const SIGNAL_EVERY_MS = 5_000;
-/** The endpoint's health is read at most this often while a job waits. */
-const HEALTH_EVERY_MS = 2_000;
+/** What is known about the endpoint while a job waits. */
+export interface EndpointView {
+  health?: RunpodHealth;
+  config?: RunpodEndpointConfig;
+  workers?: RunpodWorkers;
+}
+
+/** The endpoint is asked at most this often while a job waits (/health, and the REST API). */
+const VIEW_EVERY_MS = 5_000;
 
 /**
- * Sends progress to the workflow on changes of status or state and every few seconds. Never
+ * Sends progress to the workflow when its state changes (job, status, state, phase). Never
  * throws: reporting must not disturb the job it reports on.
  */
 export function progressReporter(deps: Pick<ActivityDeps, 'runpod'>) {
-  let lastSent = 0;
   let lastKey = '';
-  let health: { at: number; value?: RunpodHealth } = { at: 0 };
+  let view: { at: number; value: EndpointView } = { at: 0, value: {} };
   return async (beat: GpuHeartbeat, lostWith?: string) => {
     try {
       const waiting = !beat.gpuJobId || beat.gpuStatus === 'IN_QUEUE';
-      if (waiting && Date.now() - health.at >= HEALTH_EVERY_MS) {
-        health = { at: Date.now(), value: await deps.runpod.health().catch(() => undefined) };
+      if (waiting && Date.now() - view.at >= VIEW_EVERY_MS) {
+        const [health, config, workers] = await Promise.all([
+          deps.runpod.health().catch(() => undefined),
+          deps.runpod.endpointConfig().catch(() => undefined),
+          deps.runpod.workers().catch(() => undefined),
+        ]);
+        view = { at: Date.now(), value: { ...(health ? { health } : {}), ...(config ? { config } : {}), ...(workers ? { workers } : {}) } };
       }
-      const { gpuState, gpuDetail } = gpuStateOf(beat, waiting ? health.value : undefined, lostWith);
-      const now = Date.now();
-      const key = `${beat.gpuJobId}|${beat.gpuStatus}|${gpuState}|${gpuDetail}`;
-      if (key === lastKey && now - lastSent < SIGNAL_EVERY_MS) return;
-      lastSent = now;
+      const { gpuState, gpuDetail } = gpuStateOf(beat, waiting ? view.value : {}, lostWith);
+      const key = JSON.stringify([beat.gpuJobId, beat.gpuStatus, gpuState, gpuDetail, beat.progress?.phase]);
+      if (key === lastKey) return;
       lastKey = key;
       const execution = Context.current().info.workflowExecution;
       if (!execution) return; // not run by a workflow (MockActivityEnvironment)
@@ -62,34 +76,34 @@ export function progressReporter(deps: Pick<ActivityDeps, 'runpod'>) {
 }
 
 /**
- * What a job's status means, with the endpoint's health while it waits. A job that follows a lost
- * one (failures > 0) is "resuming" until it runs. `diagnosis` is runpod-local's; on the real service
- * the worker counts are all there is.
+ * What a job's status means, with the endpoint's state while it waits. A job that follows a lost
+ * one (failures > 0), or that the service queued again after its worker died, is "resuming" until
+ * it runs. The REST API's worker states and max workers tell a cold start, a crash loop and an
+ * endpoint without capacity apart; runpod-local's `diagnosis` (opt-in) adds the last failure.
  */
-export function gpuStateOf(beat: Pick<GpuHeartbeat, 'gpuJobId' | 'gpuStatus' | 'failures'>, health?: RunpodHealth, lostWith?: string): { gpuState: GpuState; gpuDetail?: string } {
+export function gpuStateOf(beat: Pick<GpuHeartbeat, 'gpuJobId' | 'gpuStatus' | 'failures' | 'retried'>, view: EndpointView = {}, lostWith?: string): { gpuState: GpuState; gpuDetail?: string } {
   const status = beat.gpuStatus;
-  if (status === 'IN_PROGRESS') return { gpuState: 'running' };
+  if (status === 'IN_PROGRESS' || status === 'RUNNING') return { gpuState: 'running' };
   if (status && status !== 'IN_QUEUE') return { gpuState: 'finished' };
-  const failure = health?.diagnosis?.lastWorkerFailure;
-  if (!beat.gpuJobId || beat.failures > 0) return { gpuState: 'resuming', ...((lostWith ?? failure) ? { gpuDetail: lostWith ?? failure } : {}) };
-  const workers = (health?.workers ?? {}) as Record<string, unknown>;
-  const count = (k: string) => (typeof workers[k] === 'number' ? (workers[k] as number) : 0);
+  const { health, config, workers } = view;
+  const failure = lostWith ?? health?.diagnosis?.lastWorkerFailure;
+  if (!beat.gpuJobId || beat.failures > 0) return { gpuState: 'resuming', ...(failure ? { gpuDetail: failure } : {}) };
+  if (beat.retried) return { gpuState: 'resuming', gpuDetail: failure ?? 'the endpoint is running the job again after its worker was lost' };
+  const max = config?.workers?.max;
+  if (max === 0) return { gpuState: 'waiting-for-capacity', gpuDetail: 'endpoint has no workers allowed (max workers 0)' };
   switch (health?.diagnosis?.queue) {
-    case 'waiting-for-capacity':
-      return { gpuState: 'waiting-for-capacity', gpuDetail: `all ${count('running')} workers busy` };
-    case 'no-workers':
-      return { gpuState: 'waiting-for-capacity', gpuDetail: 'no workers available' };
-    case 'cold-starting':
-      return { gpuState: 'cold-starting' };
     case 'workers-crashing':
       return { gpuState: 'worker-crashing', ...(failure ? { gpuDetail: failure } : {}) };
-    case 'running':
-    case 'idle':
-      return { gpuState: 'queued' };
+    case 'no-workers':
+      return { gpuState: 'waiting-for-capacity', gpuDetail: 'no workers available' };
   }
-  if (!health) return { gpuState: 'queued' };
-  if (count('unhealthy') > 0) return { gpuState: 'worker-crashing', gpuDetail: `${count('unhealthy')} unhealthy workers` };
-  if (count('initializing') > 0) return { gpuState: 'cold-starting' };
-  if (count('throttled') > 0 || (count('running') > 0 && count('idle') === 0)) return { gpuState: 'waiting-for-capacity', gpuDetail: `${count('running')} workers busy` };
+  const summary = workers?.summary;
+  const running = summary?.running ?? health?.workers.running ?? 0;
+  const idle = summary?.idle ?? health?.workers.idle ?? 0;
+  if (summary && summary.unhealthy > 0) return { gpuState: 'worker-crashing', gpuDetail: failure ?? `${summary.unhealthy} unhealthy workers` };
+  if (summary && summary.initializing > 0) return { gpuState: 'cold-starting' };
+  if (summary && summary.throttled > 0) return { gpuState: 'waiting-for-capacity', gpuDetail: `no GPU free for ${summary.throttled} throttled workers` };
+  if (running > 0 && idle === 0) return { gpuState: 'waiting-for-capacity', gpuDetail: max !== undefined && running >= max ? `all ${running} workers busy` : `${running} workers busy` };
+  if (health?.diagnosis?.queue === 'cold-starting') return { gpuState: 'cold-starting' };
   return { gpuState: 'queued' };
 }

@@ -48,7 +48,7 @@ export function failureOf(gpuJobId: string, status: RunpodJobStatus): { cls: Gpu
 /** "[CLASS] message" from the worker; anything else (crashes, SDK tracebacks) is INTERNAL. */
 export function classify(error: unknown): { cls: GpuErrorClass; message: string } {
   const text = typeof error === 'string' ? error : JSON.stringify(error ?? 'unknown error');
-  const tagged = /^\[(OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED)\] ([\s\S]*)$/.exec(text);
+  const tagged = /^\[(OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED|CRASHED)\] ([\s\S]*)$/.exec(text);
   if (tagged) return { cls: GpuErrorClass.parse(tagged[1]), message: scrubUrls(tagged[2]!) };
   try {
     const sdk = JSON.parse(text) as { error_message?: string; error_type?: string };

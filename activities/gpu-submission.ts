@@ -1,53 +1,78 @@
-// One generation of a GPU stage's work: the presigned URLs its job gets (a write-once claim, its
-// checkpoint, the newest earlier checkpoint to resume from), and who holds a claim.
+// One generation of a GPU stage's work: the presigned URLs its job gets (a write-once claim with its
+// attempt markers, where to leave its result, its checkpoint, the newest checkpoint of the same
+// training to resume from), and who holds a claim.
 import { ApplicationFailure, log } from '@temporalio/activity';
-import { exists, getJson, listKeys, presignGet, presignPut, presignPutIfAbsent } from '../lib/s3.js';
+import type { JobClaim } from '../contract/gpu-job.js';
+import type { z } from 'zod';
+import { checkpointKey, checkpointsOf, type GpuStage, runKeys } from '../lib/keys.js';
+import { getBytesIfExists, listObjects, presignGet, presignPut, presignPutIfAbsent } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 
-/** Where one stage keeps its claims and checkpoints (each `<prefix>/<generation>.<ext>`). */
-export interface GenerationKeys {
-  claimPrefix?: string;
-  checkpointPrefix?: string;
+/** Where one stage of one run keeps its generations' files. */
+export interface StageKeys {
+  runKey: string;
+  stage: GpuStage;
+  /** The training's fingerprint: its checkpoints live under it, shared by every run of it. */
+  fingerprint?: string;
 }
 
 /** What makeInput needs to build one generation's job: presigned URLs made at submit time. */
 export interface Submission {
-  claimUrl?: string;
-  checkpointUrl?: string;
+  /** Which submission of the stage's work this is: its files are the generation's. */
+  generation: number;
+  claim: z.infer<typeof JobClaim>;
+  resultUrl: string;
+  checkpoint?: { url: string; readUrl: string };
   resumeUrl?: string;
 }
 
-export const claimKey = (keys: GenerationKeys, generation: number) => (keys.claimPrefix ? `${keys.claimPrefix}/${generation}.json` : undefined);
+/** Long enough for a job that waited in the queue and then ran a whole segment. */
+const URL_LIFETIME_S = 12 * 3600;
 
-/** Presigned URLs for one generation: its claim, its checkpoint, and the newest earlier checkpoint. */
-export async function submissionFor(deps: Pick<ActivityDeps, 'storage'>, keys: GenerationKeys, generation: number): Promise<Submission> {
-  const result: Submission = {};
-  const claim = claimKey(keys, generation);
-  if (claim) result.claimUrl = await presignPutIfAbsent(deps.storage, claim);
-  if (keys.checkpointPrefix) {
-    result.checkpointUrl = await presignPut(deps.storage, `${keys.checkpointPrefix}/${generation}.ckpt`);
-    const earlier = (await listKeys(deps.storage, `${keys.checkpointPrefix}/`))
-      .map((key) => ({ key, generation: Number(/\/(\d+)\.ckpt$/.exec(key)?.[1] ?? NaN) }))
-      .filter((c) => c.generation < generation)
-      .sort((a, b) => b.generation - a.generation)[0];
-    if (earlier) result.resumeUrl = await presignGet(deps.storage, earlier.key, 12 * 3600);
+export const claimKeyOf = (keys: StageKeys, generation: number) => runKeys(keys.runKey).generation(keys.stage, generation).claim;
+
+/** Presigned URLs for one generation of a stage (`attempts` markers: how often its job may start). */
+export async function submissionFor(deps: Pick<ActivityDeps, 'storage'>, keys: StageKeys, generation: number, attempts: number): Promise<Submission> {
+  const g = runKeys(keys.runKey).generation(keys.stage, generation);
+  const submission: Submission = {
+    generation,
+    claim: {
+      url: await presignPutIfAbsent(deps.storage, g.claim, URL_LIFETIME_S),
+      readUrl: await presignGet(deps.storage, g.claim, URL_LIFETIME_S),
+      attemptUrls: await Promise.all(Array.from({ length: attempts }, (_, k) => presignPutIfAbsent(deps.storage, g.attempt(k), URL_LIFETIME_S))),
+    },
+    resultUrl: await presignPut(deps.storage, g.result, URL_LIFETIME_S),
+  };
+  if (keys.fingerprint) {
+    const own = checkpointKey(keys.fingerprint, keys.runKey, generation);
+    submission.checkpoint = { url: await presignPut(deps.storage, own, URL_LIFETIME_S), readUrl: await presignGet(deps.storage, own, URL_LIFETIME_S) };
+    // The newest checkpoint of this training, from this run's earlier generations or from an
+    // earlier run of the same request (a retried, reset or resubmitted run pays only for what is left).
+    const newest = (await listObjects(deps.storage, `${checkpointsOf(keys.fingerprint)}/`)).filter((o) => o.key !== own).at(-1);
+    if (newest) submission.resumeUrl = await presignGet(deps.storage, newest.key, URL_LIFETIME_S);
   }
-  return result;
+  return submission;
 }
 
-/** The job id written in a claim, if the claim exists. */
-export async function claimOwner(deps: Pick<ActivityDeps, 'storage'>, key: string | undefined): Promise<string | undefined> {
-  if (!key || !(await exists(deps.storage, key))) return undefined;
-  return (await getJson<{ jobId: string }>(deps.storage, key)).jobId;
+/** The job id written in a generation's claim, if it exists. */
+export async function claimOwner(deps: Pick<ActivityDeps, 'storage'>, keys: StageKeys, generation: number): Promise<string | undefined> {
+  const bytes = await getBytesIfExists(deps.storage, claimKeyOf(keys, generation));
+  return bytes ? (JSON.parse(bytes.toString('utf8')) as { jobId?: string }).jobId : undefined;
 }
 
 /** Our job lost the claim: follow the job that holds it. */
-export async function claimedElsewhere(deps: Pick<ActivityDeps, 'storage'>, gpuJobId: string, key: string | undefined): Promise<string> {
-  const owner = await claimOwner(deps, key);
+export async function claimedElsewhere(deps: Pick<ActivityDeps, 'storage'>, gpuJobId: string, keys: StageKeys, generation: number): Promise<string> {
+  const owner = await claimOwner(deps, keys, generation);
   if (!owner || owner === gpuJobId) {
-    // Only if the answer to our own claim write was lost.
-    throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} could not confirm its claim on this training`, 'GpuClaimUnconfirmed');
+    // A worker answers CLAIMED only for a claim holding another job's id.
+    throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} stopped at a claim it could not read back`, 'GpuClaimUnconfirmed');
   }
-  log.info('another GPU job holds the claim on this training; following it', { gpuJobId, owner });
+  log.info('another GPU job holds the claim on this work; following it', { gpuJobId, owner });
   return owner;
+}
+
+/** The result a job left next to its outputs (it outlives RunPod's retention), if any. */
+export async function storedResult(deps: Pick<ActivityDeps, 'storage'>, keys: StageKeys, generation: number): Promise<unknown> {
+  const bytes = await getBytesIfExists(deps.storage, runKeys(keys.runKey).generation(keys.stage, generation).result);
+  return bytes ? (JSON.parse(bytes.toString('utf8')) as unknown) : undefined;
 }

@@ -4,11 +4,12 @@ import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
 import { pushToHub } from './hub.js';
 import { ingestDataset } from './ingest.js';
+import { cancelOrphanGpuJobs } from './janitor.js';
 import { latestPublished, publishLora } from './publish.js';
 import { writeReport } from './report.js';
 import { trainOnGpu } from './train.js';
 
-const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs };
+const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs };
 
 type Bound<F> = F extends (deps: ActivityDeps, input: infer I) => infer R ? (input: I) => R : never;
 export type Activities = { [K in keyof typeof STAGES]: Bound<(typeof STAGES)[K]> };

@@ -6,7 +6,7 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import { z } from 'zod';
 import { type CaptionResult, type IngestResult, type LatestPublished, type LoraMetadata, LoraName, type PublishedLora, type TrainRequest, type TrainResult } from '../contract/pipeline.js';
 import { latestKey, loraKeys } from '../lib/keys.js';
-import { copyObject, getBytesIfExists, putBytes, s3Uri, sha256OfObject } from '../lib/s3.js';
+import { copyObject, getBytesIfExists, putBytes, s3Uri, sha256OfObject, SourceChanged } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 import { parseInput } from './input.js';
 
@@ -35,7 +35,12 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
   }
 
   const keys = loraKeys(request.name, version);
-  await copyObject(deps.storage, trained.stagingKey, keys.lora);
+  // Only the bytes just verified: a late writer (a job cancelled or timed out but still running)
+  // that overwrote the staged file since then makes the copy fail, and the retry verifies again.
+  await copyObject(deps.storage, trained.stagingKey, keys.lora, { ifMatch: staged.etag }).catch((err: unknown) => {
+    if (err instanceof SourceChanged) throw ApplicationFailure.retryable(`the staged LoRA ${trained.stagingKey} changed while it was being published`, 'ArtifactChanged');
+    throw err;
+  });
   const samples = [];
   for (const sample of trained.samples) {
     await copyObject(deps.storage, sample.key, keys.sample(sample.step));

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { TrainJobOutput } from '../contract/gpu-job.js';
 import { Budget, type Captions, type DatasetManifest, type TrainResult, TrainingSettings } from '../contract/pipeline.js';
+import { sha256 } from '../lib/hash.js';
 import { runKeys } from '../lib/keys.js';
 import { getJson, presignGet, presignPut } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
@@ -25,49 +26,66 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
   const { sampleEvery, ...lora } = training;
   const keys = runKeys(runKey);
   const sampleSteps = stepsToSample(lora.params.steps, sampleEvery);
+  const [manifest, captions] = await Promise.all([getJson<DatasetManifest>(deps.storage, manifestKey), getJson<Captions>(deps.storage, captionsKey)]);
+  const images = manifest.images.map((i) => ({ id: i.id, key: i.key, caption: captions[i.id] ?? lora.triggerWord }));
 
   const job = await runGpuJob(
     deps,
-    async ({ claimUrl, checkpointUrl, resumeUrl }) => {
-      const [manifest, captions] = await Promise.all([getJson<DatasetManifest>(deps.storage, manifestKey), getJson<Captions>(deps.storage, captionsKey)]);
+    async ({ generation, claim, resultUrl, checkpoint, resumeUrl }) => {
+      const files = keys.generation('train', generation);
       return {
         task: 'train',
         ...lora,
-        images: await Promise.all(
-          manifest.images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600), caption: captions[i.id] ?? lora.triggerWord })),
-        ),
-        output: { loraUrl: await presignPut(deps.storage, keys.stagedLora) },
+        images: await Promise.all(images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600), caption: i.caption }))),
+        output: { loraUrl: await presignPut(deps.storage, files.lora) },
         stopAfterSeconds: deps.gpuJobs.segmentSeconds,
         samples: {
           prompt: lora.triggerWord,
-          urls: Object.fromEntries(await Promise.all(sampleSteps.map(async (step) => [String(step), await presignPut(deps.storage, keys.sample(step))]))),
+          urls: Object.fromEntries(await Promise.all(sampleSteps.map(async (step) => [String(step), await presignPut(deps.storage, files.sample(step))]))),
         },
-        ...(claimUrl ? { claim: { url: claimUrl } } : {}),
-        ...(checkpointUrl ? { checkpoint: { url: checkpointUrl, everySteps: deps.gpuJobs.checkpointEvery } } : {}),
+        claim,
+        result: { url: resultUrl },
+        ...(checkpoint ? { checkpoint: { ...checkpoint, everySteps: deps.gpuJobs.checkpointEvery } } : {}),
         ...(resumeUrl ? { resume: { url: resumeUrl } } : {}),
       };
     },
     TrainJobOutput,
     {
       runKey,
-      claimPrefix: keys.trainClaims,
-      checkpointPrefix: keys.checkpoints,
+      stage: 'train',
+      fingerprint: trainingFingerprint(lora, images),
       isSegment: (output) => !output.lora,
+      stepOf: (output) => output.step,
       budget: budgetOf(deps, runKey, budget),
     },
   );
 
-  const samples = new Map<number, string>();
-  for (const output of job.outputs) for (const sample of output.samples ?? []) samples.set(sample.step, sample.sha256);
+  // Each generation wrote its own files: a late writer of an earlier job cannot touch the last one's.
+  const samples = new Map<number, { key: string; sha256: string }>();
+  for (const { generation, output } of job.outputs) {
+    for (const sample of output.samples ?? []) samples.set(sample.step, { key: keys.generation('train', generation).sample(sample.step), sha256: sample.sha256 });
+  }
+  const last = job.outputs.at(-1)!;
   return {
     gpuJobId: job.gpuJobId,
     gpuJobIds: job.gpuJobIds,
-    stagingKey: keys.stagedLora,
+    stagingKey: keys.generation('train', last.generation).lora,
     lora: job.output.lora!,
-    samples: [...samples].sort(([a], [b]) => a - b).map(([step, sha256]) => ({ step, key: keys.sample(step), sha256 })),
-    metrics: { ...mergeMetrics(job.outputs.map((o) => o.metrics)), steps: job.output.step },
+    samples: [...samples].sort(([a], [b]) => a - b).map(([step, s]) => ({ step, ...s })),
+    metrics: { ...mergeMetrics(job.outputs.map((o) => o.output.metrics)), steps: job.output.step },
     usage: await gpuUsage(deps, runKey, job.timings),
   };
+}
+
+/**
+ * What makes two trainings the same one: base model, trigger word, every parameter, and each
+ * image with its caption. Checkpoints are kept under it, so any run of the same training (a
+ * retried request, a reset, a resubmission) resumes from the newest one; the worker checks its own
+ * fingerprint inside the checkpoint too.
+ */
+export function trainingFingerprint(lora: Omit<TrainingSettings, 'sampleEvery'>, images: { id: string; caption: string }[]): string {
+  const { format: _format, ...trained } = lora; // the file layout is chosen at the end: not part of training
+  return sha256(JSON.stringify({ ...trained, images: images.map((i) => [i.id, i.caption]) }));
 }
 
 /** Every `every` steps, and always the last one. */

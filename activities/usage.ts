@@ -3,30 +3,35 @@
 // else the endpoint's configured GPU type, looked up in the price table (lib/pricing.ts).
 import { ApplicationFailure } from '@temporalio/activity';
 import type { GpuUsage } from '../contract/pipeline.js';
-import { runKeys } from '../lib/keys.js';
 import { costOf, priceFor, round6 } from '../lib/pricing.js';
 import { RunpodJobNotFound } from '../lib/runpod-client.js';
-import { getJson, listKeys } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
+import { jobRecords } from './gpu-records.js';
 import { type GpuJobTiming, timingOf } from './gpu-result.js';
 
-/** The ids of every GPU job the run submitted, in key order. */
-export async function gpuJobsOf(deps: Pick<ActivityDeps, 'storage'>, runKey: string): Promise<{ gpuJobId: string; generation: number }[]> {
-  const keys = await listKeys(deps.storage, `${runKeys(runKey).gpuJobs}/`);
-  return Promise.all(keys.map((key) => getJson<{ gpuJobId: string; generation: number }>(deps.storage, key)));
-}
-
 /**
- * GPU time of every job the run submitted (the caption job, segments, jobs lost to crashed
- * workers, those of earlier attempts). Timings this attempt saw finish are used as they were; the
- * others are asked of the endpoint, which may have purged them.
+ * GPU time of every job the run recorded (the caption job, segments, jobs lost to crashed
+ * workers, those of earlier attempts and those found through a claim). A job's final timing comes
+ * from its record (written when it was first seen: the endpoint purges it about 30 minutes
+ * later), else from what this attempt saw, else from the endpoint; a job that no source times is
+ * counted in `unknownJobs`.
  */
 export async function gpuUsage(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pricing'>, runKey: string, seen: GpuJobTiming[] = [], except?: string): Promise<GpuUsage> {
   const known = new Map(seen.map((t) => [t.gpuJobId, t]));
   const jobs: GpuUsage['jobs'] = [];
-  for (const { gpuJobId } of await gpuJobsOf(deps, runKey)) {
+  for (const record of await jobRecords(deps, runKey)) {
+    const { gpuJobId } = record;
     if (gpuJobId === except) continue;
+    const f = record.final;
+    const recorded: GpuJobTiming | undefined = f && {
+      gpuJobId,
+      status: f.status,
+      ...(f.gpu ? { gpu: f.gpu } : {}),
+      ...(f.delayMs !== undefined ? { delayMs: f.delayMs } : {}),
+      ...(f.executionMs !== undefined ? { executionMs: f.executionMs } : {}),
+    };
     const timing: GpuJobTiming =
+      recorded ??
       known.get(gpuJobId) ??
       (await deps.runpod.status(gpuJobId).then(timingOf, (err: unknown) => {
         if (err instanceof RunpodJobNotFound) return { gpuJobId, status: 'PURGED' };

@@ -1,7 +1,7 @@
 // After the storm: what the endpoint's ledger, S3 and Temporal say about the promise
 // "a GPU minute paid once is never lost and never paid twice".
 import type { PublishedLora } from '../contract/pipeline.js';
-import { keyOfUri, runKeys } from '../lib/keys.js';
+import { keyOfUri } from '../lib/keys.js';
 import { getJson, listKeys, makeStorage, sha256OfObject } from '../lib/s3.js';
 import type { LedgerEntry } from '../runpod-local/index.js';
 import type { Stack } from '../stack/index.js';
@@ -41,7 +41,8 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
   // Every train job claims its training before working: the claims say which pipeline paid for it.
   const owner = new Map<string, string>();
   for (const o of outcomes) {
-    for (const key of await listKeys(storage, `${runKeys(o.workflowId).trainClaims}/`)) owner.set((await getJson<{ jobId: string }>(storage, key)).jobId, o.workflowId);
+    const claims = (await listKeys(storage, `runs/${o.workflowId}/`)).filter((k) => /\/train\/\d+\/claim\.json$/.test(k));
+    for (const key of claims) owner.set((await getJson<{ jobId: string }>(storage, key)).jobId, o.workflowId);
   }
   const jobsOf = (wf: string) => trains.filter((e) => owner.get(e.id) === wf);
   const worked = (e: LedgerEntry) => e.progressUpdates > 0;

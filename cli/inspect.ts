@@ -2,7 +2,9 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import proto from '@temporalio/proto';
+import type { GpuProgress } from '../contract/gpu-job.js';
 import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { sha256 } from '../lib/hash.js';
@@ -17,7 +19,11 @@ export async function status(client: Client, id: string): Promise<PipelineProgre
   const description = await handle.describe().catch((err: unknown) => {
     throw err instanceof WorkflowNotFoundError ? new CliError(`no pipeline with id ${id} (see \`loraflow list\`)`) : err;
   });
-  const progress = await handle.query(progressQuery).catch(() => undefined);
+  const queried = await handle.query(progressQuery).catch(() => undefined);
+  // The workflow hears of state changes only (history stays small); the running GPU stage's
+  // heartbeat has its live step, loss and speed.
+  const live = await liveGpuProgress(client, description.raw.pendingActivities ?? []);
+  const progress = queried && live && (queried.stage === 'caption' || queried.stage === 'train') ? { ...queried, ...live } : queried;
   const stage = description.typedSearchAttributes.get(LoraStageKey) ?? 'unknown';
   const p = progress ?? { stage: stage as PipelineProgress['stage'], name: description.typedSearchAttributes.get(LoraNameKey) ?? '', stageStartedAt: {}, updatedAt: '' };
   // Without a worker to answer the query, the memo's last summary is the best account there is.
@@ -29,6 +35,16 @@ export async function status(client: Client, id: string): Promise<PipelineProgre
   );
   if (gpuStageQueued && !p.gpuState) state = `${p.stage}: waiting for a GPU slot (all LORAFLOW_MAX_GPU_JOBS in use; higher-priority runs go first)`;
   return { ...p, workflowId: id, status: description.status.name, state };
+}
+
+/** The step, loss and speed in a running GPU stage's last heartbeat, if any. */
+async function liveGpuProgress(client: Client, pending: proto.temporal.api.workflow.v1.IPendingActivityInfo[]): Promise<Partial<PipelineProgress> | undefined> {
+  const stage = pending.find((a) => GPU_STAGE_ACTIVITIES.includes(a.activityType?.name ?? '') && a.heartbeatDetails?.payloads?.length);
+  if (!stage) return undefined;
+  const beat = (await decodeFromPayloadsAtIndex<{ progress?: GpuProgress }>(client.options.loadedDataConverter, 0, stage.heartbeatDetails!.payloads).catch(() => undefined))?.progress;
+  if (!beat) return undefined;
+  const { phase, step, totalSteps, loss } = beat;
+  return { ...(phase ? { phase } : {}), ...(step !== undefined ? { step } : {}), ...(totalSteps !== undefined ? { totalSteps } : {}), ...(loss !== undefined ? { loss } : {}) };
 }
 
 export async function list(client: Client, limit = 50) {

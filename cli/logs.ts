@@ -1,19 +1,23 @@
-// `loraflow logs ID`: what each GPU job of a pipeline did, from the endpoint itself (every job the
-// pipeline submitted is recorded under runs/<id>/gpu-jobs/), next to the pipeline's own account.
+// `loraflow logs ID`: what each GPU job of a pipeline did (every run of it: a retried request is a
+// new run), from the endpoint itself while it keeps the job, else from the run's own record of how
+// the job ended (activities/gpu-records.ts), next to the pipeline's own account.
 import type { Client } from '@temporalio/client';
 import { describeState } from '../contract/describe.js';
 import { GpuProgress } from '../contract/gpu-job.js';
 import type { Config } from '../lib/config.js';
 import { RunpodClient, RunpodJobNotFound, type RunpodHealth } from '../lib/runpod-client.js';
-import { runKeys } from '../lib/keys.js';
-import { getJson, listObjects, makeStorage } from '../lib/s3.js';
+import type { GpuJobRecord } from '../activities/gpu-records.js';
+import { getJson, listKeys, makeStorage } from '../lib/s3.js';
 import { status } from './inspect.js';
 
 export interface GpuJobLog {
   gpuJobId: string;
+  /** The run (of the workflow id) and the stage that submitted it. */
+  runId: string;
+  stage: string;
   generation: number;
   submittedAt: string;
-  /** RunPod's status, or PURGED once the endpoint no longer keeps the job. */
+  /** RunPod's status; once the endpoint no longer keeps the job, the recorded final one (PURGED when none). */
   status: string;
   workerId?: string;
   /** Queue wait (incl. cold start) and run time, ms, as the endpoint reports them. */
@@ -35,15 +39,24 @@ export async function pipelineLogs(client: Client, config: Config, id: string, r
   const s = await status(client, id);
   const storage = makeStorage(config);
   const jobs: GpuJobLog[] = [];
-  for (const { key, lastModified } of await listObjects(storage, `${runKeys(id).gpuJobs}/`)) {
-    const { gpuJobId, generation } = await getJson<{ gpuJobId: string; generation: number }>(storage, key);
-    const base = { gpuJobId, generation, submittedAt: lastModified.toISOString() };
+  const keys = (await listKeys(storage, `runs/${id}/`)).filter((k) => /\/gpu-jobs\/[^/]+\.json$/.test(k));
+  const records = (await Promise.all(keys.map((k) => getJson<GpuJobRecord>(storage, k)))).sort((a, b) => a.submittedAt.localeCompare(b.submittedAt));
+  for (const record of records) {
+    const { gpuJobId, generation, stage, runId, submittedAt, final } = record;
+    const base = { gpuJobId, runId, stage, generation, submittedAt };
     const job = await runpod.status(gpuJobId).catch((err: unknown) => {
       if (err instanceof RunpodJobNotFound) return undefined;
       throw err;
     });
     if (!job) {
-      jobs.push({ ...base, status: 'PURGED', detail: 'no longer kept by the endpoint' });
+      jobs.push({
+        ...base,
+        status: final?.status ?? 'PURGED',
+        ...(final?.delayMs !== undefined ? { delayMs: final.delayMs } : {}),
+        ...(final?.executionMs !== undefined ? { executionMs: final.executionMs } : {}),
+        detail: final ? `no longer kept by the endpoint; recorded when it ended${final.timing === 'worker' ? ' (timing from the worker)' : ''}` : 'no longer kept by the endpoint',
+        ...(final?.error ? { error: final.error } : {}),
+      });
       continue;
     }
     jobs.push({
@@ -82,7 +95,7 @@ export function describeLogs(logs: PipelineLogs): string {
   if (!logs.jobs.length) lines.push('  no GPU jobs yet');
   for (const j of logs.jobs) {
     const timing = [j.delayMs !== undefined ? `waited ${(j.delayMs / 1000).toFixed(1)}s` : '', j.executionMs !== undefined ? `ran ${(j.executionMs / 1000).toFixed(1)}s` : ''].filter(Boolean).join(', ');
-    lines.push(`  ${j.submittedAt}  ${j.gpuJobId}  gen ${j.generation}  ${j.status}${j.workerId ? ` on ${j.workerId}` : ''}${timing ? ` (${timing})` : ''}${j.detail ? `  ${j.detail}` : ''}${j.error ? `\n    error: ${j.error}` : ''}`);
+    lines.push(`  ${j.submittedAt}  ${j.gpuJobId}  ${j.stage} gen ${j.generation}  ${j.status}${j.workerId ? ` on ${j.workerId}` : ''}${timing ? ` (${timing})` : ''}${j.detail ? `  ${j.detail}` : ''}${j.error ? `\n    error: ${j.error}` : ''}`);
   }
   if (logs.endpoint) {
     const e = logs.endpoint;

@@ -1,9 +1,9 @@
 // Follows a pipeline through its stages: a progress bar on a terminal, one line per change elsewhere.
-import { type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
+import { type Client, type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
 import { SingleBar } from 'cli-progress';
 import { describeState } from '../contract/describe.js';
 import type { PipelineProgress, PublishedLora } from '../contract/pipeline.js';
-import { progressQuery } from '../workflows/definitions.js';
+import { status } from './inspect.js';
 import { CliError } from './connect.js';
 
 /** The honest state first (waiting for capacity, cold start, crashing, resuming, …), then the details. */
@@ -21,13 +21,13 @@ export function progressDetails(p: PipelineProgress): string {
   return parts.join(' ');
 }
 
-export async function watch(handle: WorkflowHandle, opts: { quiet?: boolean } = {}): Promise<PublishedLora> {
+export async function watch(client: Client, handle: WorkflowHandle, opts: { quiet?: boolean } = {}): Promise<PublishedLora> {
   const tty = process.stderr.isTTY && !opts.quiet;
   const bar = tty ? new SingleBar({ format: '{stage} [{bar}] {value}/{total} {detail}', stream: process.stderr }) : undefined;
   let last = '';
   let barStarted = false;
   const timer = setInterval(() => {
-    handle.query(progressQuery).then((p) => {
+    status(client, handle.workflowId).then((p) => {
       const line = describeProgress(p);
       if (bar) {
         if (!barStarted) (bar.start(p.totalSteps ?? 1, p.step ?? 0, { stage: p.stage, detail: '' }), (barStarted = true));

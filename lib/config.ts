@@ -49,12 +49,17 @@ const Env = z.object({
   LORAFLOW_S3_ENDPOINT: z.url().default('http://127.0.0.1:7070').describe('S3 endpoint (path-style addressing; any S3-compatible store)'),
   LORAFLOW_S3_BUCKET: z.string().default('loraflow').describe('the bucket that holds every byte'),
   LORAFLOW_CREATE_BUCKET: z.stringbool().default(false).describe("create the bucket when the worker starts (compose's own S3; production buckets already exist)"),
+  LORAFLOW_S3_TIMEOUT_MS: z.coerce.number().int().min(1000).default(30_000).describe('an S3 request without progress this long fails (and is retried): a store that stops answering cannot hang a stage'),
   AWS_REGION: z.string().default('us-east-1').describe('S3 region'),
   AWS_ACCESS_KEY_ID: z.string().default('loraflow').describe('S3 access key (the default is the local stack\'s)'),
   AWS_SECRET_ACCESS_KEY: z.string().default('loraflow-local-secret').describe('S3 secret key (the default is the local stack\'s)'),
   RUNPOD_API_BASE: z.url().default('http://127.0.0.1:8300/v2').describe('RunPod API (`https://api.runpod.ai/v2` in production)'),
   RUNPOD_API_KEY: z.string().default('local-dev-key').describe('RunPod API key (the default is the local endpoint\'s)'),
   RUNPOD_ENDPOINT_ID: z.string().default('local').describe('the serverless endpoint running the GPU worker (`Dockerfile.gpu`)'),
+  RUNPOD_REST_BASE: z
+    .url()
+    .default('http://127.0.0.1:8300/rest')
+    .describe("RunPod's REST API (`https://api.runpod.io` in production): the endpoint's max workers and its workers' states, for honest status"),
 
   // --- what is trained ----------------------------------------------------------------------
   LORAFLOW_BASE_MODEL: z.string().default('tiny-sd').describe('base model name the GPU worker resolves when `--base-model` is not given'),
@@ -70,15 +75,32 @@ const Env = z.object({
     .number()
     .int()
     .min(0)
-    .max(300_000)
+    .max(90_000)
     .default(10_000)
     .describe('wait for GPU jobs with `/status-sync` long-polls of this length (0: poll): completion is seen at once, a running job costs about 6 status calls a minute, progress refreshes at this pace'),
   LORAFLOW_CHECKPOINT_EVERY: z.coerce.number().int().min(1).default(50).describe('training steps between checkpoints: at most this many steps are redone after a lost GPU worker'),
   LORAFLOW_SEGMENT_SECONDS: z.coerce
     .number()
     .positive()
-    .default(480)
-    .describe("a training job checkpoints and hands over to a fresh job after this long (keep it under the endpoint's execution timeout)"),
+    .default(3600)
+    .describe('a training job checkpoints and hands over to a fresh job after training this long (counted from its first step)'),
+  LORAFLOW_JOB_SETUP_SECONDS: z.coerce
+    .number()
+    .positive()
+    .default(900)
+    .describe("time a GPU job may spend before its first step (download, model load, caching): each job's `policy.executionTimeout` is the segment plus this plus 5 minutes, whatever the endpoint's default"),
+  LORAFLOW_GPU_JOB_ATTEMPTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(20)
+    .default(5)
+    .describe('how often one GPU job may be started (the service retries a job whose worker died): beyond this it fails as CRASHED'),
+  LORAFLOW_JANITOR_MINUTES: z.coerce
+    .number()
+    .min(0)
+    .default(10)
+    .describe("every this many minutes the janitor schedule cancels GPU jobs whose run has closed (terminated runs skip their own cleanup); 0: the worker does not create it"),
   LORAFLOW_MAX_GPU_JOBS: z.coerce.number().int().min(1).default(10).describe('GPU jobs one Temporal worker keeps on the endpoint at once; more GPU stages wait in priority order'),
   LORAFLOW_MAX_ACTIVITIES: z.coerce
     .number()

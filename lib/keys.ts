@@ -1,6 +1,8 @@
 // Where every object lives in the bucket: the one place that spells out loraflow's S3 layout.
 // Content-addressed images and manifests are shared by every run; a run's working files live
-// under runs/<run key>/, and what is published under loras/<name>/<version>/.
+// under runs/<workflow id>/<run id>/ (a retried or reset request is a new run with its own claims),
+// checkpoints under the training's fingerprint (any run of the same training resumes from them),
+// and what is published under loras/<name>/<version>/.
 
 const safeName = (name: string) => name.replace(/[^A-Za-z0-9._-]/g, '_') || '_';
 
@@ -11,21 +13,42 @@ export const manifestKey = (sha256: string) => `manifests/${sha256}.json`;
 /** A captioner's caption of one image, reused by every later run (without the trigger word). */
 export const captionCacheKey = (captioner: string, imageSha256: string) => `captions/${safeName(captioner)}/${imageSha256}.txt`;
 
-/** A run's working files: captions, the staged LoRA and samples, claims, checkpoints, its GPU jobs. */
+/** One run of a workflow: `<workflow id>/<run id>`, the key all of the run's working files hang off. */
+export const runKeyOf = (workflowId: string, runId: string) => `${workflowId}/${runId}`;
+
+export type GpuStage = 'caption' | 'train';
+
+/** A run's working files: captions, its GPU jobs' records, and each stage generation's files. */
 export function runKeys(runKey: string) {
   const prefix = `runs/${runKey}`;
   return {
     prefix,
     captions: `${prefix}/captions.json`,
-    stagedLora: `${prefix}/lora.safetensors`,
-    sample: (step: number) => `${prefix}/samples/step-${step}.png`,
-    trainClaims: `${prefix}/train-claims`,
-    checkpoints: `${prefix}/checkpoints`,
-    /** One object per GPU job the run submitted (cost, cleanup, `loraflow logs`). */
+    /** One record per GPU job the run submitted or followed (cost, cleanup, `loraflow logs`). */
     gpuJobs: `${prefix}/gpu-jobs`,
     gpuJob: (gpuJobId: string) => `${prefix}/gpu-jobs/${gpuJobId}.json`,
+    /** One submission of a stage's work: its claim, attempt markers, result and (train) outputs. */
+    generation(stage: GpuStage, generation: number) {
+      const g = `${prefix}/${stage}/${generation}`;
+      return {
+        prefix: g,
+        claim: `${g}/claim.json`,
+        attempt: (k: number) => `${g}/attempt-${k}.json`,
+        result: `${g}/result.json`,
+        lora: `${g}/lora.safetensors`,
+        sample: (step: number) => `${g}/samples/step-${step}.png`,
+      };
+    },
   };
 }
+
+/** Checkpoints of one training (its fingerprint: images, captions, base model and parameters). */
+export const checkpointsOf = (fingerprint: string) => `checkpoints/${fingerprint}`;
+export const checkpointKey = (fingerprint: string, runKey: string, generation: number) => `${checkpointsOf(fingerprint)}/${safeName(runKey.replace('/', '.'))}.${generation}.ckpt`;
+
+/** GPU jobs that may still run, whatever happened to the run that made them (the janitor's list). */
+export const OPEN_GPU_JOBS = 'gpu-jobs-open';
+export const openGpuJobKey = (gpuJobId: string) => `${OPEN_GPU_JOBS}/${safeName(gpuJobId)}.json`;
 
 /** One published version of a LoRA. */
 export function loraKeys(name: string, version: string) {

@@ -6,8 +6,16 @@
 import { z } from 'zod';
 import type { Config } from './config.js';
 
-export const RunpodJobState = z.enum(['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT']);
-export type RunpodJobState = z.infer<typeof RunpodJobState>;
+/** The documented job states (RUNNING is listed beside IN_PROGRESS); a state the client does not
+ * know is kept as it came (and treated as not finished), never a parse error. */
+export const KNOWN_JOB_STATES = ['IN_QUEUE', 'RUNNING', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'] as const;
+export type RunpodJobState = (typeof KNOWN_JOB_STATES)[number] | (string & {});
+export const RunpodJobState = z.string().min(1) as z.ZodType<RunpodJobState>;
+/** States after which a job does nothing more (and bills nothing more). */
+export const FINAL_JOB_STATES: ReadonlySet<string> = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT']);
+export const isFinalState = (state: string) => FINAL_JOB_STATES.has(state);
+/** A worker holds the job (the service says IN_PROGRESS or RUNNING). */
+export const isRunningState = (state: string) => state === 'IN_PROGRESS' || state === 'RUNNING';
 
 /** GET /status/{id}. Unknown extra fields are kept; nulls are read as absent. */
 export const RunpodJobStatus = z.looseObject({
@@ -33,13 +41,31 @@ export const RunpodCancelResponse = z.looseObject({ id: z.string(), status: Runp
 export type RunpodCancelResponse = z.infer<typeof RunpodCancelResponse>;
 
 const count = z.number().int().nonnegative().default(0);
+/** GET /health: `jobs` and `workers {idle, running}` are the documented fields; others are kept if sent. */
 export const RunpodHealth = z.looseObject({
   jobs: z.looseObject({ completed: count, failed: count, inProgress: count, inQueue: count, retried: count }),
   workers: z.looseObject({ idle: count, running: count }),
-  /** runpod-local only: why jobs wait (e.g. "waiting-for-capacity", "workers-crashing"). */
+  /** runpod-local only, when asked for (healthDiagnosis): why jobs wait, and the last worker failure. */
   diagnosis: z.looseObject({ queue: z.string(), lastWorkerFailure: z.string().optional() }).optional(),
 });
 export type RunpodHealth = z.infer<typeof RunpodHealth>;
+
+/** The REST API's GET /v2/serverless/{id}: the endpoint's settings (the fields loraflow reads). */
+export const RunpodEndpointConfig = z.looseObject({
+  workers: z.looseObject({ min: z.number().int().nonnegative().optional(), max: z.number().int().nonnegative().optional() }).optional(),
+});
+export type RunpodEndpointConfig = z.infer<typeof RunpodEndpointConfig>;
+
+/** The REST API's GET /v2/serverless/{id}/workers: how many workers are in each state. */
+export const RunpodWorkers = z.looseObject({
+  summary: z.looseObject({ running: count, idle: count, initializing: count, throttled: count, unhealthy: count, total: count }),
+});
+export type RunpodWorkers = z.infer<typeof RunpodWorkers>;
+
+/** A cancelled job was still queued or running when cancelJob gave up checking. */
+export class RunpodCancelUnconfirmed extends Error {
+  override name = 'RunpodCancelUnconfirmed';
+}
 
 /** A non-2xx answer (or an unreadable one). The message names the operation, never the key or body. */
 export class RunpodHttpError extends Error {
@@ -80,6 +106,8 @@ export interface RunpodClientOptions {
   baseUrl: string;
   apiKey: string;
   endpointId: string;
+  /** The REST API, e.g. https://api.runpod.io; absent: endpointConfig() and workers() answer undefined. */
+  restBase?: string;
   fetch?: typeof fetch;
   /** Per-request timeout; default 30 s. */
   timeoutMs?: number;
@@ -109,7 +137,8 @@ export interface RetryHooks {
 }
 
 const SUBMIT_ATTEMPTS = 5;
-const CANCEL_ATTEMPTS = 6;
+/** The official JS SDK clamps /status-sync's wait to 1–90 s; the service documents no more. */
+const MAX_LONG_POLL_MS = 90_000;
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class RunpodClient {
@@ -125,8 +154,14 @@ export class RunpodClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
-  static fromConfig(config: Pick<Config, 'RUNPOD_API_BASE' | 'RUNPOD_API_KEY' | 'RUNPOD_ENDPOINT_ID'>, fetchImpl?: typeof fetch): RunpodClient {
-    return new RunpodClient({ baseUrl: config.RUNPOD_API_BASE, apiKey: config.RUNPOD_API_KEY, endpointId: config.RUNPOD_ENDPOINT_ID, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  static fromConfig(config: Pick<Config, 'RUNPOD_API_BASE' | 'RUNPOD_API_KEY' | 'RUNPOD_ENDPOINT_ID' | 'RUNPOD_REST_BASE'>, fetchImpl?: typeof fetch): RunpodClient {
+    return new RunpodClient({
+      baseUrl: config.RUNPOD_API_BASE,
+      apiKey: config.RUNPOD_API_KEY,
+      endpointId: config.RUNPOD_ENDPOINT_ID,
+      restBase: config.RUNPOD_REST_BASE,
+      ...(fetchImpl ? { fetch: fetchImpl } : {}),
+    });
   }
 
   /**
@@ -150,11 +185,13 @@ export class RunpodClient {
   }
 
   /**
-   * The job's status, waiting up to `waitMs` for it to finish with a /status-sync long-poll where
-   * the endpoint has one (`waitMs` 0, or an endpoint that refused it once: plain /status).
+   * The job's status, waiting up to `waitMs` (at most 90 s, like the official SDK) for it to finish
+   * with a /status-sync long-poll where the endpoint has one (`waitMs` 0, or an endpoint that
+   * refused it once: plain /status).
    */
   async waitForStatus(id: string, waitMs: number): Promise<RunpodJobStatus> {
     if (!waitMs || !this.longPollSupported) return this.status(id);
+    waitMs = Math.min(MAX_LONG_POLL_MS, Math.max(1000, waitMs));
     try {
       return await this.statusSync(id, waitMs);
     } catch (err) {
@@ -166,19 +203,47 @@ export class RunpodClient {
     }
   }
 
-  /** POST /cancel through API errors; a job the endpoint no longer knows is reported as such. */
-  async cancelJob(id: string, hooks: RetryHooks = {}): Promise<'cancelled' | 'not-found'> {
-    for (let attempt = 1; ; attempt++) {
+  /**
+   * Cancels the job and checks that it stopped: POST /cancel and GET /status are retried through
+   * throttling and API errors until the job is in a final state (it may have finished on its own)
+   * or gone, for up to `withinMs`; past that, RunpodCancelUnconfirmed (the caller keeps trying
+   * durably: the run's cleanup, then the janitor).
+   */
+  async cancelJob(id: string, hooks: RetryHooks & { withinMs?: number } = {}): Promise<'cancelled' | 'finished' | 'not-found'> {
+    const deadline = Date.now() + (hooks.withinMs ?? 60_000);
+    const sleep = hooks.sleep ?? defaultSleep;
+    let asked = false;
+    let last: unknown;
+    for (let attempt = 1; Date.now() < deadline; attempt++) {
       try {
-        await this.cancel(id);
-        return 'cancelled';
+        if (!asked) {
+          const answer = await this.cancel(id);
+          asked = true;
+          if (isFinalState(answer.status)) return answer.status === 'CANCELLED' ? 'cancelled' : 'finished';
+        }
+        const status = await this.status(id);
+        if (isFinalState(status.status)) return status.status === 'CANCELLED' ? 'cancelled' : 'finished';
+        asked = false; // still queued or running: ask again
       } catch (err) {
         if (err instanceof RunpodJobNotFound) return 'not-found';
-        if (attempt === CANCEL_ATTEMPTS) throw err;
+        last = err;
         hooks.onRetry?.('cancel', attempt, err);
-        await (hooks.sleep ?? defaultSleep)(500 * attempt);
       }
+      await sleep(Math.min(2_000, 200 * 2 ** Math.min(attempt, 4)));
     }
+    throw new RunpodCancelUnconfirmed(`GPU job ${id} could not be confirmed cancelled${last instanceof Error ? `: ${last.message}` : ''}`);
+  }
+
+  /** The endpoint's settings from the REST API (its max workers), or undefined without a REST base. */
+  async endpointConfig(): Promise<RunpodEndpointConfig | undefined> {
+    if (!this.opts.restBase) return undefined;
+    return parseOrThrow('endpoint', RunpodEndpointConfig, await this.request('endpoint', 'GET', `/v2/serverless/${encodeURIComponent(this.opts.endpointId)}`, undefined, undefined, this.timeoutMs, this.opts.restBase));
+  }
+
+  /** The endpoint's workers by state from the REST API, or undefined without a REST base. */
+  async workers(): Promise<RunpodWorkers | undefined> {
+    if (!this.opts.restBase) return undefined;
+    return parseOrThrow('workers', RunpodWorkers, await this.request('workers', 'GET', `/v2/serverless/${encodeURIComponent(this.opts.endpointId)}/workers`, undefined, undefined, this.timeoutMs, this.opts.restBase));
   }
 
   /** POST /run: queues a job. */
@@ -242,11 +307,13 @@ export class RunpodClient {
     body?: unknown,
     jobId?: string,
     timeoutMs = this.timeoutMs,
+    base = this.base,
   ): Promise<unknown> {
-    const where = `RunPod ${operation} (${method} ${this.redactedUrl(path)})`;
+    const url = `${base.replace(/\/+$/, '')}${path}`;
+    const where = `RunPod ${operation} (${method} ${url.replace(/\?.*$/, '')})`;
     let res: Response;
     try {
-      res = await this.fetchImpl(`${this.base}${path}`, {
+      res = await this.fetchImpl(url, {
         method,
         headers: {
           authorization: `Bearer ${this.opts.apiKey}`,
@@ -276,10 +343,6 @@ export class RunpodClient {
     } catch {
       throw new RunpodHttpError(`${where}: HTTP ${res.status} with a body that is not JSON`, res.status, operation);
     }
-  }
-
-  private redactedUrl(path: string): string {
-    return `${this.base}${path}`.replace(/\?.*$/, '');
   }
 
   private scrub(text: string): string {

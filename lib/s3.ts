@@ -1,11 +1,12 @@
 // S3 access for activities: path-style (works with any S3-compatible server and AWS),
 // content-addressed writes, streaming sha256 checks, short-lived presigned URLs, and an object
 // as a streaming Blob (for uploads elsewhere without holding it in memory).
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
   CopyObjectCommand,
   CreateBucketCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -27,7 +28,9 @@ export interface Storage {
   bucket: string;
 }
 
-export function makeStorage(config: Pick<Config, 'LORAFLOW_S3_ENDPOINT' | 'LORAFLOW_S3_BUCKET' | 'AWS_REGION' | 'AWS_ACCESS_KEY_ID' | 'AWS_SECRET_ACCESS_KEY'>): Storage {
+export function makeStorage(
+  config: Pick<Config, 'LORAFLOW_S3_ENDPOINT' | 'LORAFLOW_S3_BUCKET' | 'AWS_REGION' | 'AWS_ACCESS_KEY_ID' | 'AWS_SECRET_ACCESS_KEY' | 'LORAFLOW_S3_TIMEOUT_MS'>,
+): Storage {
   const client = new S3Client({
     endpoint: config.LORAFLOW_S3_ENDPOINT,
     region: config.AWS_REGION,
@@ -36,6 +39,10 @@ export function makeStorage(config: Pick<Config, 'LORAFLOW_S3_ENDPOINT' | 'LORAF
     // Presigned PUTs are sent by a worker that cannot add checksum headers: sign none.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // A store that accepts connections but never answers must not hang an activity: the request
+    // fails (and is retried) after this long without progress.
+    requestHandler: { connectionTimeout: Math.min(10_000, config.LORAFLOW_S3_TIMEOUT_MS), requestTimeout: config.LORAFLOW_S3_TIMEOUT_MS },
+    maxAttempts: 3,
   });
   return { client, bucket: config.LORAFLOW_S3_BUCKET };
 }
@@ -85,21 +92,94 @@ export async function getJson<T>(s: Storage, key: string): Promise<T> {
   return JSON.parse((await getBytes(s, key)).toString('utf8')) as T;
 }
 
-/** Streams the object through sha256; undefined when it does not exist. */
-export async function sha256OfObject(s: Storage, key: string): Promise<{ sha256: string; bytes: number } | undefined> {
-  if (!(await exists(s, key))) return undefined;
-  const res = await s.client.send(new GetObjectCommand({ Bucket: s.bucket, Key: key }));
+/** Streams the object through sha256; undefined when it does not exist. `etag` names the very
+ * bytes hashed, so a copy can require them (copyObject's `ifMatch`). */
+export async function sha256OfObject(s: Storage, key: string): Promise<{ sha256: string; bytes: number; etag: string } | undefined> {
+  let res;
+  try {
+    res = await s.client.send(new GetObjectCommand({ Bucket: s.bucket, Key: key }));
+  } catch (err) {
+    if (err instanceof S3ServiceException && (err.name === 'NoSuchKey' || err.$metadata.httpStatusCode === 404)) return undefined;
+    throw err;
+  }
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const chunk of res.Body as Readable) {
     hash.update(chunk as Buffer);
     bytes += (chunk as Buffer).length;
   }
-  return { sha256: hash.digest('hex'), bytes };
+  return { sha256: hash.digest('hex'), bytes, etag: res.ETag ?? '' };
 }
 
-export async function copyObject(s: Storage, from: string, to: string): Promise<void> {
-  await s.client.send(new CopyObjectCommand({ Bucket: s.bucket, CopySource: `${s.bucket}/${from}`, Key: to }));
+/** The source changed since its ETag was read (a copy with `ifMatch` refused). */
+export class SourceChanged extends Error {
+  override name = 'SourceChanged';
+}
+
+/** Server-side copy; with `ifMatch`, only if the source still has that ETag (else SourceChanged). */
+export async function copyObject(s: Storage, from: string, to: string, opts: { ifMatch?: string } = {}): Promise<void> {
+  try {
+    await s.client.send(new CopyObjectCommand({ Bucket: s.bucket, CopySource: `${s.bucket}/${from}`, Key: to, ...(opts.ifMatch ? { CopySourceIfMatch: opts.ifMatch } : {}) }));
+  } catch (err) {
+    if (opts.ifMatch && err instanceof S3ServiceException && (err.name === 'PreconditionFailed' || err.$metadata.httpStatusCode === 412)) {
+      throw new SourceChanged(`${from} changed after it was verified`);
+    }
+    throw err;
+  }
+}
+
+export async function deleteObject(s: Storage, key: string): Promise<void> {
+  await s.client.send(new DeleteObjectCommand({ Bucket: s.bucket, Key: key }));
+}
+
+/**
+ * Write-once claims need the store to enforce `If-None-Match: *` on PUT. Some S3-compatible stores
+ * do not (Backblaze B2 answers NotImplemented; Google Cloud Storage's XML API ignores the header
+ * and overwrites), and there a claim would let two GPU jobs train the same thing. PUT one key
+ * twice, expect 412 the second time; throws an error naming what the store lacks.
+ */
+export async function probeConditionalWrites(s: Storage, opts: { onUnreachable?: (err: unknown, attempt: number) => void } = {}): Promise<void> {
+  // A store that is down for a moment is not a store without conditional writes: wait for an answer.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await probeOnce(s);
+    } catch (err) {
+      if (!unreachable(err)) throw err;
+      opts.onUnreachable?.(err, attempt);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 500 * 2 ** Math.min(attempt, 5))));
+    }
+  }
+}
+
+/** No answer from the store (refused, reset, timed out) or a 5xx: worth asking again. */
+function unreachable(err: unknown): boolean {
+  if (err instanceof S3ServiceException) return (err.$metadata.httpStatusCode ?? 0) >= 500 && err.name !== 'NotImplemented';
+  return !(err instanceof Error && err.message.startsWith('the S3 store'));
+}
+
+async function probeOnce(s: Storage): Promise<void> {
+  const key = `loraflow-probe/${randomUUID()}`;
+  const where = `the S3 store at ${s.client.config.endpoint ? 'LORAFLOW_S3_ENDPOINT' : 'AWS'} (bucket ${s.bucket})`;
+  const putOnce = () => s.client.send(new PutObjectCommand({ Bucket: s.bucket, Key: key, Body: 'probe', IfNoneMatch: '*' }));
+  try {
+    try {
+      await putOnce();
+    } catch (err) {
+      if (unreachable(err)) throw err;
+      const name = err instanceof S3ServiceException ? `${err.name} (HTTP ${err.$metadata.httpStatusCode})` : String(err);
+      throw new Error(`${where} refused a conditional write (If-None-Match: *): ${name}. loraflow's write-once claims need conditional writes (AWS S3, Cloudflare R2, MinIO, versitygw have them; Backblaze B2 does not)`);
+    }
+    const second = await putOnce().then(
+      () => 'overwritten' as const,
+      (err: unknown) => (err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 412 || err.name === 'PreconditionFailed') ? ('refused' as const) : err),
+    );
+    if (second === 'overwritten') {
+      throw new Error(`${where} does not enforce conditional writes: a second PUT with If-None-Match: * overwrote the object instead of answering 412. loraflow's write-once claims need them (Google Cloud Storage's XML API ignores the header; AWS S3, Cloudflare R2, MinIO, versitygw enforce it)`);
+    }
+    if (second !== 'refused') throw second;
+  } finally {
+    await deleteObject(s, key).catch(() => undefined);
+  }
 }
 
 /** Presigned URLs live only inside activities and GPU job inputs, never in workflow history. */

@@ -121,6 +121,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       TEMPORAL_ADDRESS: `127.0.0.1:${config.TEMPORAL_PORT}`,
       LORAFLOW_S3_ENDPOINT: `http://127.0.0.1:${config.LORAFLOW_S3_PORT}`,
       RUNPOD_API_BASE: runpod.url,
+      RUNPOD_REST_BASE: runpod.url.replace(/\/v2$/, '/rest'),
       LORAFLOW_METRICS_ADDRESS: `127.0.0.1:${config.LORAFLOW_METRICS_PORT}`,
     };
     const stack: Stack = {

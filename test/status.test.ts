@@ -40,12 +40,12 @@ afterAll(() => f?.stop());
 const request = (steps: number, msPerStep: number, sampleEvery = 0) =>
   TrainRequest.parse({ name: 'honest', dataset: { path: dataset, fingerprint: 'b'.repeat(64) }, training: { triggerWord: 'lfhonest', baseModel: 'tiny-sd', params: { steps, seed: msPerStep }, sampleEvery } });
 
-/** Polls the progress query, collecting every distinct state line, until `ok`. */
+/** Polls `loraflow status` (the query's state, the heartbeat's step), collecting every distinct state line, until `ok`. */
 const watchUntil = (id: string, seen: Set<string>, ok: (p: PipelineProgress) => boolean, timeoutMs = 60_000) =>
   until(
     async () => {
-      const p = await f.env.client.workflow.getHandle(id).query(progressQuery);
-      seen.add(describeState(p));
+      const p = await status(f.env.client, id);
+      seen.add(p.state);
       return p;
     },
     ok,

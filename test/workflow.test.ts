@@ -3,11 +3,11 @@
 // under the unmodified runpod worker loop. The stub-activity version of the story is
 // test/unit/workflow.test.ts; this file proves what only real services can.
 import path from 'node:path';
-import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '../cli/inspect.js';
 import { TrainRequest, type PipelineProgress } from '../contract/pipeline.js';
-import { keyOfUri, runKeys } from '../lib/keys.js';
+import { keyOfUri, runKeyOf, runKeys } from '../lib/keys.js';
 import { getJson, listKeys, sha256OfObject } from '../lib/s3.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { recordHistory } from '../testkit/histories.js';
@@ -30,7 +30,8 @@ afterAll(() => f?.stop());
 const request = (triggerWord: string, steps: number, msPerStep = 20) =>
   TrainRequest.parse({ name: 'robot', dataset: { path: dataset, fingerprint: 'a'.repeat(64) }, training: { triggerWord, baseModel: 'tiny-sd', params: { steps, seed: msPerStep } } });
 
-const progressUntil = (handle: WorkflowHandle, ok: (p: PipelineProgress) => boolean, timeoutMs = 60_000) => until(() => handle.query(progressQuery), ok, timeoutMs, 200);
+/** `loraflow status` (the query's stage and GPU state, the heartbeat's step) until `ok`. */
+const progressUntil = (handle: WorkflowHandle, ok: (p: PipelineProgress) => boolean, timeoutMs = 60_000) => until(() => status(f.env.client, handle.workflowId), ok, timeoutMs, 200);
 const ledgerOf = (id: string) => f.gpu.endpoint.ledger().find((e) => e.id === id);
 const trainJobs = () => f.gpu.endpoint.ledger().filter((e) => e.task === 'train');
 
@@ -65,7 +66,7 @@ describe('trainLora workflow', () => {
     });
 
     expect(published.uri).toMatch(new RegExp(`^s3://${f.s3.storage.bucket}/loras/robot/\\d{8}-\\d{6}-[0-9a-f-]{8}/lora\\.safetensors$`));
-    expect(await sha256OfObject(f.s3.storage, keyOfUri(published.uri))).toEqual({ sha256: published.sha256, bytes: published.bytes });
+    expect(await sha256OfObject(f.s3.storage, keyOfUri(published.uri))).toMatchObject({ sha256: published.sha256, bytes: published.bytes });
     const metadata = await getJson<{ dataset: { images: number; manifestSha256: string; captions: { sidecar: number; gpuCaptioned: number } }; triggerWord: string; baseModel: string }>(
       f.s3.storage,
       keyOfUri(published.metadataUri),
@@ -157,7 +158,7 @@ describe('trainLora workflow', () => {
   for (const stage of ['caption', 'train'] as const) {
     it(`cancelling during ${stage} cancels the GPU job before the workflow closes`, async () => {
       await f.withWorkers(async (tq) => {
-        const handle = await f.start(tq, stage === 'caption' ? request('slowcaption', 2) : request('lfrobot', 600, 50));
+        const handle = await f.start(tq, stage === 'caption' ? request('slowcaption', 2) : request('lfrobot', 601, 50));
         const progress = await progressUntil(handle, (p) => p.stage === stage && !!p.gpuJobId && p.gpuStatus === 'IN_PROGRESS');
         await handle.cancel();
         await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
@@ -206,7 +207,7 @@ describe('trainLora workflow', () => {
     for (const sample of metadata.samples) expect(await sha256OfObject(f.s3.storage, keyOfUri(sample.uri))).toBeDefined();
   });
 
-  it('a GPU worker killed mid-training is replaced by a job resuming from the last checkpoint, and the run says so', async () => {
+  it('a GPU worker killed mid-training: the endpoint retries the job under its id, which resumes from its own checkpoint, and the run says so', async () => {
     const before = f.gpu.endpoint.ledger().length;
     const { published, resuming } = await f.withWorkers(
       async (tq) => {
@@ -218,12 +219,14 @@ describe('trainLora workflow', () => {
       },
       { config: { LORAFLOW_CHECKPOINT_EVERY: '10' } },
     );
-    expect(resuming.state).toMatch(/^train: GPU worker lost, resuming from the last checkpoint: .*(SIGKILL|exited)/);
+    expect(resuming.state).toMatch(/^train: GPU worker lost, resuming from the last checkpoint: the endpoint is running the job again/);
     expect(published.uri).toContain('/loras/robot/');
+    // One job, two starts: the second met its own claim and went on (before, it failed as GpuClaimUnconfirmed).
     const trains = f.gpu.endpoint.ledger().slice(before).filter((e) => e.task === 'train');
-    expect(trains.map((e) => e.status)).toEqual(['FAILED', 'COMPLETED']);
+    expect(trains).toHaveLength(1);
+    expect(trains[0]!.attempts.map((a) => a.outcome)).toEqual([expect.stringMatching(/^requeued: worker w-\d+ exited with signal SIGKILL/), 'COMPLETED']);
     // At most one checkpoint interval (10 steps) was trained twice; from step 0 it would be 25 or more.
-    const stepsPaid = trains.reduce((n, e) => n + e.progressUpdates, 0);
+    const stepsPaid = trains[0]!.progressUpdates;
     expect(stepsPaid).toBeGreaterThanOrEqual(60);
     expect(stepsPaid).toBeLessThanOrEqual(60 + 10);
   });
@@ -261,8 +264,8 @@ describe('trainLora workflow', () => {
   });
 
   it('keeps at most LORAFLOW_MAX_GPU_JOBS GPU jobs on the endpoint, dispatching queued runs by priority', async () => {
-    const jobsOf = async (h: WorkflowHandle) => {
-      const ids = await Promise.all((await listKeys(f.s3.storage, `${runKeys(h.workflowId).gpuJobs}/`)).map(async (k) => (await getJson<{ gpuJobId: string }>(f.s3.storage, k)).gpuJobId));
+    const jobsOf = async (h: WorkflowHandleWithFirstExecutionRunId<PublishingTrainLora>) => {
+      const ids = await Promise.all((await listKeys(f.s3.storage, `${runKeys(runKeyOf(h.workflowId, h.firstExecutionRunId)).gpuJobs}/`)).map(async (k) => (await getJson<{ gpuJobId: string }>(f.s3.storage, k)).gpuJobId));
       return ids.map((id) => ledgerOf(id)!).sort((a, b) => a.submittedAt.localeCompare(b.submittedAt));
     };
     // The pipelines' worker runs; the GPU-stage worker (one slot) starts only once every run's
@@ -271,8 +274,8 @@ describe('trainLora workflow', () => {
     const workers = await f.workers(taskQueue, { maxGpuJobs: 1 });
     const [pipelines, gpuStages] = workers.workers;
     const running = [pipelines.run()];
-    const low: WorkflowHandle<PublishingTrainLora>[] = [];
-    let high: WorkflowHandle<PublishingTrainLora>;
+    const low: WorkflowHandleWithFirstExecutionRunId<PublishingTrainLora>[] = [];
+    let high: WorkflowHandleWithFirstExecutionRunId<PublishingTrainLora>;
     try {
       for (let i = 0; i < 3; i++) low.push(await f.start(taskQueue, request('lfrobot', 10 + i, 20), { priority: { priorityKey: 5 } }));
       for (const h of low) await progressUntil(h, (p) => p.stage === 'caption');
@@ -300,7 +303,7 @@ describe('trainLora workflow', () => {
     const taskQueue = 'retry-test';
     const before = trainJobs().length;
     const first = await f.workers(taskQueue);
-    const handle = await f.start(taskQueue, request('lfrobot', 60, 100));
+    const handle = await f.start(taskQueue, request('lfrobot', 70, 100));
     const progress = await first.runUntil(progressUntil(handle, (p) => p.stage === 'train' && p.gpuStatus === 'IN_PROGRESS'));
     // runUntil shut the first worker down mid-activity: its attempt fails, the job keeps running.
     expect(ledgerOf(progress.gpuJobId!)?.status).toBe('IN_PROGRESS');

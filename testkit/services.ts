@@ -79,8 +79,9 @@ export async function startGpuEndpoint(dir: string, handler: string, workerEnv: 
     logger: pino(pino.destination({ dest: path.join(dir, 'logs', 'runpod.log'), mkdir: true, sync: true })),
     ...options,
   });
-  /** A client of this endpoint; `fetch` lets a test watch or break the requests it makes. */
-  const clientWith = (fetchImpl?: typeof fetch) => new RunpodClient({ baseUrl: endpoint.url, apiKey, endpointId: endpoint.endpointId, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  /** A client of the main endpoint (or `endpointId`); `fetch` lets a test watch or break its requests. */
+  const clientWith = (fetchImpl?: typeof fetch, endpointId = endpoint.endpointId) =>
+    new RunpodClient({ baseUrl: endpoint.url, restBase: endpoint.url.replace(/\/v2$/, '/rest'), apiKey, endpointId, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
   return { endpoint, client: clientWith(), clientWith };
 }
 

@@ -1,3 +1,4 @@
 // Entry point the worker bundles (workflowsPath).
 export { trainLora } from './train-lora.js';
 export type { PublishingTrainLora } from './train-lora.js';
+export { janitor } from './janitor.js';

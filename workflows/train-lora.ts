@@ -18,7 +18,7 @@ import {
 import type { Activities } from '../activities/index.js';
 import { describeState } from '../contract/describe.js';
 import type { PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
-import { keyOfUri } from '../lib/keys.js';
+import { keyOfUri, runKeyOf } from '../lib/keys.js';
 import { gpuProgressSignal, gpuTaskQueue, LoraBaseModelKey, LoraDatasetHashKey, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
 
 const { ingestDataset } = proxyActivities<Activities>({
@@ -72,7 +72,9 @@ export type PublishingTrainLora = (request: TrainRequest) => Promise<PublishedLo
 
 /** Publishes a LoRA; a scheduled run (`onlyIfChanged`) whose dataset is unchanged ends `skipped`. */
 export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
-  const runKey = workflowInfo().workflowId;
+  // Claims, job records and staged files belong to this run: a retried, reset or resubmitted
+  // request is a new run (checkpoints are shared by the training's fingerprint instead).
+  const runKey = runKeyOf(workflowInfo().workflowId, workflowInfo().runId);
   const { captionDataset, trainOnGpu } = gpuStages();
   const progress = trackProgress(request);
 

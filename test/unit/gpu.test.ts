@@ -2,42 +2,52 @@
 // worker's errors are classed, which steps get samples, how segment metrics merge, the /run limit.
 import { describe, expect, it } from 'vitest';
 import { withTrigger } from '../../activities/caption.js';
-import { gpuStateOf } from '../../activities/gpu-progress.js';
+import { type EndpointView, gpuStateOf } from '../../activities/gpu-progress.js';
 import { classify, timingOf } from '../../activities/gpu-result.js';
 import { mergeMetrics, stepsToSample } from '../../activities/train.js';
 import { describeState } from '../../contract/describe.js';
 import type { PipelineProgress } from '../../contract/pipeline.js';
 import { sha256 } from '../../lib/hash.js';
-import { RunpodClient, RunpodJobStatus, RunpodPayloadTooLarge, type RunpodHealth } from '../../lib/runpod-client.js';
+import { RunpodClient, RunpodJobStatus, RunpodPayloadTooLarge } from '../../lib/runpod-client.js';
 
-const health = (queue: string, workers: Record<string, number> = {}, lastWorkerFailure?: string): RunpodHealth => ({
-  jobs: { completed: 0, failed: 0, inProgress: 0, inQueue: 1, retried: 0 },
-  workers: { idle: 0, running: 0, ...workers },
-  diagnosis: { queue, ...(lastWorkerFailure ? { lastWorkerFailure } : {}) },
+/** runpod-local's opt-in diagnosis. */
+const diagnosed = (queue: string, lastWorkerFailure?: string): EndpointView => ({
+  health: { jobs: { completed: 0, failed: 0, inProgress: 0, inQueue: 1, retried: 0 }, workers: { idle: 0, running: 0 }, diagnosis: { queue, ...(lastWorkerFailure ? { lastWorkerFailure } : {}) } },
 });
-/** The real service has no diagnosis: worker counts are all there is. */
-const real = (workers: Record<string, number>): RunpodHealth => ({ jobs: { completed: 0, failed: 0, inProgress: 0, inQueue: 1, retried: 0 }, workers: { idle: 0, running: 0, ...workers } });
+/** What the real service tells: /health's documented counts, the REST API's worker states and max workers. */
+const service = (workers: Partial<Record<'running' | 'idle' | 'initializing' | 'throttled' | 'unhealthy', number>>, max?: number): EndpointView => {
+  const summary = { running: 0, idle: 0, initializing: 0, throttled: 0, unhealthy: 0, total: 0, ...workers };
+  return {
+    health: { jobs: { completed: 0, failed: 0, inProgress: 0, inQueue: 1, retried: 0 }, workers: { idle: summary.idle, running: summary.running } },
+    workers: { summary },
+    ...(max !== undefined ? { config: { workers: { max } } } : {}),
+  };
+};
 const queued = { gpuJobId: 'j', gpuStatus: 'IN_QUEUE', failures: 0 };
 
 describe('gpuStateOf', () => {
-  it("reads runpod-local's diagnosis", () => {
-    expect(gpuStateOf(queued, health('waiting-for-capacity', { running: 2 }))).toEqual({ gpuState: 'waiting-for-capacity', gpuDetail: 'all 2 workers busy' });
-    expect(gpuStateOf(queued, health('cold-starting'))).toEqual({ gpuState: 'cold-starting' });
-    expect(gpuStateOf(queued, health('workers-crashing', {}, 'worker w-1 exited with code 1'))).toEqual({ gpuState: 'worker-crashing', gpuDetail: 'worker w-1 exited with code 1' });
-    expect(gpuStateOf(queued, health('no-workers'))).toEqual({ gpuState: 'waiting-for-capacity', gpuDetail: 'no workers available' });
-    expect(gpuStateOf(queued, health('idle'))).toEqual({ gpuState: 'queued' });
+  it("reads the real service's documented fields: the REST API's worker states and max workers", () => {
+    expect(gpuStateOf(queued, service({ initializing: 1 }))).toEqual({ gpuState: 'cold-starting' });
+    expect(gpuStateOf(queued, service({ unhealthy: 2 }))).toEqual({ gpuState: 'worker-crashing', gpuDetail: '2 unhealthy workers' });
+    expect(gpuStateOf(queued, service({ running: 3 }, 3))).toEqual({ gpuState: 'waiting-for-capacity', gpuDetail: 'all 3 workers busy' });
+    expect(gpuStateOf(queued, service({ throttled: 1 }))).toMatchObject({ gpuState: 'waiting-for-capacity' });
+    expect(gpuStateOf(queued, service({}, 0))).toEqual({ gpuState: 'waiting-for-capacity', gpuDetail: 'endpoint has no workers allowed (max workers 0)' });
+    expect(gpuStateOf(queued, service({ idle: 1 }))).toEqual({ gpuState: 'queued' });
+    expect(gpuStateOf(queued)).toEqual({ gpuState: 'queued' });
   });
-  it('says resuming after a lost job, and running or finished from the status alone', () => {
-    expect(gpuStateOf({ ...queued, failures: 1 }, health('cold-starting'), 'worker w-1 exited')).toEqual({ gpuState: 'resuming', gpuDetail: 'worker w-1 exited' });
-    expect(gpuStateOf({ ...queued, gpuStatus: 'IN_PROGRESS' }, health('running'))).toEqual({ gpuState: 'running' });
+  it('says resuming after a lost job, or when the service queued the job again after its worker died', () => {
+    expect(gpuStateOf({ ...queued, failures: 1 }, service({ initializing: 1 }), 'worker w-1 exited')).toEqual({ gpuState: 'resuming', gpuDetail: 'worker w-1 exited' });
+    expect(gpuStateOf({ ...queued, retried: true }, service({ initializing: 1 }))).toEqual({ gpuState: 'resuming', gpuDetail: 'the endpoint is running the job again after its worker was lost' });
+  });
+  it('reads running or finished from the status alone (RUNNING is IN_PROGRESS)', () => {
+    expect(gpuStateOf({ ...queued, gpuStatus: 'IN_PROGRESS' })).toEqual({ gpuState: 'running' });
+    expect(gpuStateOf({ ...queued, gpuStatus: 'RUNNING' })).toEqual({ gpuState: 'running' });
     expect(gpuStateOf({ ...queued, gpuStatus: 'COMPLETED' })).toEqual({ gpuState: 'finished' });
   });
-  it("reads the real service's worker counts", () => {
-    expect(gpuStateOf(queued, real({ initializing: 1 }))).toEqual({ gpuState: 'cold-starting' });
-    expect(gpuStateOf(queued, real({ unhealthy: 2 }))).toMatchObject({ gpuState: 'worker-crashing' });
-    expect(gpuStateOf(queued, real({ running: 3 }))).toMatchObject({ gpuState: 'waiting-for-capacity' });
-    expect(gpuStateOf(queued, real({ idle: 1 }))).toEqual({ gpuState: 'queued' });
-    expect(gpuStateOf(queued)).toEqual({ gpuState: 'queued' });
+  it("adds runpod-local's opt-in diagnosis where it has one", () => {
+    expect(gpuStateOf(queued, diagnosed('workers-crashing', 'worker w-1 exited with code 1'))).toEqual({ gpuState: 'worker-crashing', gpuDetail: 'worker w-1 exited with code 1' });
+    expect(gpuStateOf(queued, diagnosed('no-workers'))).toEqual({ gpuState: 'waiting-for-capacity', gpuDetail: 'no workers available' });
+    expect(gpuStateOf(queued, diagnosed('cold-starting'))).toEqual({ gpuState: 'cold-starting' });
   });
 });
 
@@ -54,7 +64,11 @@ describe('describeState', () => {
 });
 
 describe('job results', () => {
+  it('reads a job state it does not know instead of failing on it', () => {
+    expect(RunpodJobStatus.parse({ id: 'j', status: 'SOMETHING_NEW' }).status).toBe('SOMETHING_NEW');
+  });
   it('classes GPU errors by their tag; anything untagged is INTERNAL, with presigned query strings stripped', () => {
+    expect(classify('[CRASHED] claim: started 5 times')).toEqual({ cls: 'CRASHED', message: 'claim: started 5 times' });
     expect(classify('[OOM] CUDA out of memory')).toEqual({ cls: 'OOM', message: 'CUDA out of memory' });
     expect(classify('[CLAIMED] claim: taken')).toEqual({ cls: 'CLAIMED', message: 'claim: taken' });
     expect(classify(JSON.stringify({ error_type: "<class 'ValueError'>", error_message: 'boom' }))).toEqual({ cls: 'INTERNAL', message: "<class 'ValueError'>: boom" });

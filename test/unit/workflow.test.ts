@@ -53,6 +53,7 @@ function stubs(overrides: Partial<Activities> = {}) {
     writeReport: async ({ metadataKey }) => ({ reportUri: `s3://b/${metadataKey.replace('metadata.json', 'report/index.html')}`, files: ['index.html'] }),
     pushToHub: async () => ({ outcome: 'not-configured' }),
     cancelGpuJobs: async () => ({ cancelled: [] }),
+    cancelOrphanGpuJobs: async () => ({ checked: 0, cancelled: [], ended: 0, unconfirmed: [] }),
   };
   const activities = Object.fromEntries(
     Object.entries({ ...base, ...overrides }).map(([name, fn]) => [name, (input: never) => (calls.push({ name: name as keyof Activities, input }), (fn as (i: never) => unknown)(input))]),
@@ -141,7 +142,7 @@ describe('trainLora (stub activities, time-skipping server)', () => {
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect(cause(error)).toMatchObject({ type: 'GpuOOM', message: 'GPU job j failed: out of memory' });
     expect(progress).toMatchObject({ stage: 'failed', error: 'GPU job j failed: out of memory' });
-    expect(s.called('cancelGpuJobs').map((c) => c.input)).toEqual([{ runKey: handle.workflowId }]);
+    expect(s.called('cancelGpuJobs').map((c) => c.input)).toEqual([{ runKey: `${handle.workflowId}/${handle.firstExecutionRunId}` }]);
     expect(s.called('publishLora')).toHaveLength(0);
   });
 
