@@ -115,7 +115,27 @@ const Env = z.object({
   LORAFLOW_GPU_TYPE: optional(z.string()).describe("the endpoint's GPU type: prices jobs that report no device, and running jobs for `--budget`"),
 
   // --- security -----------------------------------------------------------------------------
-  LORAFLOW_ALLOW_PRIVATE_URLS: z.stringbool().default(false).describe('let dataset URLs point at loopback or private addresses (local development only)'),
+  LORAFLOW_ALLOW_PRIVATE_URLS: z
+    .stringbool()
+    .default(false)
+    .describe('let dataset URLs point at loopback or private addresses, and use plain http:// on loopback (local development only)'),
+  LORAFLOW_DATASET_ROOTS: z
+    .string()
+    .default('~,$TMPDIR')
+    .describe(
+      'comma-separated directories local datasets (a directory or .zip on the worker\'s machine) may be read from, symlinks resolved; `~` is the home directory, `$TMPDIR` the system temp directory; `none`: no local datasets (an API worker)',
+    ),
+  LORAFLOW_DATASET_BUCKETS: optional(z.string().regex(/^[a-z0-9.,\s-]+$/, 'comma-separated bucket names')).describe(
+    "comma-separated buckets `s3://` datasets may come from; unset: only `LORAFLOW_S3_BUCKET`, outside loraflow's own prefixes (which are never a dataset source)",
+  ),
+  LORAFLOW_DATASET_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000).describe('a dataset URL whose server does not accept the connection this soon fails (and is retried)'),
+  LORAFLOW_DATASET_READ_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000).describe('a dataset download that receives no byte for this long fails (and is retried)'),
+  LORAFLOW_DATASET_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(2 * 2 ** 30)
+    .describe('the most a dataset .zip downloaded from a URL may be, enforced while streaming'),
   LORAFLOW_PAYLOAD_KEY: optional(z.string()).describe('base64 AES-256 key (`openssl rand -base64 32`): encrypt every workflow payload'),
   LORAFLOW_CODEC_PORT: port(8234).describe("port of the Web UI's codec endpoint (local stack, when a payload key is set)"),
   LORAFLOW_CODEC_TOKEN: optional(z.string()).describe('bearer token the codec endpoint requires'),
