@@ -34,15 +34,9 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     );
   }
 
-  const keys = loraKeys(request.name, version);
-  // Only the bytes just verified: a late writer (a job cancelled or timed out but still running)
-  // that overwrote the staged file since then makes the copy fail, and the retry verifies again.
-  await copyObject(deps.storage, trained.stagingKey, keys.lora, { ifMatch: staged.etag }).catch((err: unknown) => {
-    if (err instanceof SourceChanged) throw ApplicationFailure.retryable(`the staged LoRA ${trained.stagingKey} changed while it was being published`, 'ArtifactChanged');
-    throw err;
-  });
-  // Samples are verified like the LoRA: what is published is what the worker reported rendering.
-  const samples = [];
+  // Samples are verified like the LoRA, all before anything is copied: what is published is what
+  // the worker reported rendering, and a refusal publishes nothing.
+  const verified = [];
   for (const sample of trained.samples) {
     const stored = await sha256OfObject(deps.storage, sample.key);
     if (!stored || stored.sha256 !== sample.sha256) {
@@ -51,10 +45,21 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
         'ArtifactNotVerified',
       );
     }
-    await copyObject(deps.storage, sample.key, keys.sample(sample.step), { ifMatch: stored.etag }).catch((err: unknown) => {
-      if (err instanceof SourceChanged) throw ApplicationFailure.retryable(`the staged sample ${sample.key} changed while it was being published`, 'ArtifactChanged');
+    verified.push({ ...sample, etag: stored.etag });
+  }
+
+  const keys = loraKeys(request.name, version);
+  // Only the bytes just verified: a late writer (a job cancelled or timed out but still running)
+  // that overwrote a staged file since then makes the copy fail, and the retry verifies again.
+  const copyVerified = (from: string, to: string, etag: string) =>
+    copyObject(deps.storage, from, to, { ifMatch: etag }).catch((err: unknown) => {
+      if (err instanceof SourceChanged) throw ApplicationFailure.retryable(`the staged file ${from} changed while it was being published`, 'ArtifactChanged');
       throw err;
     });
+  await copyVerified(trained.stagingKey, keys.lora, staged.etag);
+  const samples = [];
+  for (const sample of verified) {
+    await copyVerified(sample.key, keys.sample(sample.step), sample.etag);
     samples.push({ step: sample.step, sha256: sample.sha256, uri: s3Uri(deps.storage, keys.sample(sample.step)) });
   }
   const skippedFiles = input.dataset.skippedCount ? { count: input.dataset.skippedCount, files: input.dataset.skipped ?? [] } : undefined;
