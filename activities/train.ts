@@ -1,6 +1,7 @@
 // train: one training, possibly several GPU jobs. The worker downloads images and uploads the LoRA,
 // checkpoints and samples through presigned URLs made here, so nothing signed reaches workflow
 // history. A job that ends a segment or dies is continued from its last checkpoint (gpu-job.ts).
+import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { TrainJobOutput } from '../contract/gpu-job.js';
 import { Budget, type Captions, type DatasetManifest, type TrainResult, TrainingSettings } from '../contract/pipeline.js';
@@ -54,8 +55,9 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
       runKey,
       stage: 'train',
       fingerprint: trainingFingerprint(lora, images),
-      isSegment: (output) => !output.lora,
-      stepOf: (output) => output.step,
+      isSegment: isTrainSegment,
+      // Progress is what the next job can resume from: the checkpoint's step.
+      stepOf: (output) => output.checkpoint?.step ?? output.step,
       budget: budgetOf(deps, runKey, budget),
     },
   );
@@ -75,6 +77,19 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     metrics: { ...mergeMetrics(job.outputs.map((o) => o.output.metrics)), steps: job.output.step },
     usage: await gpuUsage(deps, runKey, job.timings),
   };
+}
+
+/**
+ * A COMPLETED train job either finished (a LoRA) or ended a segment, which it can only do by
+ * leaving a checkpoint for the next job. Neither is not a segment to continue from: the worker's
+ * report cannot be trusted, and the training fails rather than paying for it again from the start.
+ */
+export function isTrainSegment(output: TrainJobOutput): boolean {
+  if (output.lora) return false;
+  if (!output.checkpoint) {
+    throw ApplicationFailure.nonRetryable(`the GPU job reported COMPLETED at step ${output.step} with neither a LoRA nor a checkpoint`, 'GpuOutputInvalid');
+  }
+  return true;
 }
 
 /**
