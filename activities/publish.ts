@@ -74,6 +74,7 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     metrics: trained.metrics,
     ...(trained.usage ? { usage: trained.usage } : {}),
     ...(request.budget !== undefined ? { budget: request.budget } : {}),
+    ...(request.hub ? { hub: request.hub } : {}),
   };
   await putBytes(deps.storage, keys.metadata, JSON.stringify(metadata, null, 2), 'application/json');
   const published = { uri: s3Uri(deps.storage, keys.lora), metadataUri: s3Uri(deps.storage, keys.metadata) };

@@ -36,6 +36,10 @@ export const TrainRequest = z.object({
   /** Most the run may spend on GPU time (price currency): past it, its GPU job is cancelled and the
    * run fails with BudgetExceeded. Absent: no cap. */
   budget: Budget.optional(),
+  /** The Hugging Face push: `allowExistingRepo` lets it write into a repo loraflow did not create
+   * (it then replaces README.md and lora.safetensors and deletes samples/ there). Absent: only repos
+   * loraflow created (their model card carries its marker). */
+  hub: z.object({ allowExistingRepo: z.literal(true) }).optional(),
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
@@ -155,6 +159,7 @@ export interface LoraMetadata extends TrainingSettings {
   metrics: TrainResult['metrics'];
   usage?: GpuUsage;
   budget?: number;
+  hub?: { allowExistingRepo: true };
 }
 
 /** `loras/<name>/latest.json`: the newest published version of a LoRA name and its dataset. */
