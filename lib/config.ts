@@ -14,7 +14,7 @@ const DEFAULT_HF_BASE_MODELS =
   'sd15=stable-diffusion-v1-5/stable-diffusion-v1-5,sdxl=stabilityai/stable-diffusion-xl-base-1.0,flux-dev=black-forest-labs/FLUX.1-dev';
 
 /** Variables whose values a config error must not print. */
-const SECRETS = new Set(['AWS_SECRET_ACCESS_KEY', 'RUNPOD_API_KEY', 'HF_TOKEN', 'LORAFLOW_PAYLOAD_KEY', 'LORAFLOW_CODEC_TOKEN']);
+const SECRETS = new Set(['AWS_SECRET_ACCESS_KEY', 'RUNPOD_API_KEY', 'HF_TOKEN', 'LORAFLOW_PAYLOAD_KEY', 'LORAFLOW_CODEC_TOKEN', 'TEMPORAL_API_KEY']);
 
 /** `name=org/repo,…` pairs. */
 const hubModelMap = (fallback: string) => z.string().default(fallback).transform((s, ctx) => {
@@ -45,6 +45,12 @@ const Env = z.object({
   LORAFLOW_DATA_DIR: z.string().default('data').describe('local stack state (Temporal SQLite file, S3 directory) and logs'),
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233').describe('Temporal frontend `host:port`'),
   TEMPORAL_NAMESPACE: z.string().default('default').describe('Temporal namespace'),
+  TEMPORAL_TLS: z.stringbool().default(false).describe('connect to Temporal over TLS (implied by the TLS files and TEMPORAL_API_KEY below)'),
+  TEMPORAL_TLS_CERT: optional(z.string()).describe('client certificate (PEM file) for mTLS to a self-hosted Temporal; with TEMPORAL_TLS_KEY'),
+  TEMPORAL_TLS_KEY: optional(z.string()).describe('the client certificate\'s private key (PEM file)'),
+  TEMPORAL_TLS_CA: optional(z.string()).describe("CA certificate (PEM file) the Temporal server's certificate must chain to; unset: the system's roots"),
+  TEMPORAL_TLS_SERVER_NAME: optional(z.string()).describe("the name the Temporal server's certificate must carry, when it is not TEMPORAL_ADDRESS's host"),
+  TEMPORAL_API_KEY: optional(z.string()).describe('API key sent as a bearer token on every Temporal call (Temporal Cloud, or a self-hosted authorizer); never logged'),
   LORAFLOW_TASK_QUEUE: z.string().default('loraflow').describe('task queue of the pipelines; their GPU stages use `<queue>-gpu`'),
   LORAFLOW_S3_ENDPOINT: z.url().default('http://127.0.0.1:7070').describe('S3 endpoint (path-style addressing; any S3-compatible store)'),
   LORAFLOW_S3_BUCKET: z.string().default('loraflow').describe('the bucket that holds every byte'),
