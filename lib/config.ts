@@ -127,9 +127,9 @@ const Env = z.object({
     .describe('let dataset URLs point at loopback or private addresses, and use plain http:// on loopback (local development only)'),
   LORAFLOW_DATASET_ROOTS: z
     .string()
-    .default('~,$TMPDIR')
+    .default('~,$TMPDIR,.')
     .describe(
-      'comma-separated directories local datasets (a directory or .zip on the worker\'s machine) may be read from, symlinks resolved; `~` is the home directory, `$TMPDIR` the system temp directory; `none`: no local datasets (an API worker)',
+      'comma-separated directories local datasets (a directory or .zip on the worker\'s machine) may be read from, symlinks resolved; `~` is the home directory, `$TMPDIR` the system temp directory, `.` the worker\'s working directory (the repo for the local stack); `none`: no local datasets (an API worker)',
     ),
   LORAFLOW_DATASET_BUCKETS: optional(z.string().regex(/^[a-z0-9.,\s-]+$/, 'comma-separated bucket names')).describe(
     "comma-separated buckets `s3://` datasets may come from; unset: only `LORAFLOW_S3_BUCKET`, outside loraflow's own prefixes (which are never a dataset source)",
