@@ -59,7 +59,8 @@ function trainingFlags(command: Command): Command {
     .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
     .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
     .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
-    .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num);
+    .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num)
+    .option('--hub-existing-repo', 'let the Hugging Face push write into an existing repo loraflow did not create (it replaces README.md and lora.safetensors and deletes samples/ there)');
 }
 
 const requestFrom = (o: any, config: Config) =>
@@ -68,6 +69,7 @@ const requestFrom = (o: any, config: Config) =>
       name: o.name,
       images: o.images,
       budget: o.budget,
+      ...(o.hubExistingRepo ? { hub: { allowExistingRepo: true as const } } : {}),
       training: {
         triggerWord: o.trigger,
         baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,

@@ -10,6 +10,7 @@ import { loadConfig } from './lib/config.js';
 import { makeLogger, temporalLogger } from './lib/logger.js';
 import { ensureJanitorSchedule } from './lib/janitor-schedule.js';
 import { ensureBucket, probeConditionalWrites } from './lib/s3.js';
+import { temporalConnectionOptions } from './lib/temporal-connection.js';
 import { createWorkers } from './lib/workers.js';
 
 async function run() {
@@ -29,12 +30,12 @@ async function run() {
   if (config.LORAFLOW_JANITOR_MINUTES > 0) {
     // Another worker creates it if this one cannot: a missing schedule is no reason not to work.
     await (async () => {
-      const client = new Client({ connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }), namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFor(config) });
+      const client = new Client({ connection: await Connection.connect(temporalConnectionOptions(config)), namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFor(config) });
       await ensureJanitorSchedule(client, config.LORAFLOW_TASK_QUEUE, config.LORAFLOW_JANITOR_MINUTES).finally(() => client.connection.close());
     })().catch((err: unknown) => logger.warn({ error: String(err) }, 'the janitor schedule could not be created now'));
   }
   const workers = await createWorkers({
-    connection: await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
+    connection: await NativeConnection.connect(temporalConnectionOptions(config)), // TLS / mTLS / API key when configured
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
     dataConverter: dataConverterFor(config), // AES-GCM payload encryption when LORAFLOW_PAYLOAD_KEY is set

@@ -1,9 +1,12 @@
 // What activities need from the world, and the one function that builds it from the config
 // (worker.ts and the tests call it; defaults live only in lib/config.ts).
+import os from 'node:os';
+import path from 'node:path';
 import type { Config } from '../lib/config.js';
 import type { GpuPricing } from '../lib/pricing.js';
 import { RunpodClient } from '../lib/runpod-client.js';
 import { makeStorage, type Storage } from '../lib/s3.js';
+import type { Resolver } from '../lib/url-guard.js';
 
 /** The RunPod operations GPU stages use (lib/runpod-client.ts implements them). */
 export type RunpodEndpoint = Pick<RunpodClient, 'submit' | 'waitForStatus' | 'status' | 'cancelJob' | 'health' | 'endpointConfig' | 'workers'>;
@@ -30,8 +33,33 @@ export interface ActivityDeps {
   captioner: string;
   /** Allow dataset URLs on loopback/private addresses (local development only). */
   allowPrivateUrls: boolean;
+  /** Where datasets may come from, and how long and large a download may be. */
+  datasets: DatasetDeps;
   /** Pushing published LoRAs to the Hugging Face Hub; absent when HF_TOKEN is unset. */
   hub?: HubDeps;
+}
+
+export interface DatasetDeps {
+  /** LORAFLOW_DATASET_ROOTS, expanded to absolute directories (empty: no local datasets). */
+  roots: string[];
+  /** LORAFLOW_DATASET_BUCKETS, else the store's own bucket. */
+  buckets: string[];
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+  /** LORAFLOW_DATASET_MAX_BYTES: the most a downloaded dataset may be. */
+  maxBytes: number;
+  /** Resolves dataset URL hosts; the system resolver unless a test replaces it. */
+  resolve?: Resolver;
+}
+
+/** `~` and `$TMPDIR` expanded; `none` is no root at all. */
+export function datasetRoots(spec: string): string[] {
+  if (spec.trim() === 'none') return [];
+  return spec
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean)
+    .map((r) => path.resolve(r.replace(/^~(?=$|\/)/, os.homedir()).replace(/^\$TMPDIR(?=$|\/)/, os.tmpdir())));
 }
 
 export interface HubDeps {
@@ -69,6 +97,13 @@ export function activityDepsFrom(config: Config, clients: Partial<Pick<ActivityD
     },
     captioner: config.LORAFLOW_CAPTIONER,
     allowPrivateUrls: config.LORAFLOW_ALLOW_PRIVATE_URLS,
+    datasets: {
+      roots: datasetRoots(config.LORAFLOW_DATASET_ROOTS),
+      buckets: config.LORAFLOW_DATASET_BUCKETS ? config.LORAFLOW_DATASET_BUCKETS.split(',').map((b) => b.trim()).filter(Boolean) : [config.LORAFLOW_S3_BUCKET],
+      connectTimeoutMs: config.LORAFLOW_DATASET_CONNECT_TIMEOUT_MS,
+      readTimeoutMs: config.LORAFLOW_DATASET_READ_TIMEOUT_MS,
+      maxBytes: config.LORAFLOW_DATASET_MAX_BYTES,
+    },
     ...(config.HF_TOKEN
       ? {
           hub: {

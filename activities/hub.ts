@@ -6,14 +6,14 @@
 // a version older than one already on the Hub is not pushed over it. The token (HF_TOKEN) is sent
 // only as the library's Bearer header: never logged, returned or put in a failure message.
 import { ApplicationFailure, Context, heartbeat, log } from '@temporalio/activity';
-import { HubApiError, type CommitOperation, commitIter, createRepo, listCommits, listFiles, repoExists, whoAmI } from '@huggingface/hub';
+import { HubApiError, type CommitOperation, commitIter, createRepo, downloadFile, listCommits, listFiles, repoExists, whoAmI } from '@huggingface/hub';
 import { z } from 'zod';
 import { loraKeys, METADATA_KEY } from '../lib/keys.js';
 import { scrubUrls } from '../lib/logger.js';
 import { S3ObjectBlob, type Storage, exists, getBytesIfExists, sha256OfObject } from '../lib/s3.js';
 import type { ActivityDeps, HubDeps } from './deps.js';
 import { parseInput } from './input.js';
-import { HubMetadata, modelCard, samplePath } from './model-card.js';
+import { HubMetadata, LORAFLOW_MARKER, modelCard, samplePath } from './model-card.js';
 
 export const HubPushInput = z.object({ metadataKey: z.string().regex(METADATA_KEY) });
 export type HubPushInput = z.input<typeof HubPushInput>;
@@ -67,13 +67,15 @@ export async function pushToHub(deps: ActivityDeps, raw: HubPushInput): Promise<
   const url = `${hub.endpoint}/${repo}`;
   const creds = { accessToken: hub.token, hubUrl: hub.endpoint };
 
+  let created = false;
   if (!(await call(`checking ${repo}`, () => repoExists({ repo, ...creds })))) {
     await call(`creating ${repo}`, async () => {
       try {
         await createRepo({ repo, visibility: hub.private ? 'private' : 'public', ...creds });
+        created = true;
         log.info('hub: repo created', { repo, private: hub.private });
       } catch (err) {
-        if (!(err instanceof HubApiError && err.statusCode === 409)) throw err; // created meanwhile
+        if (!(err instanceof HubApiError && err.statusCode === 409)) throw err; // created meanwhile: checked below
       }
     });
   }
@@ -99,6 +101,11 @@ export async function pushToHub(deps: ActivityDeps, raw: HubPushInput): Promise<
     log.warn('hub: a newer version is already on the Hub; not pushed over it', { repo, version: meta.version, onHub: newer });
     return { repo, url, outcome: 'newer-version-on-hub' };
   }
+
+  // Someone else's repo of the same name is not overwritten (nor its samples deleted) unless the
+  // request allows it: loraflow pushes only into repos it created, which its card marks. (The
+  // checks above write nothing.)
+  if (!created && !meta.hub?.allowExistingRepo) await assertLoraflowRepo(call, repo, creds);
 
   // Samples of an earlier version that this one does not have would describe the wrong weights.
   const stale = await call(`listing files of ${repo}`, async () => {
@@ -137,6 +144,24 @@ export async function pushToHub(deps: ActivityDeps, raw: HubPushInput): Promise<
   const commitUrl = result?.commit.url ?? (revision ? `${url}/commit/${revision}` : undefined);
   log.info('LoRA pushed to the Hub', { repo, version: meta.version, revision, files: operations.length });
   return { repo, url, outcome: 'pushed', ...(revision ? { revision } : {}), ...(commitUrl ? { commitUrl: scrubUrls(commitUrl) } : {}) };
+}
+
+/** An empty repo (a creation whose first push failed) or one whose README.md carries the marker. */
+async function assertLoraflowRepo(call: ReturnType<typeof hubCaller>, repo: string, creds: { accessToken: string; hubUrl: string }): Promise<void> {
+  const paths = await call(`listing files of ${repo}`, async () => {
+    const found: string[] = [];
+    for await (const f of listFiles({ repo, recursive: true, ...creds })) if (f.type === 'file') found.push(f.path);
+    return found;
+  });
+  if (paths.every((p) => p === '.gitattributes')) return;
+  const card = paths.includes('README.md')
+    ? await call(`reading ${repo}/README.md`, async () => (await downloadFile({ repo, path: 'README.md', raw: true, xet: false, ...creds }))?.text())
+    : undefined;
+  if (card?.includes(LORAFLOW_MARKER)) return;
+  throw ApplicationFailure.nonRetryable(
+    `${repo} already exists and was not created by loraflow (its README.md has no loraflow marker): nothing was pushed into it. Rename the LoRA, set LORAFLOW_HF_REPO, or allow it for this run with \`loraflow train --hub-existing-repo\``,
+    'HubRepoNotOurs',
+  );
 }
 
 async function readMetadata(storage: Storage, key: string): Promise<HubMetadata> {

@@ -16,10 +16,15 @@ export const HubMetadata = z.object({
   samples: z.array(z.object({ step: z.int().nonnegative(), sha256: Sha256.optional() })),
   dataset: z.object({ manifestSha256: Sha256, images: z.int().nonnegative() }),
   metrics: z.object({ steps: z.int().nonnegative(), finalLoss: z.number() }).optional(),
+  hub: z.object({ allowExistingRepo: z.literal(true) }).optional(),
 });
 export type HubMetadata = z.infer<typeof HubMetadata>;
 
 export const samplePath = (step: number) => `samples/step-${step}.png`;
+
+/** In every card loraflow writes: a repo whose README.md carries it is one loraflow created and may
+ * push into again (replacing README.md and lora.safetensors, deleting stale samples/). */
+export const LORAFLOW_MARKER = '<!-- loraflow-managed: created by loraflow, which replaces README.md, lora.safetensors and samples/ on every push -->';
 
 /** YAML scalar: a JSON string is a valid YAML double-quoted string, whatever it contains. */
 const yamlString = (s: string) => JSON.stringify(s);
@@ -103,5 +108,5 @@ export function modelCard(metadata: HubMetadata, options: { baseModelId?: string
       : ['No sample images were rendered.']),
     '',
   ];
-  return [...front, '', ...body].join('\n');
+  return [...front, LORAFLOW_MARKER, '', ...body].join('\n');
 }

@@ -1,5 +1,5 @@
-// publish: only a verified artifact is published. The staged LoRA must exist with the sha256 the
-// GPU worker reported (RunPod can say COMPLETED when the upload failed); then it is copied under
+// publish: only verified artifacts are published. The staged LoRA and samples must exist with the
+// sha256s the GPU worker reported (RunPod can say COMPLETED when the upload failed); then it is copied under
 // loras/<name>/<version>/ with metadata.json, and loras/<name>/latest.json names it (with its
 // dataset's manifest sha256). Re-running it writes the same objects: idempotent.
 import { ApplicationFailure, log } from '@temporalio/activity';
@@ -34,35 +34,53 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     );
   }
 
+  // Samples are verified like the LoRA, all before anything is copied: what is published is what
+  // the worker reported rendering, and a refusal publishes nothing.
+  const verified = [];
+  for (const sample of trained.samples) {
+    const stored = await sha256OfObject(deps.storage, sample.key);
+    if (!stored || stored.sha256 !== sample.sha256) {
+      throw ApplicationFailure.nonRetryable(
+        `GPU job ${trained.gpuJobId}: sample of step ${sample.step} at ${s3Uri(deps.storage, sample.key)} is ${stored ? `sha256 ${stored.sha256}` : 'missing'}, the worker reported sha256 ${sample.sha256}`,
+        'ArtifactNotVerified',
+      );
+    }
+    verified.push({ ...sample, etag: stored.etag });
+  }
+
   const keys = loraKeys(request.name, version);
   // Only the bytes just verified: a late writer (a job cancelled or timed out but still running)
-  // that overwrote the staged file since then makes the copy fail, and the retry verifies again.
-  await copyObject(deps.storage, trained.stagingKey, keys.lora, { ifMatch: staged.etag }).catch((err: unknown) => {
-    if (err instanceof SourceChanged) throw ApplicationFailure.retryable(`the staged LoRA ${trained.stagingKey} changed while it was being published`, 'ArtifactChanged');
-    throw err;
-  });
+  // that overwrote a staged file since then makes the copy fail, and the retry verifies again.
+  const copyVerified = (from: string, to: string, etag: string) =>
+    copyObject(deps.storage, from, to, { ifMatch: etag }).catch((err: unknown) => {
+      if (err instanceof SourceChanged) throw ApplicationFailure.retryable(`the staged file ${from} changed while it was being published`, 'ArtifactChanged');
+      throw err;
+    });
+  await copyVerified(trained.stagingKey, keys.lora, staged.etag);
   const samples = [];
-  for (const sample of trained.samples) {
-    await copyObject(deps.storage, sample.key, keys.sample(sample.step));
+  for (const sample of verified) {
+    await copyVerified(sample.key, keys.sample(sample.step), sample.etag);
     samples.push({ step: sample.step, sha256: sample.sha256, uri: s3Uri(deps.storage, keys.sample(sample.step)) });
   }
+  const skippedFiles = input.dataset.skippedCount ? { count: input.dataset.skippedCount, files: input.dataset.skipped ?? [] } : undefined;
   const metadata: LoraMetadata = {
     name: request.name,
     version,
     ...request.training,
     lora: trained.lora,
     samples,
-    dataset: { manifestSha256: input.dataset.manifestSha256, images: input.dataset.imageCount, captions: input.captions },
+    dataset: { manifestSha256: input.dataset.manifestSha256, images: input.dataset.imageCount, captions: input.captions, ...(skippedFiles ? { skippedFiles } : {}) },
     gpuJobIds: trained.gpuJobIds,
     metrics: trained.metrics,
     ...(trained.usage ? { usage: trained.usage } : {}),
     ...(request.budget !== undefined ? { budget: request.budget } : {}),
+    ...(request.hub ? { hub: request.hub } : {}),
   };
   await putBytes(deps.storage, keys.metadata, JSON.stringify(metadata, null, 2), 'application/json');
   const published = { uri: s3Uri(deps.storage, keys.lora), metadataUri: s3Uri(deps.storage, keys.metadata) };
   await recordLatest(deps, { name: request.name, version, manifestSha256: input.dataset.manifestSha256, ...published });
   log.info('LoRA published', { uri: published.uri });
-  return { ...published, version, sha256: trained.lora.sha256, bytes: trained.lora.bytes, ...(trained.usage ? { usage: trained.usage } : {}) };
+  return { ...published, version, sha256: trained.lora.sha256, bytes: trained.lora.bytes, ...(trained.usage ? { usage: trained.usage } : {}), ...(skippedFiles ? { skippedFiles } : {}) };
 }
 
 /** loras/<name>/latest.json names the newest version (versions sort by start time): an older run

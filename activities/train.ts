@@ -1,12 +1,13 @@
 // train: one training, possibly several GPU jobs. The worker downloads images and uploads the LoRA,
 // checkpoints and samples through presigned URLs made here, so nothing signed reaches workflow
 // history. A job that ends a segment or dies is continued from its last checkpoint (gpu-job.ts).
+import { ApplicationFailure, log } from '@temporalio/activity';
 import { z } from 'zod';
 import { TrainJobOutput } from '../contract/gpu-job.js';
 import { Budget, type Captions, type DatasetManifest, type TrainResult, TrainingSettings } from '../contract/pipeline.js';
 import { sha256 } from '../lib/hash.js';
 import { runKeys } from '../lib/keys.js';
-import { getJson, presignGet, presignPut } from '../lib/s3.js';
+import { getJson, presignGet, presignPut, urlLifetime } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 import { runGpuJob } from './gpu-job.js';
 import { parseInput } from './input.js';
@@ -33,10 +34,11 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     deps,
     async ({ generation, claim, resultUrl, checkpoint, resumeUrl }) => {
       const files = keys.generation('train', generation);
+      await logUrlLifetime(deps, generation);
       return {
         task: 'train',
         ...lora,
-        images: await Promise.all(images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600), caption: i.caption }))),
+        images: await Promise.all(images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, URL_LIFETIME_S), caption: i.caption }))),
         output: { loraUrl: await presignPut(deps.storage, files.lora) },
         stopAfterSeconds: deps.gpuJobs.segmentSeconds,
         samples: {
@@ -54,8 +56,9 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
       runKey,
       stage: 'train',
       fingerprint: trainingFingerprint(lora, images),
-      isSegment: (output) => !output.lora,
-      stepOf: (output) => output.step,
+      isSegment: isTrainSegment,
+      // Progress is what the next job can resume from: the checkpoint's step.
+      stepOf: (output) => output.checkpoint?.step ?? output.step,
       budget: budgetOf(deps, runKey, budget),
     },
   );
@@ -75,6 +78,35 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     metrics: { ...mergeMetrics(job.outputs.map((o) => o.output.metrics)), steps: job.output.step },
     usage: await gpuUsage(deps, runKey, job.timings),
   };
+}
+
+/** What a segment's URLs are signed for (a job may wait for a GPU before its segment starts). */
+const URL_LIFETIME_S = 12 * 3600;
+
+/** Each segment is signed anew, within what the signing credentials have left: said in the log,
+ * as a warning when that is shorter than the segment may need. */
+async function logUrlLifetime(deps: ActivityDeps, generation: number): Promise<void> {
+  const { seconds, credentialsExpireAt } = await urlLifetime(deps.storage, URL_LIFETIME_S);
+  const needed = deps.gpuJobs.segmentSeconds + deps.gpuJobs.setupSeconds;
+  const fields = { generation, urlSeconds: seconds, ...(credentialsExpireAt ? { credentialsExpireAt: credentialsExpireAt.toISOString() } : {}) };
+  if (seconds < needed) {
+    log.warn('presigned URLs for this segment expire with the S3 credentials before the segment can end: its uploads may fail (403) and be retried with fresh URLs', { ...fields, neededSeconds: needed });
+  } else {
+    log.info('presigned URLs signed for this segment', fields);
+  }
+}
+
+/**
+ * A COMPLETED train job either finished (a LoRA) or ended a segment, which it can only do by
+ * leaving a checkpoint for the next job. Neither is not a segment to continue from: the worker's
+ * report cannot be trusted, and the training fails rather than paying for it again from the start.
+ */
+export function isTrainSegment(output: TrainJobOutput): boolean {
+  if (output.lora) return false;
+  if (!output.checkpoint) {
+    throw ApplicationFailure.nonRetryable(`the GPU job reported COMPLETED at step ${output.step} with neither a LoRA nor a checkpoint`, 'GpuOutputInvalid');
+  }
+  return true;
 }
 
 /**

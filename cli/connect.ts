@@ -2,10 +2,12 @@
 import { Client, Connection } from '@temporalio/client';
 import { dataConverterFor } from '../lib/codec.js';
 import type { Config } from '../lib/config.js';
+import { temporalConnectionOptions } from '../lib/temporal-connection.js';
 
 export async function connect(config: Config): Promise<Client> {
+  const options = temporalConnectionOptions(config); // a bad TLS file is named, not taken for a stack that is down
   try {
-    const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 3_000 });
+    const connection = await Connection.connect({ ...options, connectTimeout: 3_000 });
     return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFor(config) });
   } catch {
     throw new CliError(`cannot reach Temporal at ${config.TEMPORAL_ADDRESS}: is the stack running? Start it with \`make dev\` (or set TEMPORAL_ADDRESS)`);

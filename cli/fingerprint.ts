@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { Config } from '../lib/config.js';
 import { makeStorage } from '../lib/s3.js';
+import { parseS3Source } from '../lib/s3-source.js';
 
 export async function fingerprintDataset(datasetPath: string, config?: Config): Promise<string> {
   // A URL is identified by itself (its content is fetched by the worker); an S3 prefix by its
@@ -32,7 +33,14 @@ export async function fingerprintDataset(datasetPath: string, config?: Config): 
 }
 
 async function fingerprintS3(source: string, config: Config): Promise<string> {
-  const [, bucket = '', prefix = ''] = /^s3:\/\/([^/]+)\/?(.*)$/.exec(source) ?? [];
+  // The same bucket and prefix ingest reads (a prefix ends at "/"), so the fingerprint covers what is trained on.
+  const { bucket, prefix } = (() => {
+    try {
+      return parseS3Source(source);
+    } catch (err) {
+      throw new Error(`--images: ${(err as Error).message}`);
+    }
+  })();
   const { client } = makeStorage(config);
   const all = createHash('sha256');
   let token: string | undefined;

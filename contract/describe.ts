@@ -1,6 +1,6 @@
 // The one honest line a pipeline's state reads as, for `loraflow status`, the progress memo and
 // the report. Type-only imports: the workflow sandbox uses it.
-import type { PipelineProgress, Stage } from './pipeline.js';
+import type { PipelineProgress, PublishedLora, Stage } from './pipeline.js';
 
 const STAGE_TEXT: Record<Stage, string> = {
   queued: 'queued',
@@ -16,7 +16,7 @@ const STAGE_TEXT: Record<Stage, string> = {
 
 /** One honest line for a pipeline: never just "IN_QUEUE". Pure: used by the workflow (memo) and the CLI. */
 export function describeState(p: PipelineProgress): string {
-  if (p.stage === 'published' && p.result) return `published ${p.result.version} (${p.result.uri})`;
+  if (p.stage === 'published' && p.result) return `published ${p.result.version} (${p.result.uri})${skippedText(p.result.skippedFiles)}`;
   if (p.stage === 'skipped' && p.skipped) return `skipped: dataset unchanged since version ${p.skipped.latestVersion}`;
   if (p.stage === 'failed' || p.stage === 'cancelled') return p.error ? `${p.stage}: ${p.error}` : p.stage;
   if (p.stage !== 'caption' && p.stage !== 'train') return STAGE_TEXT[p.stage];
@@ -40,4 +40,12 @@ export function describeState(p: PipelineProgress): string {
     default:
       return `${STAGE_TEXT[p.stage]}${job}`;
   }
+}
+
+/** "; 2 dataset files skipped: a.heic (why); b.pdf (why)": every skipped file the result names. */
+function skippedText(skipped: PublishedLora['skippedFiles']): string {
+  if (!skipped?.count) return '';
+  const named = skipped.files.map((f) => `${f.name} (${f.reason})`).join('; ');
+  const more = skipped.count > skipped.files.length ? `; and ${skipped.count - skipped.files.length} more` : '';
+  return `; ${skipped.count} dataset file${skipped.count === 1 ? '' : 's'} skipped: ${named}${more}`;
 }

@@ -36,6 +36,10 @@ export const TrainRequest = z.object({
   /** Most the run may spend on GPU time (price currency): past it, its GPU job is cancelled and the
    * run fails with BudgetExceeded. Absent: no cap. */
   budget: Budget.optional(),
+  /** The Hugging Face push: `allowExistingRepo` lets it write into a repo loraflow did not create
+   * (it then replaces README.md and lora.safetensors and deletes samples/ there). Absent: only repos
+   * loraflow created (their model card carries its marker). */
+  hub: z.object({ allowExistingRepo: z.literal(true) }).optional(),
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
@@ -105,12 +109,21 @@ export interface DatasetManifest {
 /** Stored at CaptionResult.captionsKey: image id → final caption (trigger word first). */
 export type Captions = Record<string, string>;
 
+/** A dataset file ingest did not use, and why (operating-system junk is ignored without a word). */
+export interface SkippedFile {
+  name: string;
+  reason: string;
+}
+
 export interface IngestResult {
   manifestKey: string;
   manifestSha256: string;
   imageCount: number;
   sidecarCaptions: number;
   duplicatesDropped: number;
+  /** Files not used (at most 100 named; `skippedCount` counts them all). */
+  skipped?: SkippedFile[];
+  skippedCount?: number;
 }
 
 export interface CaptionResult {
@@ -141,11 +154,12 @@ export interface LoraMetadata extends TrainingSettings {
   version: string;
   lora: { sha256: string; bytes: number };
   samples: { step: number; sha256: string; uri: string }[];
-  dataset: { manifestSha256: string; images: number; captions: CaptionResult };
+  dataset: { manifestSha256: string; images: number; captions: CaptionResult; skippedFiles?: { count: number; files: SkippedFile[] } };
   gpuJobIds: string[];
   metrics: TrainResult['metrics'];
   usage?: GpuUsage;
   budget?: number;
+  hub?: { allowExistingRepo: true };
 }
 
 /** `loras/<name>/latest.json`: the newest published version of a LoRA name and its dataset. */
@@ -193,6 +207,8 @@ export interface PublishedLora {
   bytes: number;
   /** GPU seconds and cost of the run. */
   usage?: GpuUsage;
+  /** Dataset files the run did not train on, and why (from ingest). */
+  skippedFiles?: { count: number; files: SkippedFile[] };
   /** s3://…/loras/<name>/<version>/report/index.html, once the report is written. */
   reportUri?: string;
   /** The Hugging Face Hub push, where the worker has HF_TOKEN (activities/hub.ts). */

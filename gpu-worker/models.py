@@ -58,6 +58,9 @@ def captioner(name: str, directory: str) -> tuple[Any, Any]:
     path = Path(directory) / name
     if not path.is_dir():
         raise JobError(f"captioner {name!r} is not installed in the worker's model directory")
+    if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
+        # Pickled weights (pytorch_model.bin) can run code when loaded: never a fallback.
+        raise JobError(f"captioner {name!r} has no model.safetensors in the worker's model directory (pickled weights are not loaded)")
     processor = AutoProcessor.from_pretrained(path)
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=weight_dtype()).to(device()).eval()
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=weight_dtype(), use_safetensors=True).to(device()).eval()
     return processor, model

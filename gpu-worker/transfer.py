@@ -3,6 +3,11 @@
 The worker holds no storage credentials; every URL is a presigned S3 (SigV4) URL, so
 requests must carry no extra signed headers and the body must be exactly the file bytes.
 URLs are logged and reported without their query string (it is the credential).
+
+A presigned URL names one object: a redirect is never followed (it would take the request, and a
+PUT's body, somewhere the orchestrator did not sign for), every download has a size cap enforced
+while streaming, and a response whose Content-Type says it is not the expected kind of object
+(an HTML error page from a proxy) is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +31,16 @@ BACKOFF_SECONDS = 1.0  # doubled after each failed attempt
 TIMEOUT = (10, 120)  # (connect, read) seconds
 DOWNLOAD_THREADS = 8
 CHUNK = 1 << 20
+
+MAX_IMAGE_BYTES = 256 << 20
+"""Ingest stores 40-megapixel PNGs at most: anything larger is not one of ours."""
+MAX_CHECKPOINT_BYTES = 16 << 30
+"""A FLUX LoRA of rank 256 with its optimizer state is a few GB."""
+MAX_JSON_BYTES = 1 << 20
+"""Claims and results are small JSON documents."""
+IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+"""What S3 answers for an image ingest stored (image/png) or one stored without a type."""
+BINARY_TYPES = ("application/octet-stream", "binary/octet-stream")
 
 
 def safe_url(url: str) -> str:
@@ -58,6 +73,8 @@ def _retrying(what: str, attempt_once: Callable[[], None]) -> None:
 
 def _check_status(what: str, response: requests.Response, client_error: type[JobError]) -> None:
     status = response.status_code
+    if 300 <= status < 400:
+        raise client_error(f"{what}: HTTP {status}: redirects are not followed (a presigned URL names its object)")
     if status < 400:
         return
     if status >= 500 or status == 429:
@@ -68,15 +85,39 @@ def _check_status(what: str, response: requests.Response, client_error: type[Job
     raise client_error(f"{what}: HTTP {status}")
 
 
-def download(url: str, dest: Path, what: str) -> None:
-    def once() -> None:
-        with requests.get(url, stream=True, timeout=TIMEOUT) as response:
-            _check_status(what, response, InputError)
-            with open(dest, "wb") as fh:
-                for chunk in response.iter_content(CHUNK):
-                    fh.write(chunk)
+def _check_type(what: str, response: requests.Response, accepted: Sequence[str] | None) -> None:
+    """No Content-Type is accepted (S3 stores none for our PUTs); a different one is refused."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if accepted is not None and kind and not any(kind.startswith(a) for a in accepted):
+        raise InputError(f"{what}: Content-Type {kind} is not what a presigned object URL serves here ({', '.join(accepted)})")
 
-    _retrying(what, once)
+
+def _save(response: requests.Response, dest: Path, what: str, max_bytes: int) -> None:
+    """Streams the body to `dest`, refusing more than `max_bytes` (declared or actually sent)."""
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise InputError(f"{what}: {declared} bytes, more than the {max_bytes} allowed")
+    written = 0
+    with open(dest, "wb") as fh:
+        for chunk in response.iter_content(CHUNK):
+            written += len(chunk)
+            if written > max_bytes:
+                raise InputError(f"{what}: more than the {max_bytes} bytes allowed")
+            fh.write(chunk)
+
+
+def download(url: str, dest: Path, what: str, max_bytes: int = MAX_CHECKPOINT_BYTES, accepted: Sequence[str] | None = BINARY_TYPES) -> None:
+    def once() -> None:
+        with requests.get(url, stream=True, timeout=TIMEOUT, allow_redirects=False) as response:
+            _check_status(what, response, InputError)
+            _check_type(what, response, accepted)
+            _save(response, dest, what, max_bytes)
+
+    try:
+        _retrying(what, once)
+    except InputError:
+        dest.unlink(missing_ok=True)  # never a partial file behind
+        raise
 
 
 def download_images(images: Sequence[dict], directory: Path, field: str = "images") -> list[Path]:
@@ -85,7 +126,7 @@ def download_images(images: Sequence[dict], directory: Path, field: str = "image
     paths = [directory / f"{i:05d}" for i in range(len(images))]
 
     def fetch(i: int) -> None:
-        download(images[i]["url"], paths[i], f"{field}.{i} (image {images[i]['id']}) download")
+        download(images[i]["url"], paths[i], f"{field}.{i} (image {images[i]['id']}) download", MAX_IMAGE_BYTES, IMAGE_TYPES)
 
     pool = ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(images)))
     try:
@@ -101,7 +142,7 @@ def upload(url: str, path: Path, what: str = "output.loraUrl upload") -> None:
     body = path.read_bytes()
 
     def once() -> None:
-        response = requests.put(url, data=body, timeout=TIMEOUT)
+        response = requests.put(url, data=body, timeout=TIMEOUT, allow_redirects=False)
         _check_status(what, response, JobError)
 
     _retrying(what, once)
@@ -115,7 +156,7 @@ def _put_if_absent(url: str, body: bytes, what: str) -> bool:
 
     def once() -> None:
         nonlocal written
-        response = requests.put(url, data=body, headers={"If-None-Match": "*"}, timeout=TIMEOUT)
+        response = requests.put(url, data=body, headers={"If-None-Match": "*"}, timeout=TIMEOUT, allow_redirects=False)
         if response.status_code == 409:
             raise _RetryableStatus(f"{what}: HTTP 409 (conditional write conflict) after {ATTEMPTS} attempts")
         if response.status_code == 412:
@@ -132,9 +173,12 @@ def _claim_holder(read_url: str) -> str | None:
 
     def once() -> None:
         nonlocal holder
-        response = requests.get(read_url, timeout=TIMEOUT)
-        _check_status("claim read", response, JobError)
-        holder = str(json.loads(response.content or b"{}").get("jobId", "")) or None
+        with requests.get(read_url, stream=True, timeout=TIMEOUT, allow_redirects=False) as response:
+            _check_status("claim read", response, JobError)
+            body = response.raw.read(MAX_JSON_BYTES + 1, decode_content=True)
+        if len(body) > MAX_JSON_BYTES:
+            raise JobError(f"claim read: more than {MAX_JSON_BYTES} bytes")
+        holder = str(json.loads(body or b"{}").get("jobId", "")) or None
 
     _retrying("claim read", once)
     return holder
@@ -164,7 +208,7 @@ def put_json(url: str, value: object, what: str) -> None:
     body = json.dumps(value).encode()
 
     def once() -> None:
-        _check_status(what, requests.put(url, data=body, timeout=TIMEOUT), JobError)
+        _check_status(what, requests.put(url, data=body, timeout=TIMEOUT, allow_redirects=False), JobError)
 
     _retrying(what, once)
 
@@ -175,14 +219,17 @@ def fetch_if_exists(url: str, dest: Path, what: str) -> bool:
 
     def once() -> None:
         nonlocal found
-        with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+        with requests.get(url, stream=True, timeout=TIMEOUT, allow_redirects=False) as response:
             if response.status_code == 404:
                 found = False
                 return
             _check_status(what, response, InputError)
-            with open(dest, "wb") as fh:
-                for chunk in response.iter_content(CHUNK):
-                    fh.write(chunk)
+            _check_type(what, response, BINARY_TYPES)
+            _save(response, dest, what, MAX_CHECKPOINT_BYTES)
 
-    _retrying(what, once)
+    try:
+        _retrying(what, once)
+    except InputError:
+        dest.unlink(missing_ok=True)
+        raise
     return found

@@ -14,7 +14,7 @@ const DEFAULT_HF_BASE_MODELS =
   'sd15=stable-diffusion-v1-5/stable-diffusion-v1-5,sdxl=stabilityai/stable-diffusion-xl-base-1.0,flux-dev=black-forest-labs/FLUX.1-dev';
 
 /** Variables whose values a config error must not print. */
-const SECRETS = new Set(['AWS_SECRET_ACCESS_KEY', 'RUNPOD_API_KEY', 'HF_TOKEN', 'LORAFLOW_PAYLOAD_KEY', 'LORAFLOW_CODEC_TOKEN']);
+const SECRETS = new Set(['AWS_SECRET_ACCESS_KEY', 'RUNPOD_API_KEY', 'HF_TOKEN', 'LORAFLOW_PAYLOAD_KEY', 'LORAFLOW_CODEC_TOKEN', 'TEMPORAL_API_KEY']);
 
 /** `name=org/repo,…` pairs. */
 const hubModelMap = (fallback: string) => z.string().default(fallback).transform((s, ctx) => {
@@ -45,6 +45,12 @@ const Env = z.object({
   LORAFLOW_DATA_DIR: z.string().default('data').describe('local stack state (Temporal SQLite file, S3 directory) and logs'),
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233').describe('Temporal frontend `host:port`'),
   TEMPORAL_NAMESPACE: z.string().default('default').describe('Temporal namespace'),
+  TEMPORAL_TLS: z.stringbool().default(false).describe('connect to Temporal over TLS (implied by the TLS files and TEMPORAL_API_KEY below)'),
+  TEMPORAL_TLS_CERT: optional(z.string()).describe('client certificate (PEM file) for mTLS to a self-hosted Temporal; with TEMPORAL_TLS_KEY'),
+  TEMPORAL_TLS_KEY: optional(z.string()).describe('the client certificate\'s private key (PEM file)'),
+  TEMPORAL_TLS_CA: optional(z.string()).describe("CA certificate (PEM file) the Temporal server's certificate must chain to; unset: the system's roots"),
+  TEMPORAL_TLS_SERVER_NAME: optional(z.string()).describe("the name the Temporal server's certificate must carry, when it is not TEMPORAL_ADDRESS's host"),
+  TEMPORAL_API_KEY: optional(z.string()).describe('API key sent as a bearer token on every Temporal call (Temporal Cloud, or a self-hosted authorizer); never logged'),
   LORAFLOW_TASK_QUEUE: z.string().default('loraflow').describe('task queue of the pipelines; their GPU stages use `<queue>-gpu`'),
   LORAFLOW_S3_ENDPOINT: z.url().default('http://127.0.0.1:7070').describe('S3 endpoint (path-style addressing; any S3-compatible store)'),
   LORAFLOW_S3_BUCKET: z.string().default('loraflow').describe('the bucket that holds every byte'),
@@ -115,7 +121,27 @@ const Env = z.object({
   LORAFLOW_GPU_TYPE: optional(z.string()).describe("the endpoint's GPU type: prices jobs that report no device, and running jobs for `--budget`"),
 
   // --- security -----------------------------------------------------------------------------
-  LORAFLOW_ALLOW_PRIVATE_URLS: z.stringbool().default(false).describe('let dataset URLs point at loopback or private addresses (local development only)'),
+  LORAFLOW_ALLOW_PRIVATE_URLS: z
+    .stringbool()
+    .default(false)
+    .describe('let dataset URLs point at loopback or private addresses, and use plain http:// on loopback (local development only)'),
+  LORAFLOW_DATASET_ROOTS: z
+    .string()
+    .default('~,$TMPDIR,.')
+    .describe(
+      'comma-separated directories local datasets (a directory or .zip on the worker\'s machine) may be read from, symlinks resolved; `~` is the home directory, `$TMPDIR` the system temp directory, `.` the worker\'s working directory (the repo for the local stack); `none`: no local datasets (an API worker)',
+    ),
+  LORAFLOW_DATASET_BUCKETS: optional(z.string().regex(/^[a-z0-9.,\s-]+$/, 'comma-separated bucket names')).describe(
+    "comma-separated buckets `s3://` datasets may come from; unset: only `LORAFLOW_S3_BUCKET`, outside loraflow's own prefixes (which are never a dataset source)",
+  ),
+  LORAFLOW_DATASET_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000).describe('a dataset URL whose server does not accept the connection this soon fails (and is retried)'),
+  LORAFLOW_DATASET_READ_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000).describe('a dataset download that receives no byte for this long fails (and is retried)'),
+  LORAFLOW_DATASET_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(2 * 2 ** 30)
+    .describe('the most a dataset .zip downloaded from a URL may be, enforced while streaming'),
   LORAFLOW_PAYLOAD_KEY: optional(z.string()).describe('base64 AES-256 key (`openssl rand -base64 32`): encrypt every workflow payload'),
   LORAFLOW_CODEC_PORT: port(8234).describe("port of the Web UI's codec endpoint (local stack, when a payload key is set)"),
   LORAFLOW_CODEC_TOKEN: optional(z.string()).describe('bearer token the codec endpoint requires'),

@@ -68,5 +68,9 @@ export const latestKey = (name: string) => `loras/${name}/latest.json`;
 /** A published version's metadata.json: `loras/<name>/<version>/metadata.json`. */
 export const METADATA_KEY = /^loras\/([^/]+)\/([^/]+)\/metadata\.json$/;
 
+/** The top-level prefixes loraflow itself writes: never a dataset source (they hold other runs'
+ * images, checkpoints and claims). */
+export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/'] as const;
+
 /** s3://bucket/key → key */
 export const keyOfUri = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');

@@ -182,12 +182,28 @@ async function probeOnce(s: Storage): Promise<void> {
   }
 }
 
-/** Presigned URLs live only inside activities and GPU job inputs, never in workflow history. */
-export const presignGet = (s: Storage, key: string, expiresIn = 3600) =>
-  getSignedUrl(s.client, new GetObjectCommand({ Bucket: s.bucket, Key: key }), { expiresIn });
+/** Time kept between a URL's expiry and its credentials': clocks differ a little. */
+const EXPIRY_MARGIN_S = 120;
 
-export const presignPut = (s: Storage, key: string, expiresIn = 6 * 3600) =>
-  getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key }), { expiresIn });
+/**
+ * How long a URL signed now can really live: `wantedSeconds`, cut to what the signing credentials
+ * have left. A URL signed with role credentials (STS, an instance or task role) stops working when
+ * they expire, whatever its X-Amz-Expires says; static keys have no expiry.
+ */
+export async function urlLifetime(s: Storage, wantedSeconds: number): Promise<{ seconds: number; credentialsExpireAt?: Date }> {
+  const { expiration } = await s.client.config.credentials();
+  if (!expiration) return { seconds: wantedSeconds };
+  const left = Math.floor((expiration.getTime() - Date.now()) / 1000) - EXPIRY_MARGIN_S;
+  return { seconds: Math.max(1, Math.min(wantedSeconds, left)), credentialsExpireAt: expiration };
+}
+
+/** Presigned URLs live only inside activities and GPU job inputs, never in workflow history; each
+ * is signed for at most what its credentials have left (urlLifetime). */
+export const presignGet = async (s: Storage, key: string, expiresIn = 3600) =>
+  getSignedUrl(s.client, new GetObjectCommand({ Bucket: s.bucket, Key: key }), { expiresIn: (await urlLifetime(s, expiresIn)).seconds });
+
+export const presignPut = async (s: Storage, key: string, expiresIn = 6 * 3600) =>
+  getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key }), { expiresIn: (await urlLifetime(s, expiresIn)).seconds });
 
 /** Keys under `prefix` with their last-modified times, oldest first. */
 export async function listObjects(s: Storage, prefix: string): Promise<{ key: string; lastModified: Date }[]> {
@@ -216,8 +232,11 @@ export async function listKeys(s: Storage, prefix: string): Promise<string[]> {
  * A presigned PUT that only succeeds if the object does not exist yet (`If-None-Match: *` is part of
  * the signature, so the holder cannot drop it): a write-once claim for a worker without credentials.
  */
-export const presignPutIfAbsent = (s: Storage, key: string, expiresIn = 12 * 3600) =>
-  getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key, IfNoneMatch: '*' }), { expiresIn, signableHeaders: new Set(['if-none-match']) });
+export const presignPutIfAbsent = async (s: Storage, key: string, expiresIn = 12 * 3600) =>
+  getSignedUrl(s.client, new PutObjectCommand({ Bucket: s.bucket, Key: key, IfNoneMatch: '*' }), {
+    expiresIn: (await urlLifetime(s, expiresIn)).seconds,
+    signableHeaders: new Set(['if-none-match']),
+  });
 
 /**
  * An S3 object (or a byte range of it) as a Blob: the library reads its size, slices it and

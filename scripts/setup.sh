@@ -66,12 +66,14 @@ if [ ! -x "$UV" ]; then
   rm -rf "$CACHE/uv-$UV_VERSION" && python3 -m venv "$CACHE/uv-$UV_VERSION" \
     && "$CACHE/uv-$UV_VERSION/bin/pip" install -q "uv==$UV_VERSION"
 fi
-PYENV="$CACHE/pyenv-$(hash_of gpu-worker/requirements.txt)"
+# requirements.txt (what the GPU image installs) and requirements-dev.txt (pytest) are compiled with
+# --generate-hashes: uv checks every download against them.
+PYENV="$CACHE/pyenv-$(hash_of gpu-worker/requirements.txt gpu-worker/requirements-dev.txt)"
 if [ ! -f "$PYENV/.complete" ]; then
   say "creating the GPU worker's Python environment (torch is large: first time only)"
   rm -rf "$PYENV"
   "$UV" venv -q -p "$(command -v python3)" "$PYENV"
-  UV_CACHE_DIR="$CACHE/uv" VIRTUAL_ENV="$PYENV" "$UV" pip install -q -r gpu-worker/requirements.txt
+  UV_CACHE_DIR="$CACHE/uv" VIRTUAL_ENV="$PYENV" "$UV" pip install -q --require-hashes -r gpu-worker/requirements.txt -r gpu-worker/requirements-dev.txt
   touch "$PYENV/.complete"
 fi
 ln -sfn "$PYENV" .tools/pyenv

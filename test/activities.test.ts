@@ -229,4 +229,16 @@ describe('publishLora', () => {
     await expectFailure(run(publishLora, wrong), 'ArtifactNotVerified', /not what the worker reported/);
     expect(await listKeys(s3.storage, 'loras/pub/v-bad')).toEqual([]);
   });
+
+  it('refuses a sample whose bytes are not what the worker reported, and publishes no metadata', async () => {
+    const bytes = Buffer.from('lora-bytes-3');
+    await putBytes(s3.storage, 'runs/r3/lora.safetensors', bytes, 'application/octet-stream');
+    await putBytes(s3.storage, 'runs/r3/samples/step-1.png', 'rendered by someone else', 'image/png');
+    const base = input('runs/r3/lora.safetensors', { sha256: sha256(bytes), bytes: bytes.length });
+    const args = { ...base, version: 'v-sample', trained: { ...base.trained, samples: [{ step: 1, key: 'runs/r3/samples/step-1.png', sha256: sha256(Buffer.from('the real sample')) }] } };
+    await expectFailure(run(publishLora, args), 'ArtifactNotVerified', /sample of step 1 at s3:\/\/.*runs\/r3\/samples\/step-1\.png is sha256 [0-9a-f]{64}, the worker reported/);
+    expect(await listKeys(s3.storage, 'loras/pub/v-sample')).toEqual([]);
+    const missing = { ...args, trained: { ...args.trained, samples: [{ step: 2, key: 'runs/r3/samples/step-2.png', sha256: 'c'.repeat(64) }] } };
+    await expectFailure(run(publishLora, missing), 'ArtifactNotVerified', /sample of step 2 .* is missing/);
+  });
 });

@@ -2,6 +2,7 @@
 // ciphertext, the CLI and worker still read it, and the Web UI's codec endpoint decodes it for
 // whoever holds the token.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { request } from 'node:http';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,8 +60,40 @@ describe('an encrypted pipeline', () => {
       expect(decoded.status).toBe(200);
       const payload = ((await decoded.json()) as { payloads: { data: string }[] }).payloads[0]!;
       expect(JSON.parse(Buffer.from(payload.data, 'base64').toString())).toMatchObject({ name: 'secretname', training: { triggerWord: 'lfsecret' } });
-      const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS' });
+      const preflight = await fetch(`http://127.0.0.1:${port}/decode`, { method: 'OPTIONS', headers: { Origin: 'http://127.0.0.1:8233' } });
       expect(preflight.headers.get('access-control-allow-origin')).toBe('http://127.0.0.1:8233');
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('the codec endpoint', () => {
+  /** A raw request, so that Host and Origin can be anything a browser or an attacker sends. */
+  const send = (port: number, headers: Record<string, string>, method = 'POST') =>
+    new Promise<{ status: number; allowOrigin?: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/decode', method, headers }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, ...(res.headers['access-control-allow-origin'] ? { allowOrigin: String(res.headers['access-control-allow-origin']) } : {}) });
+      });
+      req.on('error', reject);
+      req.end(method === 'POST' ? JSON.stringify({ payloads: [] }) : undefined);
+    });
+
+  it('answers only requests addressed to itself, grants CORS only to the UI origin, and checks the token', async () => {
+    const port = await freePort();
+    const ui = 'http://127.0.0.1:8233';
+    const server = await startCodecServer({ codec, port, allowOrigin: ui, token: 'ui-token' });
+    try {
+      const auth = { authorization: 'Bearer ui-token' };
+      expect(await send(port, { host: `127.0.0.1:${port}`, ...auth })).toEqual({ status: 200 });
+      expect(await send(port, { host: `localhost:${port}`, origin: ui, ...auth })).toEqual({ status: 200, allowOrigin: ui });
+      // A page on evil.example whose name was rebound to 127.0.0.1 sends its own Host.
+      expect((await send(port, { host: `evil.example:${port}`, ...auth })).status).toBe(421);
+      expect(await send(port, { host: `127.0.0.1:${port}`, origin: 'http://evil.example', ...auth })).toEqual({ status: 403 });
+      expect(await send(port, { host: `127.0.0.1:${port}`, origin: 'http://evil.example' }, 'OPTIONS')).toEqual({ status: 403 });
+      expect(await send(port, { host: `127.0.0.1:${port}`, origin: ui }, 'OPTIONS')).toEqual({ status: 204, allowOrigin: ui });
+      for (const wrong of ['Bearer ui-tokem', 'Bearer ui-token-longer', 'Bearer ', 'ui-token']) expect((await send(port, { host: `127.0.0.1:${port}`, authorization: wrong })).status, wrong).toBe(401);
     } finally {
       server.close();
     }

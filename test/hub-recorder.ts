@@ -1,6 +1,6 @@
 // A protocol-level stand-in for the few Hugging Face Hub endpoints @huggingface/hub 2.17.5 calls
 // to create a repo and commit to it, written from the library's source (lib/commit.ts,
-// create-repo.ts, repo-exists.ts, list-commits.ts, list-files.ts, who-am-i.ts). It is NOT the Hub:
+// create-repo.ts, repo-exists.ts, list-commits.ts, list-files.ts, who-am-i.ts, file-download-info.ts). It is NOT the Hub:
 // it records every request and keeps repos in memory so tests can assert on what the library sent.
 // LFS batch answers offer only the "basic" transfer (a PUT to a URL on this server), so the Xet
 // upload path the real Hub may choose is not exercised here.
@@ -164,6 +164,24 @@ export async function startHubRecorder(options: HubRecorderOptions) {
           }),
         );
         return;
+      }
+      // The raw content of a file (lib/file-download-info.ts asks for bytes=0-0 first, then the range).
+      if (req.method === 'GET' && (m = /^\/([^/]+\/[^/]+)\/raw\/main\/(.+)$/.exec(path))) {
+        if (!authorized(req, res)) return;
+        const file = repos.get(m[1]!)?.files.get(m[2]!);
+        if (!file) {
+          res.writeHead(404, { 'x-error-code': 'EntryNotFound', 'content-type': 'application/json' });
+          return void res.end(JSON.stringify({ error: 'Entry not found' }));
+        }
+        const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
+        const from = range ? Number(range[1]) : 0;
+        const to = range && range[2] ? Math.min(Number(range[2]), file.bytes.length - 1) : file.bytes.length - 1;
+        res.writeHead(range ? 206 : 200, {
+          etag: `"${sha256(file.bytes).slice(0, 40)}"`,
+          'content-type': 'text/plain; charset=utf-8',
+          ...(range ? { 'content-range': `bytes ${from}-${to}/${file.bytes.length}` } : {}),
+        });
+        return void res.end(file.bytes.subarray(from, to + 1));
       }
       unhandled.push(`${req.method} ${url.pathname}`);
       json(res, 404, { error: `stand-in: no route for ${req.method} ${url.pathname}` });

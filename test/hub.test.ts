@@ -66,7 +66,7 @@ async function expectFailure(p: Promise<unknown>, type: string, message: RegExp)
 const png = (r: number) => sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g: 40, b: 90 } } }).png().toBuffer();
 
 /** Publishes a LoRA with the real publish activity (so metadata.json is what production writes). */
-async function published(name: string, version: string, loraBytes: Buffer, steps: number[]) {
+async function published(name: string, version: string, loraBytes: Buffer, steps: number[], hubOptions?: { allowExistingRepo: true }) {
   const samples = [];
   for (const step of steps) {
     const bytes = await png(step % 256);
@@ -76,7 +76,7 @@ async function published(name: string, version: string, loraBytes: Buffer, steps
   }
   const stagingKey = `runs/${name}-${version}/lora.safetensors`;
   await putBytes(s3.storage, stagingKey, loraBytes, 'application/octet-stream');
-  const request = TrainRequest.parse({ name, dataset: { path: '/d', fingerprint: 'f'.repeat(64) }, training: { triggerWord: 'lfhub', baseModel: 'tiny-sd', params: { steps: 300, rank: 4 } } });
+  const request = TrainRequest.parse({ name, dataset: { path: '/d', fingerprint: 'f'.repeat(64) }, training: { triggerWord: 'lfhub', baseModel: 'tiny-sd', params: { steps: 300, rank: 4 } }, ...(hubOptions ? { hub: hubOptions } : {}) });
   const quiet = capturingLogger().logger;
   const result = (await new MockActivityEnvironment({}, { logger: quiet }).run(publishLora, deps, {
     request,
@@ -161,6 +161,31 @@ describe('pushToHub', () => {
     const late = await push(v0).result;
     expect(late).toEqual({ repo: 'test-org/hub-two', url: `${hub.url}/test-org/hub-two`, outcome: 'newer-version-on-hub' });
     expect(repo.commits.map((c) => c.title).at(-1)).toBe('loraflow: hub-two 20261126-000000-22222222');
+  });
+
+  it("pushes into an existing repo only when loraflow created it (its card's marker), or when the request allows it", async () => {
+    const foreign = (id: string): HubRepo => ({
+      id,
+      visibility: 'public',
+      commits: [{ oid: 'f'.repeat(40), title: 'someone else’s model', lines: [] }],
+      files: new Map([
+        ['README.md', { bytes: Buffer.from('# my own model\n'), lfs: false }],
+        ['samples/step-1.png', { bytes: Buffer.from('their sample'), lfs: true }],
+      ]),
+    });
+    hub.repos.set('test-org/hub-six', foreign('test-org/hub-six'));
+    const { metadataKey } = await published('hub-six', '20261125-000000-66666666', Buffer.from('lora six'), []);
+    await expectFailure(push({ metadataKey }).result, 'HubRepoNotOurs', /test-org\/hub-six already exists and was not created by loraflow .*--hub-existing-repo/);
+    expect(repoOf('test-org/hub-six').commits).toHaveLength(1);
+    expect(repoOf('test-org/hub-six').files.has('samples/step-1.png')).toBe(true);
+
+    // With the request's permission it is pushed (and from then on carries the marker).
+    hub.repos.set('test-org/hub-seven', foreign('test-org/hub-seven'));
+    const allowed = await published('hub-seven', '20261125-000000-77777777', Buffer.from('lora seven'), [], { allowExistingRepo: true });
+    expect((await push(allowed).result).outcome).toBe('pushed');
+    const later = await published('hub-seven', '20261126-000000-77777777', Buffer.from('lora seven b'), []);
+    expect((await push(later).result).outcome).toBe('pushed');
+    expect(hub.unhandled).toEqual([]);
   });
 
   it('names repos after the token owner without a namespace, or after LORAFLOW_HF_REPO, and keeps them public when asked', async () => {

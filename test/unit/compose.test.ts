@@ -46,8 +46,20 @@ describe('docker-compose.yml', () => {
     expect(services.postgresql!.volumes).toContain('postgres:/var/lib/postgresql/data');
     expect(services.s3!.volumes).toContain('s3:/data');
     expect(Object.keys(compose.volumes)).toEqual(['postgres', 's3']);
-    expect(services.temporal!.ports).toContain('7233:7233');
-    expect(services['temporal-ui']!.ports).toContain('8080:8080');
+    expect(services.temporal!.ports).toContain('${LORAFLOW_BIND_ADDRESS:-127.0.0.1}:7233:7233');
+    expect(services['temporal-ui']!.ports).toContain('${LORAFLOW_BIND_ADDRESS:-127.0.0.1}:8080:8080');
+  });
+
+  it('publishes every port on 127.0.0.1 unless told otherwise, and requires every secret (no defaults)', () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const port of service.ports ?? []) expect(port, name).toMatch(/^\$\{LORAFLOW_BIND_ADDRESS:-127\.0\.0\.1\}:\d+:\d+$/);
+    }
+    const secret = /PASSWORD|PWD|SECRET|ROOT_ACCESS_KEY|ACCESS_KEY_ID|API_KEY/;
+    for (const [name, service] of Object.entries(services)) {
+      for (const [variable, value] of Object.entries(service.environment ?? {})) {
+        if (secret.test(variable)) expect(String(value), `${name}.${variable}`).toMatch(/^\$\{[A-Z_]+:\?[^}]+\}$/);
+      }
+    }
   });
 
   it('gives the Temporal server the dynamic config that dispatches queued tasks by priority', () => {
