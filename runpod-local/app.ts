@@ -104,9 +104,11 @@ export function createApp(o: AppOptions): Hono<Env> {
 
   app.post('/v2/:eid/run', op('run'), tooLarge(RUN_BODY_LIMIT, 'run'), async (c) => {
     const job = await submit(c, false);
+    if (job instanceof Response) return job;
+    if (c.get('endpoint').faults.errorAfterCreate()) return c.json({ error: 'Service Unavailable (injected fault, after the job was created)' }, 503);
     // Like the service, /run answers with the state at submission: a waiting worker may
     // already hold the job by the time this response is written.
-    return job instanceof Response ? job : c.json({ id: job.id, status: 'IN_QUEUE' });
+    return c.json({ id: job.id, status: 'IN_QUEUE' });
   });
 
   app.post('/v2/:eid/runsync', op('runsync'), tooLarge(RUNSYNC_BODY_LIMIT, 'runsync'), async (c) => {

@@ -24,9 +24,11 @@ Options:
   --idle-timeout-ms MS  an idle worker above --min-workers is stopped after this (default 5000)
   --concurrency N     jobs one worker is given at once (default 1)
   --execution-timeout-ms MS  endpoint execution timeout; 0 for none (default 600000)
-  --job-retries N     requeues of a job whose worker died before it fails (default 0)
+  --job-retries N     requeues of a job whose worker died before it fails
+                      (default: unlimited until the job's TTL, the costlier reading of the service)
   --heartbeat-timeout-ms MS  a worker without a ping this long is dead (default 30000; 0 never)
-  --no-rate-limits    do not answer 429 beyond the service's per-endpoint rate limits
+  --no-rate-limits    do not answer 429 beyond the service's per-endpoint rate and
+                      concurrent-request limits
   --faults JSON       fault injection, e.g. '{"api":{"throttleRate":0.1}}' (see README; off by default)
   --result-ttl-ms MS  how long finished results stay readable (default 1800000)
   --cancel-grace-ms MS  how long a worker may keep a cancelled job before it is killed (default 5000)
@@ -34,7 +36,7 @@ Options:
   -h, --help          show this help
 
 Worker environment: RUNPOD_WEBHOOK_GET_JOB, RUNPOD_WEBHOOK_POST_OUTPUT, RUNPOD_WEBHOOK_POST_STREAM,
-RUNPOD_WEBHOOK_PING, RUNPOD_POD_ID, RUNPOD_AI_API_KEY, RUNPOD_PING_INTERVAL=1000,
+RUNPOD_WEBHOOK_PING, RUNPOD_POD_ID, RUNPOD_AI_API_KEY, RUNPOD_PING_INTERVAL=10000,
 RUNPOD_SKIP_AUTO_SYSTEM_CHECKS=true, RUNPOD_SKIP_GPU_CHECK=true (other RUNPOD_* variables of
 this process are not passed on).
 `;

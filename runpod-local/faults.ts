@@ -14,6 +14,8 @@ export const FaultConfig = z.strictObject({
       throttleRate: z.number().min(0).max(1).optional(),
       /** The next this many requests are answered 429 (a storm with an end). */
       throttleNext: z.number().int().nonnegative().optional(),
+      /** The next this many /run requests create their job, then answer 503 (the client cannot know it exists). */
+      errorAfterCreateNext: z.number().int().nonnegative().optional(),
       /** Share of requests answered with `errorStatus` (0..1). */
       errorRate: z.number().min(0).max(1).optional(),
       /** Status of injected errors; default 500. */
@@ -46,8 +48,9 @@ export class Faults {
   private config: FaultConfig = {};
   private crashesLeft = 0;
   private throttlesLeft = 0;
+  private createErrorsLeft = 0;
   /** How many faults were injected, by kind. */
-  readonly injected = { throttled: 0, errors: 0, crashes: 0 };
+  readonly injected = { throttled: 0, errors: 0, crashes: 0, errorsAfterCreate: 0 };
 
   constructor(config: FaultConfig = {}) {
     this.set(config);
@@ -57,6 +60,33 @@ export class Faults {
     this.config = FaultConfig.parse(config);
     this.crashesLeft = this.config.workerCrash ? (this.config.workerCrash.times ?? 1) : 0;
     this.throttlesLeft = this.config.api?.throttleNext ?? 0;
+    this.createErrorsLeft = this.config.api?.errorAfterCreateNext ?? 0;
+  }
+
+  /**
+   * Changes some faults and keeps the rest, with what is left of their counts (drills running at
+   * once): `api` keys replace those given (an undefined value removes one), `workerCrash` and
+   * `coldStartDelayMs` replace theirs.
+   */
+  patch(change: { api?: Partial<Record<keyof NonNullable<FaultConfig['api']>, unknown>>; workerCrash?: FaultConfig['workerCrash'] | null; coldStartDelayMs?: number }): void {
+    const api = change.api ? Object.fromEntries(Object.entries({ ...this.config.api, ...change.api }).filter(([, v]) => v !== undefined)) : this.config.api;
+    const next = FaultConfig.parse({
+      ...(api && Object.keys(api).length ? { api } : {}),
+      ...(change.workerCrash === null ? {} : change.workerCrash ? { workerCrash: change.workerCrash } : this.config.workerCrash ? { workerCrash: this.config.workerCrash } : {}),
+      ...(change.coldStartDelayMs !== undefined ? { coldStartDelayMs: change.coldStartDelayMs } : this.config.coldStartDelayMs !== undefined ? { coldStartDelayMs: this.config.coldStartDelayMs } : {}),
+    });
+    this.config = next;
+    if (change.workerCrash !== undefined) this.crashesLeft = change.workerCrash ? (change.workerCrash.times ?? 1) : 0;
+    if (change.api && 'throttleNext' in change.api) this.throttlesLeft = next.api?.throttleNext ?? 0;
+    if (change.api && 'errorAfterCreateNext' in change.api) this.createErrorsLeft = next.api?.errorAfterCreateNext ?? 0;
+  }
+
+  /** Whether this /run, whose job was just created, is answered 503 anyway. */
+  errorAfterCreate(): boolean {
+    if (this.createErrorsLeft <= 0) return false;
+    this.createErrorsLeft--;
+    this.injected.errorsAfterCreate++;
+    return true;
   }
 
   get(): FaultConfig & { crashesLeft: number; throttlesLeft: number; injected: Faults['injected'] } {

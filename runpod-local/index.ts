@@ -6,7 +6,7 @@ import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { createApp } from './app.js';
 import { LocalEndpoint, type EndpointHealth, type EndpointOptions } from './endpoint.js';
-import type { FaultConfig } from './faults.js';
+import type { FaultConfig, Faults } from './faults.js';
 import type { LedgerEntry } from './jobs.js';
 import type { WorkerInfo } from './supervisor.js';
 
@@ -33,6 +33,10 @@ export interface RunpodLocalEndpoint {
   health(): EndpointHealth;
   /** Replaces the endpoint's fault injection ({} turns it off). */
   setFaults(faults: FaultConfig): void;
+  /** Changes some faults, keeping the others and their counts (see Faults.patch). */
+  patchFaults(change: Parameters<Faults['patch']>[0]): void;
+  /** The faults now, with what is left of their counts and how many were injected. */
+  faults(): ReturnType<Faults['get']>;
   /** /status and /status-sync requests being answered now (the service allows 400 at once). */
   openStatusRequests(): number;
 }
@@ -93,6 +97,8 @@ export async function startRunpodLocal(options: RunpodLocalOptions): Promise<Run
     workers: () => e.workers(),
     health: () => e.health(),
     setFaults: (f) => e.setFaults(f),
+    patchFaults: (change) => e.faults.patch(change),
+    faults: () => e.faults.get(),
     openStatusRequests: () => e.limiter?.open('status') ?? 0,
   });
   let stopped: Promise<void> | undefined;

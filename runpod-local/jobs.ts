@@ -3,6 +3,7 @@
 // A job is held by one worker *incarnation* (one process lifetime, identified by its token), so a
 // late report from a process that was replaced can never change a job.
 import { randomUUID } from 'node:crypto';
+import { redact } from './redact.js';
 
 export const JOB_STATES = ['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'] as const;
 export type JobState = (typeof JOB_STATES)[number];
@@ -35,6 +36,8 @@ export interface LedgerEntry {
   cancelledAt?: string;
   /** Set when the job's TTL ran out: it was removed (/status answers 404). */
   expiredAt?: string;
+  /** Why it FAILED or TIMED_OUT, as /status says (the worker's `[CLASS] message`), cut to 300 characters. */
+  error?: string;
   status: JobState;
   /** /runsync instead of /run. */
   sync: boolean;
@@ -473,6 +476,7 @@ export class JobStore {
     job.streamRead = 0;
     job.ledger.status = 'IN_QUEUE';
     delete job.ledger.finishedAt;
+    delete job.ledger.error;
     this.enqueue(job, front);
     notify(job);
   }
@@ -537,6 +541,7 @@ export class JobStore {
     if (status === 'COMPLETED' || status === 'CANCELLED') job.input = undefined;
     job.ledger.status = status;
     job.ledger.finishedAt = new Date(now).toISOString();
+    if (result.error !== undefined) job.ledger.error = redact(result.error, []).slice(0, 300);
     if (status === 'CANCELLED') job.ledger.cancelledAt = job.ledger.finishedAt;
     const attempt = job.holder !== undefined ? job.ledger.attempts.at(-1) : undefined;
     if (attempt && attempt.endedAt === undefined) {

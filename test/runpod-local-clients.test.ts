@@ -44,6 +44,9 @@ beforeAll(async () => {
       },
       // No workers: jobs stay queued. Tight limits on /run; fast webhook retries.
       { endpointId: 'idle', workerCommand: [], workers: 0, rateLimits: { run: 5 }, webhookRetryDelayMs: 200 },
+      // No workers and the service's own limits: the concurrency test must not meet the /run
+      // window the rate-limit test on 'idle' has just used up.
+      { endpointId: 'queued', workerCommand: [], workers: 0 },
     ],
   });
 }, 30_000);
@@ -246,10 +249,10 @@ describe('client API', () => {
   });
 
   it('answers 429 beyond the service’s 400 concurrent status requests: a held /status-sync counts', async () => {
-    const c = client('idle');
-    const { id } = await c.run({ held: true }).catch(async () => c.run({ held: true })); // /run may still be throttled above
+    const c = client('queued');
+    const { id } = await c.run({ held: true });
     const held = Array.from({ length: 400 }, () => c.statusSync(id, 2_000).then(() => 200, (e: RunpodHttpError) => e.status));
-    await until(() => rl.endpoint('idle').openStatusRequests(), (n) => n === 400, 10_000, 20);
+    await until(() => rl.endpoint('queued').openStatusRequests(), (n) => n === 400, 10_000, 20);
     expect(await c.status(id).then(() => 200, (e: RunpodHttpError) => e.status)).toBe(429);
     expect((await Promise.all(held)).every((s) => s === 200)).toBe(true);
     expect((await c.status(id)).status).toBe('IN_QUEUE'); // free again once they return
@@ -284,7 +287,7 @@ describe('client API', () => {
   it('hosts several endpoints, each with its own jobs, workers and ledger', async () => {
     expect(rl.workers().map((w) => `${w.endpointId}/${w.workerId}`).sort()).toEqual(['local/w-1', 'stream-agg/w-1', 'stream/w-1']);
     const eps = new Set(rl.ledger().map((e) => e.endpointId));
-    expect([...eps].sort()).toEqual(['idle', 'local', 'stream', 'stream-agg']);
+    expect([...eps].sort()).toEqual(['idle', 'local', 'queued', 'stream', 'stream-agg']);
     for (const e of rl.endpoint('stream').ledger()) expect(e.endpointId).toBe('stream');
     const other = await client('nope').health().catch((e: unknown) => e);
     expect((other as RunpodHttpError).status).toBe(404);
