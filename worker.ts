@@ -10,7 +10,7 @@ import { loadConfig } from './lib/config.js';
 import { makeLogger, temporalLogger } from './lib/logger.js';
 import { ensureJanitorSchedule } from './lib/janitor-schedule.js';
 import { ensureBucket, probeConditionalWrites } from './lib/s3.js';
-import { temporalConnectionOptions } from './lib/temporal-connection.js';
+import { connectPatiently, temporalConnectionOptions } from './lib/temporal-connection.js';
 import { createWorkers } from './lib/workers.js';
 
 async function run() {
@@ -35,7 +35,11 @@ async function run() {
     })().catch((err: unknown) => logger.warn({ error: String(err) }, 'the janitor schedule could not be created now'));
   }
   const workers = await createWorkers({
-    connection: await NativeConnection.connect(temporalConnectionOptions(config)), // TLS / mTLS / API key when configured
+    // TLS / mTLS / API key when configured; a server that is not up yet is waited for.
+    connection: await connectPatiently(
+      () => NativeConnection.connect(temporalConnectionOptions(config)),
+      (err, attempt) => logger.warn({ attempt, address: config.TEMPORAL_ADDRESS, error: String(err) }, 'Temporal does not answer yet; connecting again'),
+    ),
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
     dataConverter: dataConverterFor(config), // AES-GCM payload encryption when LORAFLOW_PAYLOAD_KEY is set

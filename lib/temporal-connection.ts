@@ -36,3 +36,20 @@ export function temporalConnectionOptions(config: TemporalConfig): TemporalConne
     ...(config.TEMPORAL_API_KEY ? { apiKey: config.TEMPORAL_API_KEY } : {}),
   };
 }
+
+/**
+ * Connects, waiting while the server does not answer yet (a worker started with its server, or
+ * while the server restarts): a worker that exits instead leaves every pipeline stalled until
+ * someone starts it again. Each refused attempt is reported; the wait grows to 10 s.
+ */
+export async function connectPatiently<T>(connect: () => Promise<T>, onRetry: (err: unknown, attempt: number) => void, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('config:')) throw err;
+      onRetry(err, attempt);
+      await sleep(Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)));
+    }
+  }
+}
