@@ -2,7 +2,7 @@
 // billing). Every job the run submitted or followed is recorded (gpu-records.ts), whatever happened
 // to the activity that made it (worker killed, heartbeat timeout); this cancels those not known
 // to have ended, and fails (to be retried) until each is confirmed stopped.
-import { ApplicationFailure, log } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { z } from 'zod';
 import type { ActivityDeps } from './deps.js';
 import { cancelGpuJob } from './gpu-job.js';
@@ -16,6 +16,7 @@ export async function cancelGpuJobs(deps: ActivityDeps, raw: z.input<typeof Clea
   const cancelled: string[] = [];
   const unconfirmed: string[] = [];
   for (const record of await jobRecords(deps, runKey)) {
+    Context.current().heartbeat();
     if (record.final) continue;
     if (await cancelGpuJob(deps, runKey, record.gpuJobId)) cancelled.push(record.gpuJobId);
     else unconfirmed.push(record.gpuJobId);

@@ -43,8 +43,11 @@ const gpuStages = () =>
   });
 
 // Cleanup after a failure or cancel: cancels GPU jobs the pipeline's activities could not stop.
+// The heartbeat timeout: a cleanup on a worker that died is retried within a minute, not after 5
+// while the GPU job it should stop bills on.
 const { cancelGpuJobs } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '1 minute',
   retry: { maximumAttempts: 10, maximumInterval: '30 seconds' },
 });
 
