@@ -8,13 +8,14 @@ import proto from '@temporalio/proto';
 import { pino } from 'pino';
 import { type Config, loadConfig } from '../lib/config.js';
 import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
-import { startRunpodLocal } from '../runpod-local/index.js';
+import { type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import type { Server } from 'node:http';
 import { AesGcmCodec } from '../lib/codec.js';
 import { startCodecServer } from './codec-server.js';
 import { startS3Server } from './s3.js';
-import { assertPortFree, type Service, spawnService, stopService, waitUntilReady } from './services.js';
+import { type S3Proxy, startS3Proxy } from './s3-proxy.js';
+import { assertPortFree, freePort, type Service, spawnService, stopService, waitUntilReady } from './services.js';
 
 export interface Stack {
   config: Config;
@@ -23,6 +24,8 @@ export interface Stack {
   webUi: string;
   logDir: string;
   runpod: Awaited<ReturnType<typeof startRunpodLocal>>;
+  /** With the s3Proxy option: the fault proxy every S3 client goes through. */
+  s3Proxy?: S3Proxy;
   /** The Temporal worker process; tests kill and restart it. */
   worker?: Service;
   startWorker(): Promise<Service>;
@@ -40,6 +43,10 @@ export interface StackOptions {
   /** GPU worker command (default: the real gpu-worker/handler.py) and how many processes. */
   gpuWorkerCommand?: string[];
   gpuWorkers?: number;
+  /** The local endpoint's settings beyond the defaults (the chaos suite shortens result retention). */
+  endpoint?: Partial<RunpodLocalOptions>;
+  /** Put S3 behind a fault proxy (stack.s3Proxy) on LORAFLOW_S3_PORT: the chaos suite's S3 drills. */
+  s3Proxy?: boolean;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -59,10 +66,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   // Started in this order, stopped in reverse; a restarted service replaces its entry.
   const services = new Map<string, Service>();
   let runpod: Stack['runpod'] | undefined;
+  let s3Proxy: S3Proxy | undefined;
   let codecServer: Server | undefined;
   const stop = async () => {
     for (const service of [...services.values()].reverse()) await stopService(service);
     await runpod?.stop();
+    await s3Proxy?.stop();
     await new Promise((resolve) => (codecServer ? codecServer.close(resolve) : resolve(undefined)));
   };
   try {
@@ -98,13 +107,18 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     await startTemporal();
 
     say(`starting S3 (versitygw) on 127.0.0.1:${config.LORAFLOW_S3_PORT}, bucket ${config.LORAFLOW_S3_BUCKET}`);
+    const s3Port = opts.s3Proxy ? await freePort() : config.LORAFLOW_S3_PORT;
     const startS3 = async () => {
-      services.set('s3', (await startS3Server({ port: config.LORAFLOW_S3_PORT, dir: path.join(dataDir, 's3'), logDir, config, env })).service);
+      services.set('s3', (await startS3Server({ port: s3Port, dir: path.join(dataDir, 's3'), logDir, config, env })).service);
     };
     await startS3();
+    if (opts.s3Proxy) {
+      s3Proxy = await startS3Proxy({ port: config.LORAFLOW_S3_PORT, upstream: `http://127.0.0.1:${s3Port}` });
+    }
 
     say(`starting the RunPod endpoint on 127.0.0.1:${config.RUNPOD_LOCAL_PORT} (endpoint id ${config.RUNPOD_ENDPOINT_ID})`);
     runpod = await startRunpodLocal({
+      ...opts.endpoint,
       port: config.RUNPOD_LOCAL_PORT,
       apiKey: config.RUNPOD_API_KEY,
       endpointId: config.RUNPOD_ENDPOINT_ID,
@@ -112,7 +126,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       workers: opts.gpuWorkers ?? 1,
       workerCwd: repoRoot,
       // INFO: the SDK's DEBUG level logs job inputs, which carry presigned URLs.
-      workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'INFO' },
+      workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'INFO', ...opts.endpoint?.workerEnv },
       logger: pino(pino.destination({ dest: path.join(logDir, 'runpod.log'), mkdir: true })),
     });
 
@@ -130,6 +144,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       webUi: `http://127.0.0.1:${config.TEMPORAL_UI_PORT}`,
       logDir,
       runpod,
+      ...(s3Proxy ? { s3Proxy } : {}),
       stop,
       async startWorker() {
         const worker = spawnService('worker', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'worker.ts')], { logDir, env: clientEnv, cwd: repoRoot });

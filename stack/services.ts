@@ -23,6 +23,17 @@ export function spawnService(name: string, command: string, args: string[], opts
   return { name, child, logFile };
 }
 
+/** A port nothing listens on now (for a service only this process talks to). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** A clear error instead of a confusing crash later: which port, which service, which variable. */
 export async function assertPortFree(port: number, what: string, envVar: string, host = '127.0.0.1'): Promise<void> {
   await new Promise<void>((resolve, reject) => {

@@ -124,7 +124,7 @@ describe('the promise under the service’s rules', () => {
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const cause = (err!.cause as Error & { cause?: Error & { type?: string } }).cause!;
     expect(cause.type).toBe('GpuNoProgress');
-    expect(cause.message).toMatch(/ended a segment at step 0 without getting past step 0/);
+    expect(cause.message).toMatch(/ended a segment at step 1 without getting past step 1/);
     // (0.5 s segment + 60 s setup) + 5 min wrap-up, and a TTL a day longer: never the endpoint's 10 minutes.
     expect(policies[0]).toEqual({ executionTimeout: 60_500 + 300_000, ttl: 60_500 + 300_000 + 24 * 3_600_000 });
   });

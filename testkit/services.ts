@@ -3,7 +3,6 @@
 // loop, Temporal via @temporalio/testing pointed at the binary `make setup` built, and loraflow's
 // own workers against them.
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -19,19 +18,11 @@ import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain
 import { createWorkers, type LoraflowWorkerOptions, type LoraflowWorkers } from '../lib/workers.js';
 import { type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
 import { startS3Server } from '../stack/s3.js';
-import { stopService } from '../stack/services.js';
+import { freePort, stopService } from '../stack/services.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../stack/services.js';
 
 export function tempDir(prefix: string): { dir: string; remove(): void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), `loraflow-${prefix}-`));
