@@ -104,6 +104,8 @@ export function costRows(u: GpuUsage | undefined, budget?: number): [string, str
     ['queue and cold start', `${u.queueSeconds.toFixed(1)} s`],
     ['price per GPU hour', byGpu.size ? [...byGpu].map(([gpu, price]) => `${gpu}: ${price.toFixed(2)}`).join(', ') : u.pricePerHour.toFixed(2)],
     ['cost', formatCost(u.cost)],
+    // RunPod bills from worker start to idle scale-down, and earlier attempts of a retried job.
+    ['not priced', 'worker start and idle time; earlier attempts of jobs RunPod retried'],
     ...(budget !== undefined ? [['budget', formatCost(budget)] as [string, string]] : []),
   ];
 }

@@ -107,6 +107,24 @@ describe('training pieces', () => {
   });
 });
 
+describe('RunpodClient.waitForStatus', () => {
+  const job = '{"id":"j","status":"IN_PROGRESS"}';
+  it('holds a long-poll at most 90 s, the most the official client asks for (a held poll counts against the 400 concurrent)', async () => {
+    const sent: string[] = [];
+    const client = new RunpodClient({ baseUrl: 'http://runpod.invalid/v2', apiKey: 'k', endpointId: 'e', fetch: (async (url: string) => (sent.push(url), new Response(job))) as typeof fetch });
+    await client.waitForStatus('j', 300_000);
+    await client.waitForStatus('j', 10);
+    expect(sent).toEqual(['http://runpod.invalid/v2/e/status-sync/j?wait=90000', 'http://runpod.invalid/v2/e/status-sync/j?wait=1000']);
+  });
+  it('falls back to /status for good on an endpoint without /status-sync', async () => {
+    const sent: string[] = [];
+    const client = new RunpodClient({ baseUrl: 'http://runpod.invalid/v2', apiKey: 'k', endpointId: 'e', fetch: (async (url: string) => (sent.push(url), url.includes('status-sync') ? new Response('', { status: 404 }) : new Response(job))) as typeof fetch });
+    expect((await client.waitForStatus('j', 5_000)).status).toBe('IN_PROGRESS');
+    await client.waitForStatus('j', 5_000);
+    expect(sent).toEqual(['http://runpod.invalid/v2/e/status-sync/j?wait=5000', 'http://runpod.invalid/v2/e/status/j', 'http://runpod.invalid/v2/e/status/j']);
+  });
+});
+
 describe('RunpodClient.submit', () => {
   it('refuses a job input over the RunPod 10 MB /run limit before sending anything', async () => {
     const sent: string[] = [];

@@ -48,6 +48,7 @@ describe('GPU prices', () => {
     expect(rows['price per GPU hour']).toBe('cuda:NVIDIA H100: 4.18, cuda:NVIDIA A100: 1.90');
     expect(rows.cost).toBe('$0.09');
     expect(rows.budget).toBe('$5.00');
+    expect(rows['not priced']).toMatch(/idle time/); // the cost is a lower bound, and says so
     expect(Object.fromEntries(costRows(usage))).not.toHaveProperty('budget');
   });
 });
