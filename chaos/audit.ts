@@ -117,7 +117,12 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
   }
 
   // A drill that never happened proves nothing: each must have fired, and left its trace.
-  const missed = input.drills.filter((d) => !d.fired || !leftItsTrace(d, ledger)).map((d) => d.drill);
+  // A drill that fired without its trace says what the ledger holds for its job instead.
+  const traceOf = (d: DrillRecord) => {
+    const e = d.gpuJobId ? ledger.find((j) => j.id === d.gpuJobId) : undefined;
+    return e ? ` (job ${e.id}: ${e.status}, ${e.attempts.map((a) => a.outcome ?? 'running').join('; ')})` : '';
+  };
+  const missed = input.drills.filter((d) => !d.fired || !leftItsTrace(d, ledger)).map((d) => (d.fired ? `${d.drill}${traceOf(d)}` : d.drill));
   const planned = input.drills.length;
 
   const trains = jobsBy('train');

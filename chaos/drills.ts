@@ -38,6 +38,8 @@ export interface DrillContext {
   retried: Set<string>;
   /** GPU jobs a drill has hit already: each drill takes a job of its own. */
   hit: Set<string>;
+  /** Pipelines whose fault must play out (the service retrying a killed job): no drill cancels them. */
+  spared: Set<string>;
   /** Drills that change one thing (the endpoint's one API fault setting, the Temporal worker
    * process) take turns on it: see `exclusive`. */
   turns: Record<'api' | 'worker', Promise<unknown>>;
@@ -69,8 +71,9 @@ async function wait<T>(find: () => T | undefined | Promise<T | undefined>, ms = 
 }
 
 /** A training job in progress that no drill has hit yet. */
-const runningTraining = (ctx: DrillContext, minSteps = 3) =>
-  ctx.stack.runpod.ledger().find((e) => e.task === 'train' && e.status === 'IN_PROGRESS' && e.progressUpdates >= minSteps && !ctx.hit.has(e.id));
+const runningTrainings = (ctx: DrillContext, minSteps = 3) =>
+  ctx.stack.runpod.ledger().filter((e) => e.task === 'train' && e.status === 'IN_PROGRESS' && e.progressUpdates >= minSteps && !ctx.hit.has(e.id));
+const runningTraining = (ctx: DrillContext, minSteps = 3) => runningTrainings(ctx, minSteps)[0];
 
 /** A training job that will still be there when a cancel arrives: one waiting in the queue (its
  * cancel must reach it too), else the running one with the most of its short segment left. */
@@ -82,13 +85,18 @@ const trainingToCancel = (ctx: DrillContext) =>
 
 export const drills: Record<DrillName, Drill> = {
   async 'gpu-kill'(ctx) {
-    const hit = await wait(() => {
-      const job = runningTraining(ctx);
-      const worker = job && ctx.stack.runpod.workers().find((w) => w.workerId === job.workerId && w.pid && w.state === 'running');
-      return job && worker ? { job, worker } : undefined;
+    // A training of a pipeline no drill cancels: the service's retry of the job must play out.
+    const hit = await wait(async () => {
+      for (const job of runningTrainings(ctx)) {
+        const worker = ctx.stack.runpod.workers().find((w) => w.workerId === job.workerId && w.pid && w.state === 'running');
+        const owner = worker && (await ownerOf(ctx, job.id));
+        if (owner && !ctx.cancelled.has(owner)) return { job, worker, owner };
+      }
+      return undefined;
     });
     if (!hit) return { drill: 'gpu-kill', fired: false, evidence: 'no training was running' };
     ctx.hit.add(hit.job.id);
+    ctx.spared.add(hit.owner);
     process.kill(hit.worker.pid!, 'SIGKILL');
     return { drill: 'gpu-kill', fired: true, gpuJobId: hit.job.id, evidence: `GPU worker ${hit.worker.workerId} killed (-9) at step ${hit.job.progressUpdates} of job ${hit.job.id}` };
   },
@@ -213,7 +221,7 @@ export const drills: Record<DrillName, Drill> = {
   },
 
   async cancel(ctx) {
-    const ids = [...ctx.pipelines.keys()].filter((id) => !ctx.cancelled.has(id));
+    const ids = [...ctx.pipelines.keys()].filter((id) => !ctx.cancelled.has(id) && !ctx.spared.has(id));
     const id = ids[Math.floor(Math.random() * ids.length)];
     if (!id) return { drill: 'cancel', fired: false, evidence: 'no pipeline left' };
     ctx.cancelled.add(id);
@@ -227,7 +235,7 @@ export const drills: Record<DrillName, Drill> = {
       const target = await wait(async () => {
         const job = trainingToCancel(ctx);
         const id = job && (await ownerOf(ctx, job.id).catch(() => undefined));
-        return job && id && !ctx.cancelled.has(id) ? { job, id } : undefined;
+        return job && id && !ctx.cancelled.has(id) && !ctx.spared.has(id) ? { job, id } : undefined;
       });
       if (!target) return { drill: 'cancel-in-429-storm', fired: false, evidence: 'no training to cancel' };
       const { job, id } = target;

@@ -67,7 +67,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   });
   try {
     const client = await connect(stack.config);
-    const ctx: DrillContext = { stack, client, opts, pipelines: await startPipelines(client, stack.config.LORAFLOW_TASK_QUEUE, tmp.dir, opts), cancelled: new Set(), retried: new Set(), hit: new Set(), turns: { api: Promise.resolve(), worker: Promise.resolve() }, say };
+    const ctx: DrillContext = { stack, client, opts, pipelines: await startPipelines(client, stack.config.LORAFLOW_TASK_QUEUE, tmp.dir, opts), cancelled: new Set(), retried: new Set(), hit: new Set(), spared: new Set(), turns: { api: Promise.resolve(), worker: Promise.resolve() }, say };
     say(`${ctx.pipelines.size} pipelines started`);
     const started = Date.now();
     const records: DrillRecord[] = [];
