@@ -14,6 +14,7 @@ import { type PipelineProgress, TrainRequest } from '../contract/pipeline.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { type PipelineFixture, startPipelineFixture, testConfig } from '../testkit/services.js';
 import { until } from '../testkit/wait.js';
+import { watchedFetch } from '../testkit/watched-fetch.js';
 import { janitor } from '../workflows/index.js';
 
 let f: PipelineFixture;
@@ -38,17 +39,6 @@ const request = (name: string, steps: number, msPerStep: number, dataset = capti
 const progressUntil = (handle: WorkflowHandle, ok: (p: PipelineProgress) => boolean, timeoutMs = 60_000) => until(() => status(f.env.client, handle.workflowId), ok, timeoutMs, 150);
 const jobsSince = (since: number, task: string) => f.gpu.endpoint.ledger().slice(since).filter((e) => e.task === task);
 const failed = (handle: WorkflowHandle) => handle.result().then(() => undefined, (err: unknown) => err as WorkflowFailedError);
-
-/** A fetch that lets `intercept` see (and break) each RunPod request. */
-function watchedFetch(intercept: (url: string, body: { input?: { task?: string }; policy?: Record<string, number> } | undefined) => 'pass' | 'lose-answer') {
-  return (async (url: string | URL | Request, init?: RequestInit) => {
-    const body = typeof init?.body === 'string' ? (JSON.parse(init.body) as { input?: { task?: string } }) : undefined;
-    const verdict = intercept(String(url), body);
-    const response = await fetch(url, init);
-    if (verdict === 'lose-answer') throw new TypeError('fetch failed: the answer was lost');
-    return response;
-  }) as typeof fetch;
-}
 
 describe('the promise under the service’s rules', () => {
   it('a retried request (after a cancel) is a new run that resumes from the newest checkpoint of the same training', async () => {

@@ -13,6 +13,7 @@ import { makeDataset } from '../testkit/datasets.js';
 import { recordHistory } from '../testkit/histories.js';
 import { type PipelineFixture, startPipelineFixture, testConfig } from '../testkit/services.js';
 import { until } from '../testkit/wait.js';
+import { watchedFetch } from '../testkit/watched-fetch.js';
 import { startHubRecorder } from './hub-recorder.js';
 import { LoraBaseModelKey, LoraDatasetHashKey, LoraStageKey, progressQuery } from '../workflows/definitions.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
@@ -43,17 +44,6 @@ async function failureOf(handle: WorkflowHandle): Promise<ApplicationFailure> {
   expect(activity).toBeInstanceOf(ActivityFailure);
   expect(activity!.cause).toBeInstanceOf(ApplicationFailure);
   return activity!.cause as ApplicationFailure;
-}
-
-/** A fetch that lets `intercept` see (and break) each RunPod request: (url, body) → what to do. */
-function watchedFetch(intercept: (url: string, body: { input?: { task?: string } } | undefined) => 'pass' | 'lose-answer') {
-  return (async (url: string | URL | Request, init?: RequestInit) => {
-    const body = typeof init?.body === 'string' ? (JSON.parse(init.body) as { input?: { task?: string } }) : undefined;
-    const verdict = intercept(String(url), body);
-    const response = await fetch(url, init);
-    if (verdict === 'lose-answer') throw new TypeError('fetch failed: the answer was lost');
-    return response;
-  }) as typeof fetch;
 }
 
 describe('trainLora workflow', () => {
