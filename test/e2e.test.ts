@@ -97,7 +97,7 @@ describe('loraflow end to end', () => {
 
   it('survives kill -9 of the Temporal worker mid-training with exactly one GPU job', async () => {
     const since = stack.runpod.ledger().length;
-    const started = json<{ workflowId: string }>((await loraflow(...trainArgs('durable', 300))).stdout);
+    const started = json<{ workflowId: string }>((await loraflow(...trainArgs('durable', 150))).stdout);
     const before = await trainingUnderway(since);
     stack.worker!.child.kill('SIGKILL');
     await new Promise((r) => stack.worker!.child.once('exit', r));
