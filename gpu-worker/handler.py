@@ -64,6 +64,9 @@ def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, An
     try:
         job_input = validate_input(job.get("input"))
         task = job_input["task"]
+        import models
+
+        models.check_cuda(settings.load().require_cuda)
         if task == "train":
             check_train_input(job_input)
         import transfer

@@ -29,4 +29,7 @@ def family_for(path: Path, dev: torch.device, dtype: torch.dtype) -> Family:
     if cls is None:
         raise InputError(f"baseModel: {path.name!r} is a {index.get('_class_name')}, which this worker cannot train "
                          f"(supported: {', '.join(REGISTRY)})")
+    if dtype == torch.float16 and cls.fp16_refused:
+        raise InputError(f"params.mixedPrecision: {cls.name} cannot train in fp16 ({cls.fp16_refused}); "
+                         "use bf16 (a GPU with native bf16: Ampere or newer) or 'no' (fp32)")
     return cls(path, dev, dtype)

@@ -24,6 +24,7 @@ class Family:
     pipeline_class = ""  # the diffusers pipeline, as model_index.json names it (`_class_name`)
     denoiser = "unet"  # the pipeline component that gets the LoRA
     sample_steps = 25
+    fp16_refused = ""  # why this family cannot train in fp16, if it cannot
 
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
         self.path, self.device, self.dtype = path, dev, dtype
@@ -80,15 +81,24 @@ class Family:
 
     @torch.no_grad()
     def sample(self, model: torch.nn.Module, prompt: str, width: int, height: int, seed: int):
+        """Denoise under the training's autocast (the LoRA weights are fp32, the frozen ones half), then
+        decode outside it: SDXL's VAE overflows in fp16, and autocast would run it in fp16."""
         pipe = self.pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         generator = torch.Generator(self.device).manual_seed(seed)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return pipe(
-                prompt, width=width, height=height, generator=generator,
+            latents = pipe(
+                prompt, width=width, height=height, generator=generator, output_type="latent",
                 num_inference_steps=settings.load().sample_steps or self.sample_steps,
                 **self.pipeline_kwargs(),
-            ).images[0]
+            ).images
+        latents = self.unscale_latents(latents, width, height).to(self.vae.dtype)
+        image = self.vae.decode(latents, return_dict=False)[0]
+        return pipe.image_processor.postprocess(image.float(), output_type="pil")[0]
+
+    def unscale_latents(self, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """The pipeline's output_type="latent" -> the VAE decoder's input."""
+        return latents / self.vae.config.scaling_factor
 
     # --- shared helpers -------------------------------------------------------------------
     def vae_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

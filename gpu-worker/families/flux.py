@@ -43,6 +43,9 @@ class Flux(Family):
     pipeline_class = "FluxPipeline"
     denoiser = "transformer"
     sample_steps = 28
+    # FLUX.1 was trained in bf16: its activations exceed fp16's range (inf/NaN), and every reference
+    # trainer (diffusers, ai-toolkit, sd-scripts) runs it in bf16.
+    fp16_refused = "its activations overflow fp16's range; it was trained and is only trained in bf16"
 
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
         super().__init__(path, dev, dtype)
@@ -119,6 +122,12 @@ class Flux(Family):
             text_encoder=p.text_encoder, tokenizer=p.tokenizer, text_encoder_2=p.text_encoder_2,
             tokenizer_2=p.tokenizer_2, transformer=model,
         )
+
+    def unscale_latents(self, latents, width, height):
+        from diffusers import FluxPipeline
+
+        latents = FluxPipeline._unpack_latents(latents, height, width, self.vae_scale)
+        return latents / self.vae.config.scaling_factor + self.vae.config.shift_factor
 
     def pipeline_kwargs(self):
         return {"max_sequence_length": self.max_sequence_length}
