@@ -1,4 +1,4 @@
-"""Train job: a LoRA on the attention layers of an SD, SDXL or FLUX denoiser.
+"""Train job: a LoRA on an SD or SDXL UNet's attention or on FLUX's transformer blocks.
 
 The loop every family shares (family_*.py hold what differs): AdamW on the LoRA parameters
 only, an lr schedule, gradient accumulation, mixed precision (frozen weights in bf16/fp16,
@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 import checkpoint
+import lora_metadata
 import models
 import settings
 import transfer
 from buckets import BatchPlan, bucket_sizes, fit, nearest_bucket
 from errors import InputError, TransientError
-from families import LORA_FILENAME, LORA_TARGETS, Family, family_for
+from families import LORA_FILENAME, Family, family_for
 from images import open_rgb
 from progress import Progress
 from stop import StopSignal
@@ -206,7 +207,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     timer.start("training")
     seed_everything(seed)
     rank, alpha = params["rank"], params.get("alpha") or params["rank"]
-    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS, init_lora_weights="gaussian"))
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=fam.lora_targets, init_lora_weights="gaussian"))
     if params.get("gradientCheckpointing"):
         model.enable_gradient_checkpointing()
     if dtype != torch.float32:
@@ -328,9 +329,10 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         if job_input.get("format", "diffusers") == "kohya":
             out_dir.mkdir()
             lora_path = out_dir / LORA_FILENAME
-            save_file(fam.to_kohya(state, model), lora_path)  # no metadata: the same bytes every time
+            save_file(fam.to_kohya(state, model), lora_path)
         else:
             lora_path = fam.save_lora(state, out_dir)  # peft's lora_A/lora_B names, as diffusers saves them
+        lora_metadata.write(lora_path, lora_metadata.describe(fam, model, job_input, fp, resolution))
         data = lora_path.read_bytes()
         transfer.upload(job_input["output"]["loraUrl"], lora_path)
         timer.stop()

@@ -25,6 +25,7 @@ class Family:
     denoiser = "unet"  # the pipeline component that gets the LoRA
     sample_steps = 25
     fp16_refused = ""  # why this family cannot train in fp16, if it cannot
+    lora_targets: list[str] | str = LORA_TARGETS  # peft target_modules
 
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
         self.path, self.device, self.dtype = path, dev, dtype
@@ -58,8 +59,8 @@ class Family:
     def save_lora(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
         """Diffusers layout (`load_lora_weights`); `state` is peft's state dict of the denoiser.
 
-        No adapter metadata: with the scale folded in, the file means the same to every loader,
-        and safetensors writes multi-key metadata in hash-map order (the sha256 would vary)."""
+        No adapter metadata: with the scale folded in, the file means the same to every loader.
+        The tagging metadata (lora_metadata.py) is added afterwards, in a deterministic order."""
         import diffusers
 
         getattr(diffusers, self.pipeline_class).save_lora_weights(
@@ -67,6 +68,11 @@ class Family:
             **{f"{self.denoiser}_lora_layers": state},
         )
         return out_dir / LORA_FILENAME
+
+    def kohya_identity(self, model: torch.nn.Module) -> tuple[str, str, str, str]:
+        """(modelspec architecture, ss_base_model_version, ss_network_module, modelspec implementation),
+        as sd-scripts writes them for this base model."""
+        raise NotImplementedError
 
     def to_kohya(self, state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """Kohya / ComfyUI / A1111 key layout of the same LoRA (scale already folded in)."""

@@ -1,8 +1,8 @@
 """FLUX.1: a flow-matching transformer, conditioned on T5 hidden states and a pooled CLIP embedding.
 
 Follows diffusers' train_dreambooth_lora_flux.py: latents (shifted and scaled) are packed into
-2x2 patches, a sigma is drawn uniformly (weighting scheme "none"), the input is
-(1 - sigma) * latents + sigma * noise and the target is noise - latents.
+2x2 patches, a sigma is drawn (see timesteps.py), the input is (1 - sigma) * latents + sigma * noise
+and the target is noise - latents. The LoRA covers the layers that script trains.
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ from families.base import Family, scheduler_from
 
 MAX_SEQUENCE_LENGTH = 512  # FLUX.1's T5 context; smaller tokenizers cap it
 GUIDANCE = 3.5  # the distilled guidance FLUX.1-dev trains with (when its transformer embeds guidance)
+
+# The layers diffusers' train_dreambooth_lora_flux.py trains (attention of both streams, both
+# feed-forwards, the single blocks' MLP in and out), as a regex: a plain "proj_out" would also catch
+# the transformer's final projection, which no reference trains.
+LORA_TARGETS = (
+    r".*transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)"
+    r"|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2)|proj_mlp|proj_out)"
+)
 
 
 @lru_cache(maxsize=2)
@@ -110,7 +118,16 @@ class Flux(Family):
         return F.mse_loss(pred.float(), (noise - latents).float(), reduction="mean")
 
 
+    lora_targets = LORA_TARGETS
+
+    def kohya_identity(self, model):
+        # FLUX.1-dev embeds the distilled guidance; schnell does not.
+        arch = "flux-1-dev" if model.config.guidance_embeds else "flux-1-schnell"
+        return arch, "flux1", "networks.lora_flux", "https://github.com/black-forest-labs/flux"
+
     def to_kohya(self, state, model):
+        from families.kohya import flux_to_kohya
+
         return flux_to_kohya(state, model)
 
     def pipeline(self, model):
@@ -131,50 +148,3 @@ class Flux(Family):
 
     def pipeline_kwargs(self):
         return {"max_sequence_length": self.max_sequence_length}
-
-
-def _fuse(parts: list[tuple[torch.Tensor, torch.Tensor]], extra_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """LoRAs (A_i: r x in, B_i: out_i x r) of layers that the original FLUX code fuses into one
-    linear layer -> one LoRA of rank sum(r): A stacked, B block-diagonal (+ zero rows for any
-    fused outputs that had no LoRA). Exactly the same weight deltas."""
-    down = torch.cat([a for a, _ in parts], dim=0)
-    rows = sum(b.shape[0] for _, b in parts) + extra_rows
-    up = torch.zeros(rows, down.shape[0], dtype=parts[0][1].dtype)
-    r0 = c0 = 0
-    for _, b in parts:
-        up[r0 : r0 + b.shape[0], c0 : c0 + b.shape[1]] = b
-        r0, c0 = r0 + b.shape[0], c0 + b.shape[1]
-    return down.contiguous(), up
-
-
-def flux_to_kohya(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
-    """sd-scripts / ComfyUI FLUX layout (the original BFL module names, with fused qkv and
-    linear1) from a peft state dict over to_q/to_k/to_v/to_out.0 with the scale folded in."""
-    def ab(prefix: str):
-        return state[f"{prefix}.lora_A.weight"].float(), state[f"{prefix}.lora_B.weight"].float()
-
-    out: dict[str, torch.Tensor] = {}
-
-    def put(name: str, down: torch.Tensor, up: torch.Tensor) -> None:
-        out[f"{name}.lora_down.weight"], out[f"{name}.lora_up.weight"] = down.contiguous(), up.contiguous()
-        out[f"{name}.alpha"] = torch.tensor(float(down.shape[0]))  # scale 1: alpha == rank
-
-    used = set()
-    for i in range(len(model.transformer_blocks)):
-        p = f"transformer_blocks.{i}.attn"
-        if f"{p}.to_q.lora_A.weight" in state:
-            put(f"lora_unet_double_blocks_{i}_img_attn_qkv", *_fuse([ab(f"{p}.to_q"), ab(f"{p}.to_k"), ab(f"{p}.to_v")]))
-            used |= {f"{p}.{m}" for m in ("to_q", "to_k", "to_v")}
-        if f"{p}.to_out.0.lora_A.weight" in state:
-            put(f"lora_unet_double_blocks_{i}_img_attn_proj", *ab(f"{p}.to_out.0"))
-            used.add(f"{p}.to_out.0")
-    for i, block in enumerate(model.single_transformer_blocks):
-        p = f"single_transformer_blocks.{i}.attn"
-        if f"{p}.to_q.lora_A.weight" in state:
-            parts = [ab(f"{p}.to_q"), ab(f"{p}.to_k"), ab(f"{p}.to_v")]
-            put(f"lora_unet_single_blocks_{i}_linear1", *_fuse(parts, extra_rows=block.proj_mlp.out_features))
-            used |= {f"{p}.{m}" for m in ("to_q", "to_k", "to_v")}
-    left = {k.rsplit(".lora_", 1)[0] for k in state} - used
-    if left:
-        raise ValueError(f"no kohya FLUX name for LoRA layers {sorted(left)[:3]}")
-    return out

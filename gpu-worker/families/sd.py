@@ -107,13 +107,17 @@ class StableDiffusion(Family):
         return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
 
-    def to_kohya(self, state, model):
-        """`lora_unet_<diffusers module path with _>.lora_down/lora_up/alpha`: what A1111, ComfyUI and
-        diffusers' own kohya loader read for SD and SDXL UNets."""
-        from diffusers.utils import convert_state_dict_to_kohya
+    def kohya_identity(self, model):
+        if self.xl:
+            return "stable-diffusion-xl-v1-base", "sdxl_base_v1-0", "networks.lora", "https://github.com/Stability-AI/generative-models"
+        v2 = model.config.cross_attention_dim == 1024  # SD-2.x conditions on OpenCLIP-H (1024), SD-1.x on CLIP-L (768)
+        return ("stable-diffusion-v2", "sd_v2", "networks.lora", "diffusers") if v2 else \
+            ("stable-diffusion-v1", "sd_v1", "networks.lora", "diffusers")
 
-        kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in state.items()})
-        return {k: (v.to(torch.float32) if k.endswith(".alpha") else v.contiguous()) for k, v in kohya.items()}
+    def to_kohya(self, state, model):
+        from families.kohya import unet_to_kohya
+
+        return unet_to_kohya(state, model.config.layers_per_block if self.xl else None)
 
     def pipeline(self, model):
         from diffusers import StableDiffusionPipeline
