@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 import settings
+from families.options import Options, options_for
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 LORA_FILENAME = "pytorch_lora_weights.safetensors"
@@ -27,8 +29,9 @@ class Family:
     fp16_refused = ""  # why this family cannot train in fp16, if it cannot
     lora_targets: list[str] | str = LORA_TARGETS  # peft target_modules
 
-    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options: Options | None = None) -> None:
         self.path, self.device, self.dtype = path, dev, dtype
+        self.options = options or options_for(self.name, {})
 
     # --- geometry -------------------------------------------------------------------------
     @property
@@ -52,9 +55,56 @@ class Family:
         """-> (latent mean, latent std, [per-image conditioning dict]) for one batch of same-size images."""
         raise NotImplementedError
 
+    # --- the training objective: loss() = draw -> noisy_and_target -> predict -> weighted MSE.
+    # Split so that tests can evaluate a fixed (noise, timestep) set and feed the target to the
+    # inference scheduler (tests/test_learning.py, tests/test_consistency.py).
+    def scale_latents(self, sample: torch.Tensor) -> torch.Tensor:
+        """A VAE latent sample -> the denoiser's latent space."""
+        return sample * self.vae.config.scaling_factor
+
+    def draw(self, latents: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (noise, t): t is what noisy_and_target and predict take (DDPM step or flow sigma)."""
+        raise NotImplementedError
+
+    def noisy_and_target(self, latents, noise, t) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, model: torch.nn.Module, noisy: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample loss weights (min-SNR), or None for a plain mean."""
+        return None
+
+    def encode_text(self, prompts: list[str]) -> list[dict[str, torch.Tensor]]:
+        """Per-prompt text conditioning (the keys caption dropout swaps for the empty caption's)."""
+        raise NotImplementedError
+
+    def text_windows(self) -> list[tuple[Any, int]]:
+        """(tokenizer, token limit) of each text encoder whose window cuts what the model reads."""
+        raise NotImplementedError
+
+    def truncated(self, prompts: list[str]) -> list[bool]:
+        """Which prompts are longer than a text encoder's window (their tail is cut)."""
+        out = [False] * len(prompts)
+        for tokenizer, limit in self.text_windows():
+            for i, ids in enumerate(tokenizer(prompts, truncation=False).input_ids):
+                out[i] = out[i] or len(ids) > limit
+        return out
+
     def loss(self, model: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor, cond: dict[str, torch.Tensor],
              gen: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        latents = self.scale_latents(mean + std * self.randn(mean.shape, gen))
+        noise, t = self.draw(latents, gen)
+        noisy, target = self.noisy_and_target(latents, noise, t)
+        return self.mse(self.predict(model, noisy, t, cond), target, t)
+
+    def mse(self, pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        weights = self.loss_weights(t)
+        if weights is None:
+            return F.mse_loss(pred.float(), target.float(), reduction="mean")
+        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))
+        return (per_sample * weights).mean()
 
     def save_lora(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
         """Diffusers layout (`load_lora_weights`); `state` is peft's state dict of the denoiser.
