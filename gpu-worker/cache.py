@@ -3,6 +3,10 @@ encoded once, then each step only runs the denoiser.
 
 With flips on, the mirrored image is encoded too (latents of a flipped image are not the flipped
 latents); with caption dropout on, the empty caption is encoded once and swapped in per sample.
+
+Memory: images are decoded one chunk at a time (a 5,000-image dataset never sits decoded in RAM at
+once), and the cache lives in CPU memory (pinned on CUDA, so batches copy over asynchronously):
+the GPU holds only the batch being trained.
 """
 
 from __future__ import annotations
@@ -23,9 +27,17 @@ def _pixel_tensor(img) -> torch.Tensor:
 class Cache:
     """Per-image latent posteriors and conditioning (images grouped by size)."""
 
-    def __init__(self, fam, pil_images: list, sizes: list[tuple[int, int]], prompts: list[str], *,
+    def __init__(self, fam, load_image, sizes: list[tuple[int, int]], prompts: list[str], *,
                  flip: bool = False, caption_dropout: bool = False) -> None:
-        n = len(pil_images)
+        """`load_image(i)` decodes image i (called once per image, a chunk at a time)."""
+        n = len(sizes)
+        self.device = fam.device
+        pin = fam.device.type == "cuda"
+
+        def keep(t: torch.Tensor) -> torch.Tensor:
+            t = t.detach().to("cpu")
+            return t.pin_memory() if pin else t
+
         self.mean: list[list[torch.Tensor]] = [[] for _ in range(n)]  # [plain, mirrored]
         self.std: list[list[torch.Tensor]] = [[] for _ in range(n)]
         self.cond: list[dict[str, torch.Tensor]] = [None] * n  # type: ignore[list-item]
@@ -33,29 +45,35 @@ class Cache:
         for i, size in enumerate(sizes):
             by_size.setdefault(size, []).append(i)
         with torch.no_grad():  # not inference_mode: these tensors feed autograd-recorded ops later
-            self.empty = fam.encode_text([""])[0] if caption_dropout else None
+            self.empty = {k: keep(v) for k, v in fam.encode_text([""])[0].items()} if caption_dropout else None
             for size in sorted(by_size):
                 members = by_size[size]
                 for start in range(0, len(members), ENCODE_BATCH):
                     chunk = members[start : start + ENCODE_BATCH]
-                    fitted = [fit(pil_images[i], size) for i in chunk]
+                    fitted = [fit(load_image(i), size) for i in chunk]
                     pixels = torch.stack([_pixel_tensor(img) for img, _ in fitted])
-                    mean, std, cond = fam.encode(pixels, [prompts[i] for i in chunk], [g for _, g in fitted])
+                    geometry = [g for _, g in fitted]
+                    del fitted  # only this chunk's pixels stay alive
+                    mean, std, cond = fam.encode(pixels, [prompts[i] for i in chunk], geometry)
                     for j, i in enumerate(chunk):
-                        self.mean[i].append(mean[j])
-                        self.std[i].append(std[j])
-                        self.cond[i] = cond[j]
+                        self.mean[i].append(keep(mean[j]))
+                        self.std[i].append(keep(std[j]))
+                        self.cond[i] = {k: keep(v) for k, v in cond[j].items()}
                     if flip:
                         mean, std = fam.vae_posterior(torch.flip(pixels, dims=[-1]))
                         for j, i in enumerate(chunk):
-                            self.mean[i].append(mean[j])
-                            self.std[i].append(std[j])
+                            self.mean[i].append(keep(mean[j]))
+                            self.std[i].append(keep(std[j]))
 
     def batch(self, idx: list[int], mirrored: list[bool] | None = None, dropped: list[bool] | None = None):
         mirrored = mirrored or [False] * len(idx)
         dropped = dropped or [False] * len(idx)
         conds = [{**self.cond[i], **self.empty} if drop else self.cond[i] for i, drop in zip(idx, dropped)]
-        cond = {k: torch.stack([c[k] for c in conds]) for k in conds[0]}
-        mean = torch.stack([self.mean[i][int(m)] for i, m in zip(idx, mirrored)])
-        std = torch.stack([self.std[i][int(m)] for i, m in zip(idx, mirrored)])
+
+        def on_device(parts: list[torch.Tensor]) -> torch.Tensor:
+            return torch.stack(parts).to(self.device, non_blocking=True)
+
+        cond = {k: on_device([c[k] for c in conds]) for k in conds[0]}
+        mean = on_device([self.mean[i][int(m)] for i, m in zip(idx, mirrored)])
+        std = on_device([self.std[i][int(m)] for i, m in zip(idx, mirrored)])
         return mean, std, cond

@@ -148,7 +148,9 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     elif "resume" in job_input:
         transfer.download(job_input["resume"]["url"], workdir / "resume.ckpt", "resume download")
         resumed = checkpoint.load(workdir / "resume.ckpt")
-    pil_images = [open_rgb(p, img["id"], f"images.{i}") for i, (p, img) in enumerate(zip(paths, images))]
+    # Every image is decoded now, one at a time, so a bad one fails the job before any model loads;
+    # only its size is kept (the cache decodes again, a chunk at a time).
+    image_sizes = [open_rgb(p, img["id"], f"images.{i}").size for i, (p, img) in enumerate(zip(paths, images))]
     timer.stop()
     stopped_before_training("download")
 
@@ -168,17 +170,19 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         checkpoint.check_fingerprint(resumed, fp)
     if params.get("aspectBuckets"):
         choices = bucket_sizes(resolution, multiple)
-        sizes = [nearest_bucket(img.width, img.height, choices) for img in pil_images]
+        sizes = [nearest_bucket(w, h, choices) for w, h in image_sizes]
     else:
-        sizes = [(resolution, resolution)] * len(pil_images)
+        sizes = [(resolution, resolution)] * len(images)
     prompts = [ensure_trigger(job_input["triggerWord"], img["caption"]) for img in images]
     # A caption longer than a text encoder's window loses its tail: say which, rather than cut silently.
     truncated = [img["id"] for img, cut in zip(images, fam.truncated(prompts)) if cut]
     if truncated:
         log.warning("%d captions are longer than the text encoder's window and were cut", len(truncated))
     opts = fam.options
-    cache = Cache(fam, pil_images, sizes, prompts, flip=opts.flip, caption_dropout=opts.caption_dropout > 0)
-    del pil_images
+    fam.onload()
+    cache = Cache(fam, lambda i: open_rgb(paths[i], images[i]["id"], f"images.{i}"), sizes, prompts,
+                  flip=opts.flip, caption_dropout=opts.caption_dropout > 0)
+    fam.offload()  # the text encoders and VAE leave the GPU: training needs only the denoiser
     timer.stop()
     stopped_before_training("caching")
 
@@ -228,7 +232,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     def render_sample(step: int) -> None:
         t0 = time.perf_counter()
         model.eval()
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), fam.onloaded():
             image = fam.sample(model, sample_spec["prompt"], resolution, resolution, seed)
         model.train()
         buf = io.BytesIO()

@@ -6,6 +6,7 @@ loop every family shares is train_lora.py.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,32 @@ class Family:
     def unscale_latents(self, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
         """The pipeline's output_type="latent" -> the VAE decoder's input."""
         return latents / self.vae.config.scaling_factor
+
+    # --- memory: the frozen parts are on the training device only while they work -------------
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """Text encoders and VAE (cached per worker, see family_*.py)."""
+        raise NotImplementedError
+
+    def onload(self) -> None:
+        for module in self.frozen_modules():
+            module.to(self.device)
+
+    def offload(self) -> None:
+        """After caching: to CPU memory (kept for the next job on this worker, not reloaded), so
+        that FLUX's T5-XXL (9.5 GB in bf16), CLIP and the VAE do not sit beside the training."""
+        for module in self.frozen_modules():
+            module.to("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @contextmanager
+    def onloaded(self):
+        """The frozen parts back on the device for a while (a sample render)."""
+        self.onload()
+        try:
+            yield
+        finally:
+            self.offload()
 
     # --- shared helpers -------------------------------------------------------------------
     def vae_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -63,6 +63,9 @@ class Flux(Family):
         self.vae = self.parts.vae
         self.max_sequence_length = min(MAX_SEQUENCE_LENGTH, self.parts.tokenizer_2.model_max_length)
 
+    def frozen_modules(self):
+        return [self.parts.text_encoder, self.parts.text_encoder_2, self.vae]
+
     @property
     def pixel_multiple(self) -> int:
         return self.vae_scale * 2  # latents are packed into 2x2 patches

@@ -55,6 +55,9 @@ class StableDiffusion(Family):
         self.noise_scheduler = parts.noise_scheduler
         self._scheduler_config = parts.inference_scheduler_config
 
+    def frozen_modules(self):
+        return [*self.text_encoders, self.vae]
+
     @property
     def native_resolution(self) -> int:
         from diffusers import UNet2DConditionModel

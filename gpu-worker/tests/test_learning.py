@@ -87,7 +87,7 @@ def test_the_lora_learns_the_training_images(base, variant, worker_env, store, p
     images = job["input"]["images"]
     pil = [Image.open(io.BytesIO(png_bytes(i))).convert("RGB") for i in range(len(images))]
     res = fam.native_resolution // fam.pixel_multiple * fam.pixel_multiple
-    cache = Cache(fam, pil, [(res, res)] * len(pil), [ensure_trigger("zxq", img["caption"]) for img in images])
+    cache = Cache(fam, lambda i: pil[i], [(res, res)] * len(pil), [ensure_trigger("zxq", img["caption"]) for img in images])
 
     model = fam.load_trainable()
     before = eval_loss(fam, model, cache, len(pil), dtype)
