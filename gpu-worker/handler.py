@@ -98,6 +98,8 @@ def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, An
         return {"error": message}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if "warm" in sys.modules:  # a train job ran: its adapter leaves the kept denoiser
+            sys.modules["warm"].clean()
         _free_memory()
 
 

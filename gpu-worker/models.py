@@ -2,9 +2,8 @@
 
 Models live in settings.model_dir/<name> (baked into the image at build time). Frozen
 parts (tokenizers, text encoders, VAE, captioner) load once per name on first use and stay
-in memory across jobs: they are never modified (see family_*.py). The UNet / transformer is
-NOT cached: training adds LoRA layers to it, so every train job loads a pristine one and no
-job can leak into the next.
+in memory across jobs: they are never modified (see families/). The UNet / transformer is kept
+by warm.py, which removes each job's LoRA layers after the job, so no job can leak into the next.
 """
 
 from __future__ import annotations

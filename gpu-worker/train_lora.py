@@ -32,6 +32,7 @@ import lora_metadata
 import models
 import settings
 import transfer
+import warm
 from buckets import BatchPlan, bucket_sizes, nearest_bucket
 from cache import Cache
 from errors import InputError, TransientError
@@ -157,7 +158,8 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     timer.start("load")
     progress.phase("load")
     fam = family_for(models.base_model_path(job_input["baseModel"], settings.load().model_dir), dev, dtype, params)
-    model = fam.load_trainable()  # a fresh one per job: training mutates it
+    model, kept = warm.denoiser(fam)  # kept clean between jobs (warm.py)
+    log.info("denoiser %s", "kept from the last job" if kept else "loaded")
     timer.stop()
     stopped_before_training("load")
 
