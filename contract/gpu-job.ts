@@ -33,9 +33,22 @@ export const TrainingParams = z.object({
   gradientAccumulation: z.int().min(1).max(64).default(1),
   /** auto: bf16 on a GPU that supports it (else fp16), fp32 on CPU. */
   mixedPrecision: z.enum(['auto', 'no', 'fp16', 'bf16']).default('auto'),
-  gradientCheckpointing: z.boolean().default(false),
+  /** Absent: on for SDXL and FLUX at 1024 px and above (their activations outgrow the GPU), else off. */
+  gradientCheckpointing: z.boolean().optional(),
   /** Keep each image's aspect ratio by grouping images into buckets of about resolution² pixels. */
   aspectBuckets: z.boolean().default(false),
+  // Absent: the base model family's default (gpu-worker/families/options.py); an option the
+  // family does not have is an INPUT error.
+  /** FLUX: logit_normal (default), uniform or shift (sd-scripts' flux_shift); SD/SDXL: uniform only. */
+  timestepSampling: z.enum(['logit_normal', 'uniform', 'shift']).optional(),
+  /** SD/SDXL: min-SNR loss weighting gamma (5 is the paper's value); absent: off. */
+  snrGamma: z.number().positive().max(100).optional(),
+  /** SD/SDXL: noise offset (e.g. 0.05); absent: 0. */
+  noiseOffset: z.number().min(0).max(1).optional(),
+  /** Probability that an image trains with the empty caption; absent: 0. */
+  captionDropout: z.number().min(0).max(0.9).optional(),
+  /** Also train on each image mirrored left-right (its latents are cached both ways). */
+  flipHorizontal: z.boolean().optional(),
 });
 export type TrainingParams = z.infer<typeof TrainingParams>;
 
@@ -136,6 +149,8 @@ export const TrainJobOutput = z.object({
     seconds: z.record(z.string(), z.number().nonnegative()),
     device: z.string(),
     peakMemoryBytes: z.int().nonnegative().optional(),
+    /** Images whose caption (trigger word included) is longer than a text encoder's window: the tail was cut. */
+    truncatedCaptions: z.array(Sha256).max(100_000).optional(),
   }),
 });
 export type TrainJobOutput = z.infer<typeof TrainJobOutput>;

@@ -136,12 +136,22 @@ def _tiny_clip_text_config(tokenizer, **extra):
 def _tiny_vae(latent_channels: int, **extra):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
+    vae = AutoencoderKL(
         in_channels=3, out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
         block_out_channels=(16, 32), latent_channels=latent_channels, norm_num_groups=8, sample_size=32, **extra,
     )
+    # A random encoder's posterior is noise (std ~1 around a mean ~0.3): the "image" a denoiser sees
+    # would change every step, and nothing could be learned from it. Give it a trained VAE's shape:
+    # latents of about unit variance after scaling_factor, and a small posterior std.
+    with torch.no_grad():
+        q = vae.quant_conv if vae.quant_conv is not None else vae.encoder.conv_out  # -> (mean, logvar)
+        q.weight[:latent_channels] *= 3.0 / vae.config.scaling_factor
+        q.bias[:latent_channels] *= 3.0 / vae.config.scaling_factor
+        q.weight[latent_channels:] = 0.0
+        q.bias[latent_channels:] = -10.0  # log variance: std = exp(-5)
+    return vae
 
 
 def build_tiny_sdxl(out: Path) -> None:

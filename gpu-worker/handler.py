@@ -64,6 +64,9 @@ def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, An
     try:
         job_input = validate_input(job.get("input"))
         task = job_input["task"]
+        import models
+
+        models.check_cuda(settings.load().require_cuda)
         if task == "train":
             check_train_input(job_input)
         import transfer
@@ -95,6 +98,8 @@ def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, An
         return {"error": message}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if "warm" in sys.modules:  # a train job ran: its adapter leaves the kept denoiser
+            sys.modules["warm"].clean()
         _free_memory()
 
 

@@ -2,9 +2,8 @@
 
 Models live in settings.model_dir/<name> (baked into the image at build time). Frozen
 parts (tokenizers, text encoders, VAE, captioner) load once per name on first use and stay
-in memory across jobs: they are never modified (see family_*.py). The UNet / transformer is
-NOT cached: training adds LoRA layers to it, so every train job loads a pristine one and no
-job can leak into the next.
+in memory across jobs: they are never modified (see families/). The UNet / transformer is kept
+by warm.py, which removes each job's LoRA layers after the job, so no job can leak into the next.
 """
 
 from __future__ import annotations
@@ -26,11 +25,35 @@ def device_label() -> str:
     return f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "cpu"
 
 
+# The oldest NVIDIA driver that runs the CUDA of the pinned torch wheel (Dockerfile.gpu's base image):
+# CUDA 13.x needs a 580-series driver. The RunPod endpoint's CUDA filter must allow only hosts with it.
+MIN_DRIVER_FOR_CUDA = {"13": "580", "12": "525"}
+
+
+def check_cuda(required: bool) -> None:
+    """In the GPU image, no CUDA is a broken worker (driver too old for the image's CUDA, or no GPU
+    passed in): stop before the claim and any work instead of training on the CPU, billed as a GPU."""
+    if not required or torch.cuda.is_available():
+        return
+    built = torch.version.cuda or "none"
+    driver = MIN_DRIVER_FOR_CUDA.get(built.split(".")[0], "?")
+    raise JobError(
+        f"no usable CUDA device: torch {torch.__version__} is built for CUDA {built}, which needs an NVIDIA "
+        f"driver >= {driver}; this host's driver is older or no GPU is visible. Restrict the endpoint's "
+        f"allowed CUDA versions to {built} or newer"
+    )
+
+
+def native_bf16() -> bool:
+    # Plain is_bf16_supported() also says True where bf16 is only emulated (pre-Ampere): slower than fp16.
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def weight_dtype() -> torch.dtype:
-    """Frozen weights in bf16 (fp16 on older GPUs) on CUDA; float32 on CPU, where half is slow."""
+    """Frozen weights in bf16 (fp16 on GPUs without native bf16) on CUDA; float32 on CPU, where half is slow."""
     if device().type != "cuda":
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if native_bf16() else torch.float16
 
 
 def training_dtype(mixed_precision: str) -> torch.dtype:

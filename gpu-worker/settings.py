@@ -30,6 +30,9 @@ class Settings:
     """LORAFLOW_SAMPLE_STEPS: inference steps of sample images (default: the family's)."""
     log_level: str
     """LORAFLOW_LOG_LEVEL: the worker's log level."""
+    require_cuda: bool
+    """LORAFLOW_REQUIRE_CUDA: refuse every job when torch sees no GPU (set in Dockerfile.gpu: a worker
+    that fell back to the CPU would bill GPU time for hours of CPU training)."""
 
 
 def load(env: Mapping[str, str] = os.environ) -> Settings:
@@ -41,4 +44,5 @@ def load(env: Mapping[str, str] = os.environ) -> Settings:
         work_dir=env.get("LORAFLOW_WORK_DIR") or None,
         sample_steps=int(steps) if steps else None,
         log_level=env.get("LORAFLOW_LOG_LEVEL", "INFO").upper(),
+        require_cuda=env.get("LORAFLOW_REQUIRE_CUDA", "") in ("1", "true"),
     )

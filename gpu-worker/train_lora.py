@@ -1,4 +1,4 @@
-"""Train job: a LoRA on the attention layers of an SD, SDXL or FLUX denoiser.
+"""Train job: a LoRA on an SD or SDXL UNet's attention or on FLUX's transformer blocks.
 
 The loop every family shares (family_*.py hold what differs): AdamW on the LoRA parameters
 only, an lr schedule, gradient accumulation, mixed precision (frozen weights in bf16/fp16,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import random
 import resource
@@ -27,12 +28,17 @@ import numpy as np
 import torch
 
 import checkpoint
+import lora_metadata
 import models
 import settings
 import transfer
-from buckets import BatchPlan, bucket_sizes, fit, nearest_bucket
+import warm
+from buckets import BatchPlan, bucket_sizes, nearest_bucket
+from cache import Cache
 from errors import InputError, TransientError
-from families import LORA_FILENAME, LORA_TARGETS, Family, family_for
+from families import LORA_FILENAME, Family, family_for
+from families.options import fingerprint as options_fingerprint
+from families.options import gradient_checkpointing
 from images import open_rgb
 from progress import Progress
 from stop import StopSignal
@@ -40,9 +46,10 @@ from trigger import ensure_trigger
 
 MAX_CURVE_POINTS = 200
 MAX_GRAD_NORM = 1.0
-ENCODE_BATCH = 8
 EXPLODE_FACTOR = 100.0  # loss this many times its early median: the training exploded
 EXPLODE_REFERENCE_STEPS = 10
+
+log = logging.getLogger("loraflow.train")
 
 
 class PhaseTimer:
@@ -83,11 +90,6 @@ def fold_lora_scale(state: dict[str, torch.Tensor], rank: int, alpha: float) -> 
     return {k: v * scale if "lora_B" in k else v for k, v in state.items()}
 
 
-def _pixel_tensor(img) -> torch.Tensor:
-    """PIL RGB -> (3,H,W) in [-1, 1], the VAE's input range."""
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-
-
 def _peak_memory_bytes(dev: torch.device) -> int:
     if dev.type == "cuda":
         return int(torch.cuda.max_memory_allocated(dev))
@@ -96,33 +98,6 @@ def _peak_memory_bytes(dev: torch.device) -> int:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class Cache:
-    """Per-image latent posteriors and conditioning, computed once (images grouped by size)."""
-
-    def __init__(self, fam: Family, pil_images: list, sizes: list[tuple[int, int]], prompts: list[str]) -> None:
-        n = len(pil_images)
-        self.mean: list[torch.Tensor] = [None] * n  # type: ignore[list-item]
-        self.std: list[torch.Tensor] = [None] * n  # type: ignore[list-item]
-        self.cond: list[dict[str, torch.Tensor]] = [None] * n  # type: ignore[list-item]
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, size in enumerate(sizes):
-            by_size.setdefault(size, []).append(i)
-        with torch.no_grad():  # not inference_mode: these tensors feed autograd-recorded ops later
-            for size in sorted(by_size):
-                members = by_size[size]
-                for start in range(0, len(members), ENCODE_BATCH):
-                    chunk = members[start : start + ENCODE_BATCH]
-                    fitted = [fit(pil_images[i], size) for i in chunk]
-                    pixels = torch.stack([_pixel_tensor(img) for img, _ in fitted])
-                    mean, std, cond = fam.encode(pixels, [prompts[i] for i in chunk], [g for _, g in fitted])
-                    for j, i in enumerate(chunk):
-                        self.mean[i], self.std[i], self.cond[i] = mean[j], std[j], cond[j]
-
-    def batch(self, idx: list[int]):
-        cond = {k: torch.stack([self.cond[i][k] for i in idx]) for k in self.cond[idx[0]]}
-        return torch.stack([self.mean[i] for i in idx]), torch.stack([self.std[i] for i in idx]), cond
 
 
 def fingerprint(job_input: dict[str, Any], fam: Family, resolution: int) -> dict[str, Any]:
@@ -137,7 +112,7 @@ def fingerprint(job_input: dict[str, Any], fam: Family, resolution: int) -> dict
         "learningRate": p["learningRate"], "batchSize": p["batchSize"], "seed": p["seed"],
         "resolution": resolution, "aspectBuckets": p.get("aspectBuckets", False),
         "lrScheduler": p.get("lrScheduler", "constant"), "warmupSteps": p.get("warmupSteps", 0),
-        "gradientAccumulation": p.get("gradientAccumulation", 1),
+        "gradientAccumulation": p.get("gradientAccumulation", 1), **options_fingerprint(fam.options),
     }
 
 
@@ -174,14 +149,17 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     elif "resume" in job_input:
         transfer.download(job_input["resume"]["url"], workdir / "resume.ckpt", "resume download")
         resumed = checkpoint.load(workdir / "resume.ckpt")
-    pil_images = [open_rgb(p, img["id"], f"images.{i}") for i, (p, img) in enumerate(zip(paths, images))]
+    # Every image is decoded now, one at a time, so a bad one fails the job before any model loads;
+    # only its size is kept (the cache decodes again, a chunk at a time).
+    image_sizes = [open_rgb(p, img["id"], f"images.{i}").size for i, (p, img) in enumerate(zip(paths, images))]
     timer.stop()
     stopped_before_training("download")
 
     timer.start("load")
     progress.phase("load")
-    fam = family_for(models.base_model_path(job_input["baseModel"], settings.load().model_dir), dev, dtype)
-    model = fam.load_trainable()  # a fresh one per job: training mutates it
+    fam = family_for(models.base_model_path(job_input["baseModel"], settings.load().model_dir), dev, dtype, params)
+    model, kept = warm.denoiser(fam)  # kept clean between jobs (warm.py)
+    log.info("denoiser %s", "kept from the last job" if kept else "loaded")
     timer.stop()
     stopped_before_training("load")
 
@@ -194,20 +172,27 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         checkpoint.check_fingerprint(resumed, fp)
     if params.get("aspectBuckets"):
         choices = bucket_sizes(resolution, multiple)
-        sizes = [nearest_bucket(img.width, img.height, choices) for img in pil_images]
+        sizes = [nearest_bucket(w, h, choices) for w, h in image_sizes]
     else:
-        sizes = [(resolution, resolution)] * len(pil_images)
+        sizes = [(resolution, resolution)] * len(images)
     prompts = [ensure_trigger(job_input["triggerWord"], img["caption"]) for img in images]
-    cache = Cache(fam, pil_images, sizes, prompts)
-    del pil_images
+    # A caption longer than a text encoder's window loses its tail: say which, rather than cut silently.
+    truncated = [img["id"] for img, cut in zip(images, fam.truncated(prompts)) if cut]
+    if truncated:
+        log.warning("%d captions are longer than the text encoder's window and were cut", len(truncated))
+    opts = fam.options
+    fam.onload()
+    cache = Cache(fam, lambda i: open_rgb(paths[i], images[i]["id"], f"images.{i}"), sizes, prompts,
+                  flip=opts.flip, caption_dropout=opts.caption_dropout > 0)
+    fam.offload()  # the text encoders and VAE leave the GPU: training needs only the denoiser
     timer.stop()
     stopped_before_training("caching")
 
     timer.start("training")
     seed_everything(seed)
     rank, alpha = params["rank"], params.get("alpha") or params["rank"]
-    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS, init_lora_weights="gaussian"))
-    if params.get("gradientCheckpointing"):
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=fam.lora_targets, init_lora_weights="gaussian"))
+    if gradient_checkpointing(fam.name, params, resolution):
         model.enable_gradient_checkpointing()
     if dtype != torch.float32:
         cast_training_params(model, dtype=torch.float32)  # trainable LoRA weights stay in fp32
@@ -249,7 +234,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     def render_sample(step: int) -> None:
         t0 = time.perf_counter()
         model.eval()
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), fam.onloaded():
             image = fam.sample(model, sample_spec["prompt"], resolution, resolution, seed)
         model.train()
         buf = io.BytesIO()
@@ -285,7 +270,12 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for micro in range(accumulation):
-            mean, std, cond = cache.batch(plan.batch((step - 1) * accumulation + micro))
+            idx = plan.batch((step - 1) * accumulation + micro)
+            # Drawn only when on, so that a training without them keeps its random stream.
+            mirrored = (torch.rand(len(idx), generator=noise_gen, device=dev) < 0.5).tolist() if opts.flip else None
+            dropped = (torch.rand(len(idx), generator=noise_gen, device=dev) < opts.caption_dropout).tolist() \
+                if opts.caption_dropout else None
+            mean, std, cond = cache.batch(idx, mirrored, dropped)
             with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
                 loss = fam.loss(model, mean, std, cond, noise_gen)
             value = loss.item()
@@ -328,9 +318,10 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         if job_input.get("format", "diffusers") == "kohya":
             out_dir.mkdir()
             lora_path = out_dir / LORA_FILENAME
-            save_file(fam.to_kohya(state, model), lora_path)  # no metadata: the same bytes every time
+            save_file(fam.to_kohya(state, model), lora_path)
         else:
             lora_path = fam.save_lora(state, out_dir)  # peft's lora_A/lora_B names, as diffusers saves them
+        lora_metadata.write(lora_path, lora_metadata.describe(fam, model, job_input, fp, resolution))
         data = lora_path.read_bytes()
         transfer.upload(job_input["output"]["loraUrl"], lora_path)
         timer.stop()
@@ -347,4 +338,6 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         "device": models.device_label(),
         "peakMemoryBytes": _peak_memory_bytes(dev),
     }
+    if truncated:
+        result["metrics"]["truncatedCaptions"] = truncated
     return result

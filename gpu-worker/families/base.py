@@ -6,12 +6,15 @@ loop every family shares is train_lora.py.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 import settings
+from families.options import Options, options_for
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 LORA_FILENAME = "pytorch_lora_weights.safetensors"
@@ -24,9 +27,12 @@ class Family:
     pipeline_class = ""  # the diffusers pipeline, as model_index.json names it (`_class_name`)
     denoiser = "unet"  # the pipeline component that gets the LoRA
     sample_steps = 25
+    fp16_refused = ""  # why this family cannot train in fp16, if it cannot
+    lora_targets: list[str] | str = LORA_TARGETS  # peft target_modules
 
-    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options: Options | None = None) -> None:
         self.path, self.device, self.dtype = path, dev, dtype
+        self.options = options or options_for(self.name, {})
 
     # --- geometry -------------------------------------------------------------------------
     @property
@@ -50,15 +56,62 @@ class Family:
         """-> (latent mean, latent std, [per-image conditioning dict]) for one batch of same-size images."""
         raise NotImplementedError
 
+    # --- the training objective: loss() = draw -> noisy_and_target -> predict -> weighted MSE.
+    # Split so that tests can evaluate a fixed (noise, timestep) set and feed the target to the
+    # inference scheduler (tests/test_learning.py, tests/test_consistency.py).
+    def scale_latents(self, sample: torch.Tensor) -> torch.Tensor:
+        """A VAE latent sample -> the denoiser's latent space."""
+        return sample * self.vae.config.scaling_factor
+
+    def draw(self, latents: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (noise, t): t is what noisy_and_target and predict take (DDPM step or flow sigma)."""
+        raise NotImplementedError
+
+    def noisy_and_target(self, latents, noise, t) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, model: torch.nn.Module, noisy: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample loss weights (min-SNR), or None for a plain mean."""
+        return None
+
+    def encode_text(self, prompts: list[str]) -> list[dict[str, torch.Tensor]]:
+        """Per-prompt text conditioning (the keys caption dropout swaps for the empty caption's)."""
+        raise NotImplementedError
+
+    def text_windows(self) -> list[tuple[Any, int]]:
+        """(tokenizer, token limit) of each text encoder whose window cuts what the model reads."""
+        raise NotImplementedError
+
+    def truncated(self, prompts: list[str]) -> list[bool]:
+        """Which prompts are longer than a text encoder's window (their tail is cut)."""
+        out = [False] * len(prompts)
+        for tokenizer, limit in self.text_windows():
+            for i, ids in enumerate(tokenizer(prompts, truncation=False).input_ids):
+                out[i] = out[i] or len(ids) > limit
+        return out
+
     def loss(self, model: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor, cond: dict[str, torch.Tensor],
              gen: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        latents = self.scale_latents(mean + std * self.randn(mean.shape, gen))
+        noise, t = self.draw(latents, gen)
+        noisy, target = self.noisy_and_target(latents, noise, t)
+        return self.mse(self.predict(model, noisy, t, cond), target, t)
+
+    def mse(self, pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        weights = self.loss_weights(t)
+        if weights is None:
+            return F.mse_loss(pred.float(), target.float(), reduction="mean")
+        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))
+        return (per_sample * weights).mean()
 
     def save_lora(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
         """Diffusers layout (`load_lora_weights`); `state` is peft's state dict of the denoiser.
 
-        No adapter metadata: with the scale folded in, the file means the same to every loader,
-        and safetensors writes multi-key metadata in hash-map order (the sha256 would vary)."""
+        No adapter metadata: with the scale folded in, the file means the same to every loader.
+        The tagging metadata (lora_metadata.py) is added afterwards, in a deterministic order."""
         import diffusers
 
         getattr(diffusers, self.pipeline_class).save_lora_weights(
@@ -66,6 +119,11 @@ class Family:
             **{f"{self.denoiser}_lora_layers": state},
         )
         return out_dir / LORA_FILENAME
+
+    def kohya_identity(self, model: torch.nn.Module) -> tuple[str, str, str, str]:
+        """(modelspec architecture, ss_base_model_version, ss_network_module, modelspec implementation),
+        as sd-scripts writes them for this base model."""
+        raise NotImplementedError
 
     def to_kohya(self, state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """Kohya / ComfyUI / A1111 key layout of the same LoRA (scale already folded in)."""
@@ -80,15 +138,50 @@ class Family:
 
     @torch.no_grad()
     def sample(self, model: torch.nn.Module, prompt: str, width: int, height: int, seed: int):
+        """Denoise under the training's autocast (the LoRA weights are fp32, the frozen ones half), then
+        decode outside it: SDXL's VAE overflows in fp16, and autocast would run it in fp16."""
         pipe = self.pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         generator = torch.Generator(self.device).manual_seed(seed)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return pipe(
-                prompt, width=width, height=height, generator=generator,
+            latents = pipe(
+                prompt, width=width, height=height, generator=generator, output_type="latent",
                 num_inference_steps=settings.load().sample_steps or self.sample_steps,
                 **self.pipeline_kwargs(),
-            ).images[0]
+            ).images
+        latents = self.unscale_latents(latents, width, height).to(self.vae.dtype)
+        image = self.vae.decode(latents, return_dict=False)[0]
+        return pipe.image_processor.postprocess(image.float(), output_type="pil")[0]
+
+    def unscale_latents(self, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """The pipeline's output_type="latent" -> the VAE decoder's input."""
+        return latents / self.vae.config.scaling_factor
+
+    # --- memory: the frozen parts are on the training device only while they work -------------
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """Text encoders and VAE (cached per worker, see family_*.py)."""
+        raise NotImplementedError
+
+    def onload(self) -> None:
+        for module in self.frozen_modules():
+            module.to(self.device)
+
+    def offload(self) -> None:
+        """After caching: to CPU memory (kept for the next job on this worker, not reloaded), so
+        that FLUX's T5-XXL (9.5 GB in bf16), CLIP and the VAE do not sit beside the training."""
+        for module in self.frozen_modules():
+            module.to("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @contextmanager
+    def onloaded(self):
+        """The frozen parts back on the device for a while (a sample render)."""
+        self.onload()
+        try:
+            yield
+        finally:
+            self.offload()
 
     # --- shared helpers -------------------------------------------------------------------
     def vae_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,23 +1,33 @@
 """FLUX.1: a flow-matching transformer, conditioned on T5 hidden states and a pooled CLIP embedding.
 
 Follows diffusers' train_dreambooth_lora_flux.py: latents (shifted and scaled) are packed into
-2x2 patches, a sigma is drawn uniformly (weighting scheme "none"), the input is
-(1 - sigma) * latents + sigma * noise and the target is noise - latents.
+2x2 patches, a sigma is drawn (logit-normal by default, see options.py), the input is (1 - sigma) * latents + sigma * noise
+and the target is noise - latents. The LoRA covers the layers that script trains.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 
 from families.base import Family, scheduler_from
 
 MAX_SEQUENCE_LENGTH = 512  # FLUX.1's T5 context; smaller tokenizers cap it
-GUIDANCE = 3.5  # the distilled guidance FLUX.1-dev trains with (when its transformer embeds guidance)
+# FLUX.1-dev's distilled guidance input during training: 1.0, as every diffusers example and
+# sd-scripts train it (3.5 is an inference value; training at 3.5 bakes it into the LoRA).
+TRAIN_GUIDANCE = 1.0
+
+# The layers diffusers' train_dreambooth_lora_flux.py trains (attention of both streams, both
+# feed-forwards, the single blocks' MLP in and out), as a regex: a plain "proj_out" would also catch
+# the transformer's final projection, which no reference trains.
+LORA_TARGETS = (
+    r".*transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)"
+    r"|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2)|proj_mlp|proj_out)"
+)
 
 
 @lru_cache(maxsize=2)
@@ -43,12 +53,18 @@ class Flux(Family):
     pipeline_class = "FluxPipeline"
     denoiser = "transformer"
     sample_steps = 28
+    # FLUX.1 was trained in bf16: its activations exceed fp16's range (inf/NaN), and every reference
+    # trainer (diffusers, ai-toolkit, sd-scripts) runs it in bf16.
+    fp16_refused = "its activations overflow fp16's range; it was trained and is only trained in bf16"
 
-    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
-        super().__init__(path, dev, dtype)
+    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options=None) -> None:
+        super().__init__(path, dev, dtype, options)
         self.parts = _frozen(path, dev, dtype)
         self.vae = self.parts.vae
         self.max_sequence_length = min(MAX_SEQUENCE_LENGTH, self.parts.tokenizer_2.model_max_length)
+
+    def frozen_modules(self):
+        return [self.parts.text_encoder, self.parts.text_encoder_2, self.vae]
 
     @property
     def pixel_multiple(self) -> int:
@@ -65,8 +81,11 @@ class Flux(Family):
         return model.to(self.device).requires_grad_(False)
 
     def encode(self, pixels, prompts, geometry):
-        p = self.parts
         mean, std = self.vae_posterior(pixels)
+        return mean, std, self.encode_text(prompts)
+
+    def encode_text(self, prompts):
+        p = self.parts
         clip_ids = p.tokenizer(
             prompts, padding="max_length", max_length=p.tokenizer.model_max_length, truncation=True,
             return_tensors="pt",
@@ -77,37 +96,69 @@ class Flux(Family):
             return_tensors="pt",
         ).input_ids.to(self.device)
         embeds = p.text_encoder_2(t5_ids, output_hidden_states=False)[0]
-        return mean, std, [{"prompt_embeds": embeds[i], "pooled": pooled[i]} for i in range(len(prompts))]
+        return [{"prompt_embeds": embeds[i], "pooled": pooled[i]} for i in range(len(prompts))]
 
-    def loss(self, model, mean, std, cond, gen):
+    def text_windows(self):
+        # T5 carries the prompt; CLIP only gives the pooled vector, cut at 77 tokens by the
+        # reference and the pipeline alike.
+        return [(self.parts.tokenizer_2, self.max_sequence_length)]
+
+    def scale_latents(self, sample):
+        return (sample - self.vae.config.shift_factor) * self.vae.config.scaling_factor
+
+    def draw(self, latents, gen):
+        from diffusers.training_utils import compute_density_for_timestep_sampling
+
+        noise = self.randn(latents.shape, gen)
+        b, sched = latents.shape[0], self.parts.noise_scheduler
+        if self.options.timestep_sampling == "shift":
+            # sd-scripts' flux_shift: sigmoid(normal), shifted towards noise for larger images
+            # exactly as the inference scheduler's dynamic shift does (mu from the token count).
+            from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+            cfg = sched.config
+            tokens = (latents.shape[2] // 2) * (latents.shape[3] // 2)
+            mu = calculate_shift(tokens, cfg.base_image_seq_len, cfg.max_image_seq_len, cfg.base_shift, cfg.max_shift)
+            t = torch.sigmoid(torch.randn((b,), generator=gen, device=self.device))
+            return noise, (math.exp(mu) / (math.exp(mu) + (1 / t - 1))).float()
+        # diffusers' script: u from the weighting scheme, then the training scheduler's sigma at u.
+        scheme = "logit_normal" if self.options.timestep_sampling == "logit_normal" else "none"
+        u = compute_density_for_timestep_sampling(scheme, b, logit_mean=0.0, logit_std=1.0, device=self.device, generator=gen)
+        indices = (u * sched.config.num_train_timesteps).long().clamp(max=sched.config.num_train_timesteps - 1).cpu()
+        return noise, sched.sigmas[indices].to(self.device, torch.float32)
+
+    def noisy_and_target(self, latents, noise, t):
+        sigmas = t.view(-1, 1, 1, 1)
+        return (1.0 - sigmas) * latents + sigmas * noise, noise - latents
+
+    def predict(self, model, noisy, t, cond):
         from diffusers import FluxPipeline
 
-        sched, vae_cfg = self.parts.noise_scheduler, self.vae.config
-        latents = ((mean + std * self.randn(mean.shape, gen)) - vae_cfg.shift_factor) * vae_cfg.scaling_factor
-        noise = self.randn(latents.shape, gen)
-        b, c, h, w = latents.shape
-        u = torch.rand((b,), generator=gen, device=self.device)
-        indices = (u * sched.config.num_train_timesteps).long().cpu()
-        timesteps = sched.timesteps[indices].to(self.device)
-        sigmas = sched.sigmas[indices].to(self.device, torch.float32).view(b, 1, 1, 1)
-        noisy = (1.0 - sigmas) * latents + sigmas * noise
+        b, c, h, w = noisy.shape
         packed = FluxPipeline._pack_latents(noisy, b, c, h, w)
         img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, self.device, self.dtype)
         embeds = cond["prompt_embeds"]
         txt_ids = torch.zeros(embeds.shape[1], 3, device=self.device, dtype=self.dtype)
         guidance = None
         if model.config.guidance_embeds:
-            guidance = torch.full((b,), GUIDANCE, device=self.device, dtype=torch.float32)
+            guidance = torch.full((b,), TRAIN_GUIDANCE, device=self.device, dtype=torch.float32)
+        # The transformer takes the sigma itself (the pipeline passes scheduler timestep / 1000).
         pred = model(
-            hidden_states=packed.to(self.dtype), timestep=timesteps / 1000, guidance=guidance,
-            pooled_projections=cond["pooled"], encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
-            return_dict=False,
+            hidden_states=packed.to(self.dtype), timestep=t, guidance=guidance, pooled_projections=cond["pooled"],
+            encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
         )[0]
-        pred = FluxPipeline._unpack_latents(pred, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
-        return F.mse_loss(pred.float(), (noise - latents).float(), reduction="mean")
+        return FluxPipeline._unpack_latents(pred, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
 
+    lora_targets = LORA_TARGETS
+
+    def kohya_identity(self, model):
+        # FLUX.1-dev embeds the distilled guidance; schnell does not.
+        arch = "flux-1-dev" if model.config.guidance_embeds else "flux-1-schnell"
+        return arch, "flux1", "networks.lora_flux", "https://github.com/black-forest-labs/flux"
 
     def to_kohya(self, state, model):
+        from families.kohya import flux_to_kohya
+
         return flux_to_kohya(state, model)
 
     def pipeline(self, model):
@@ -120,52 +171,11 @@ class Flux(Family):
             tokenizer_2=p.tokenizer_2, transformer=model,
         )
 
+    def unscale_latents(self, latents, width, height):
+        from diffusers import FluxPipeline
+
+        latents = FluxPipeline._unpack_latents(latents, height, width, self.vae_scale)
+        return latents / self.vae.config.scaling_factor + self.vae.config.shift_factor
+
     def pipeline_kwargs(self):
         return {"max_sequence_length": self.max_sequence_length}
-
-
-def _fuse(parts: list[tuple[torch.Tensor, torch.Tensor]], extra_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """LoRAs (A_i: r x in, B_i: out_i x r) of layers that the original FLUX code fuses into one
-    linear layer -> one LoRA of rank sum(r): A stacked, B block-diagonal (+ zero rows for any
-    fused outputs that had no LoRA). Exactly the same weight deltas."""
-    down = torch.cat([a for a, _ in parts], dim=0)
-    rows = sum(b.shape[0] for _, b in parts) + extra_rows
-    up = torch.zeros(rows, down.shape[0], dtype=parts[0][1].dtype)
-    r0 = c0 = 0
-    for _, b in parts:
-        up[r0 : r0 + b.shape[0], c0 : c0 + b.shape[1]] = b
-        r0, c0 = r0 + b.shape[0], c0 + b.shape[1]
-    return down.contiguous(), up
-
-
-def flux_to_kohya(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
-    """sd-scripts / ComfyUI FLUX layout (the original BFL module names, with fused qkv and
-    linear1) from a peft state dict over to_q/to_k/to_v/to_out.0 with the scale folded in."""
-    def ab(prefix: str):
-        return state[f"{prefix}.lora_A.weight"].float(), state[f"{prefix}.lora_B.weight"].float()
-
-    out: dict[str, torch.Tensor] = {}
-
-    def put(name: str, down: torch.Tensor, up: torch.Tensor) -> None:
-        out[f"{name}.lora_down.weight"], out[f"{name}.lora_up.weight"] = down.contiguous(), up.contiguous()
-        out[f"{name}.alpha"] = torch.tensor(float(down.shape[0]))  # scale 1: alpha == rank
-
-    used = set()
-    for i in range(len(model.transformer_blocks)):
-        p = f"transformer_blocks.{i}.attn"
-        if f"{p}.to_q.lora_A.weight" in state:
-            put(f"lora_unet_double_blocks_{i}_img_attn_qkv", *_fuse([ab(f"{p}.to_q"), ab(f"{p}.to_k"), ab(f"{p}.to_v")]))
-            used |= {f"{p}.{m}" for m in ("to_q", "to_k", "to_v")}
-        if f"{p}.to_out.0.lora_A.weight" in state:
-            put(f"lora_unet_double_blocks_{i}_img_attn_proj", *ab(f"{p}.to_out.0"))
-            used.add(f"{p}.to_out.0")
-    for i, block in enumerate(model.single_transformer_blocks):
-        p = f"single_transformer_blocks.{i}.attn"
-        if f"{p}.to_q.lora_A.weight" in state:
-            parts = [ab(f"{p}.to_q"), ab(f"{p}.to_k"), ab(f"{p}.to_v")]
-            put(f"lora_unet_single_blocks_{i}_linear1", *_fuse(parts, extra_rows=block.proj_mlp.out_features))
-            used |= {f"{p}.{m}" for m in ("to_q", "to_k", "to_v")}
-    left = {k.rsplit(".lora_", 1)[0] for k in state} - used
-    if left:
-        raise ValueError(f"no kohya FLUX name for LoRA layers {sorted(left)[:3]}")
-    return out

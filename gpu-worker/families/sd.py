@@ -1,7 +1,7 @@
 """Stable Diffusion 1.x/2.x and SDXL: a UNet trained with DDPM noise.
 
 Follows diffusers' train_text_to_image_lora.py and train_dreambooth_lora_sdxl.py: random
-timesteps, epsilon or v-prediction target, MSE loss. SDXL adds a second text encoder
+timesteps, epsilon or v-prediction target, MSE loss; optional min-SNR weighting and noise offset. SDXL adds a second text encoder
 (penultimate hidden states of both, concatenated; pooled output of the second) and the
 "time ids" (original size, crop corner, target size) of each image.
 """
@@ -14,7 +14,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from families.base import Family, scheduler_from
 
@@ -49,12 +48,15 @@ class StableDiffusion(Family):
     pipeline_class = "StableDiffusionPipeline"
     xl = False
 
-    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype) -> None:
-        super().__init__(path, dev, dtype)
+    def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options=None) -> None:
+        super().__init__(path, dev, dtype, options)
         parts = _frozen(path, dev, dtype, self.xl)
         self.tokenizers, self.text_encoders, self.vae = parts.tokenizers, parts.text_encoders, parts.vae
         self.noise_scheduler = parts.noise_scheduler
         self._scheduler_config = parts.inference_scheduler_config
+
+    def frozen_modules(self):
+        return [*self.text_encoders, self.vae]
 
     @property
     def native_resolution(self) -> int:
@@ -79,11 +81,17 @@ class StableDiffusion(Family):
 
     def encode(self, pixels, prompts, geometry):
         mean, std = self.vae_posterior(pixels)
-        cond = self.encode_prompts(prompts)
-        per_image = [{k: v[i] for k, v in cond.items()} for i in range(len(prompts))]
+        per_image = self.encode_text(prompts)
         for item, geo in zip(per_image, geometry):
             self.add_geometry(item, geo)
         return mean, std, per_image
+
+    def encode_text(self, prompts):
+        cond = self.encode_prompts(prompts)
+        return [{k: v[i] for k, v in cond.items()} for i in range(len(prompts))]
+
+    def text_windows(self):
+        return [(t, t.model_max_length) for t in self.tokenizers]
 
     def add_geometry(self, item: dict[str, torch.Tensor], geo: dict[str, Any]) -> None:
         pass
@@ -91,29 +99,49 @@ class StableDiffusion(Family):
     def added_cond(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         return None
 
-    def loss(self, model, mean, std, cond, gen):
-        sched = self.noise_scheduler
-        latents = (mean + std * self.randn(mean.shape, gen)) * self.vae.config.scaling_factor
+    def draw(self, latents, gen):
         noise = self.randn(latents.shape, gen)
+        if self.options.noise_offset:  # diffusers' --noise_offset: a per-image, per-channel shift
+            noise = noise + self.options.noise_offset * self.randn((*latents.shape[:2], 1, 1), gen)
         timesteps = torch.randint(
-            0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen, device=self.device
+            0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen, device=self.device
         )
-        noisy = sched.add_noise(latents, noise, timesteps)
-        target = sched.get_velocity(latents, noise, timesteps) if sched.config.prediction_type == "v_prediction" else noise
-        pred = model(
-            noisy.to(self.dtype), timesteps, cond["prompt_embeds"], added_cond_kwargs=self.added_cond(cond),
-            return_dict=False,
-        )[0]
-        return F.mse_loss(pred.float(), target.float(), reduction="mean")
+        return noise, timesteps
 
+    def noisy_and_target(self, latents, noise, t):
+        sched = self.noise_scheduler
+        noisy = sched.add_noise(latents, noise, t)
+        target = sched.get_velocity(latents, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+        return noisy, target
+
+    def predict(self, model, noisy, t, cond):
+        return model(
+            noisy.to(self.dtype), t, cond["prompt_embeds"], added_cond_kwargs=self.added_cond(cond), return_dict=False,
+        )[0]
+
+    def loss_weights(self, t):
+        gamma = self.options.snr_gamma
+        if gamma is None:
+            return None
+        from diffusers.training_utils import compute_snr
+
+        # Min-SNR (Hang et al. 2023), as diffusers' --snr_gamma: min(SNR, gamma) / SNR for epsilon,
+        # / (SNR + 1) for v-prediction.
+        snr = compute_snr(self.noise_scheduler, t)
+        clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+        return clipped / (snr + 1 if self.noise_scheduler.config.prediction_type == "v_prediction" else snr)
+
+    def kohya_identity(self, model):
+        if self.xl:
+            return "stable-diffusion-xl-v1-base", "sdxl_base_v1-0", "networks.lora", "https://github.com/Stability-AI/generative-models"
+        v2 = model.config.cross_attention_dim == 1024  # SD-2.x conditions on OpenCLIP-H (1024), SD-1.x on CLIP-L (768)
+        return ("stable-diffusion-v2", "sd_v2", "networks.lora", "diffusers") if v2 else \
+            ("stable-diffusion-v1", "sd_v1", "networks.lora", "diffusers")
 
     def to_kohya(self, state, model):
-        """`lora_unet_<diffusers module path with _>.lora_down/lora_up/alpha`: what A1111, ComfyUI and
-        diffusers' own kohya loader read for SD and SDXL UNets."""
-        from diffusers.utils import convert_state_dict_to_kohya
+        from families.kohya import unet_to_kohya
 
-        kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in state.items()})
-        return {k: (v.to(torch.float32) if k.endswith(".alpha") else v.contiguous()) for k, v in kohya.items()}
+        return unet_to_kohya(state, model.config.layers_per_block if self.xl else None)
 
     def pipeline(self, model):
         from diffusers import StableDiffusionPipeline

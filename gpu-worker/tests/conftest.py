@@ -133,7 +133,7 @@ def store():
 
 PARAM_DEFAULTS = {
     "lrScheduler": "constant", "warmupSteps": 0, "gradientAccumulation": 1, "mixedPrecision": "auto",
-    "gradientCheckpointing": False, "aspectBuckets": False,
+    "aspectBuckets": False,
 }
 
 

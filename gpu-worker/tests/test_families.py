@@ -60,8 +60,8 @@ def test_flux_lora_trains_and_loads(worker_env, store, progress_log, model_dir, 
 
 def test_flux_kohya_layout_is_the_same_lora(worker_env, store, progress_log, model_dir) -> None:
     """Kohya FLUX files use the original fused layers (qkv, linear1). diffusers' kohya-FLUX reader
-    assumes FLUX.1's full dimensions, so the tiny model is checked numerically: every weight delta
-    B @ A of the fused layers equals the unfused ones stacked (and zero for the MLP part of linear1)."""
+    assumes FLUX.1's full dimensions (test_kohya.py checks it there), so the trained tiny model is
+    checked numerically: every weight delta B @ A of the fused layers equals the unfused ones stacked."""
     _, d = run(store, "tiny-flux", "fd")
     _, k = run(store, "tiny-flux", "fk", fmt="kohya")
 
@@ -77,9 +77,15 @@ def test_flux_kohya_layout_is_the_same_lora(worker_env, store, progress_log, mod
     linear1 = kdelta("lora_unet_single_blocks_0_linear1")
     single = torch.cat([delta(d, f"single_transformer_blocks.0.attn.to_{m}") for m in "qkv"])
     torch.testing.assert_close(linear1[: single.shape[0]], single)
-    assert torch.count_nonzero(linear1[single.shape[0]:]) == 0
+    proj_mlp = delta(d, "single_transformer_blocks.0.proj_mlp")
+    torch.testing.assert_close(linear1[single.shape[0]:], proj_mlp)
+    torch.testing.assert_close(kdelta("lora_unet_single_blocks_0_linear2"), delta(d, "single_transformer_blocks.0.proj_out"))
+    txt = torch.cat([delta(d, f"transformer_blocks.0.attn.add_{m}_proj") for m in "qkv"])
+    torch.testing.assert_close(kdelta("lora_unet_double_blocks_0_txt_attn_qkv"), txt)
     assert {n.split(".")[0] for n in k} == {
-        "lora_unet_double_blocks_0_img_attn_qkv", "lora_unet_double_blocks_0_img_attn_proj", "lora_unet_single_blocks_0_linear1",
+        *(f"lora_unet_double_blocks_0_{m}" for m in ("img_attn_qkv", "img_attn_proj", "txt_attn_qkv", "txt_attn_proj",
+                                                     "img_mlp_0", "img_mlp_2", "txt_mlp_0", "txt_mlp_2")),
+        "lora_unet_single_blocks_0_linear1", "lora_unet_single_blocks_0_linear2",
     }
 
 
