@@ -93,7 +93,7 @@ describe('loraflow end to end', () => {
       env: { ...process.env, HF_HUB_OFFLINE: '1' },
     });
     expect(json<{ loaded: boolean; changed: boolean }>(verify.stdout.trim().split('\n').pop()!)).toMatchObject({ loaded: true, changed: true });
-  }, 300_000); // the stack's first job: a cold GPU worker loads the model and the captioner
+  }, 300_000); // the stack's first pipeline: its GPU worker starts cold
 
   it('survives kill -9 of the Temporal worker mid-training with exactly one GPU job', async () => {
     const since = stack.runpod.ledger().length;
