@@ -70,7 +70,10 @@ export const METADATA_KEY = /^loras\/([^/]+)\/([^/]+)\/metadata\.json$/;
 
 /** The top-level prefixes loraflow itself writes: never a dataset source (they hold other runs'
  * images, checkpoints and claims). */
-export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/'] as const;
+export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/', 'gateway-jobs/'] as const;
+
+/** What the RunPod-shaped gateway answered for a job that finished at once (api/gateway/jobs.ts). */
+export const gatewayJobKey = (jobId: string) => `gateway-jobs/${safeName(jobId)}.json`;
 
 /** s3://bucket/key → key */
 export const keyOfUri = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');
