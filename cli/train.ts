@@ -60,6 +60,11 @@ export async function startTraining(
 ): Promise<{ handle: WorkflowHandle<PublishingTrainLora>; attached: boolean }> {
   // An HTTP client's Idempotency-Key names its own id: that key then always means that one run.
   const workflowId = opts.workflowId ?? workflowIdFor(request);
+  // USE_EXISTING answers a running twin's handle without saying so: look first, to tell the user.
+  const running = await client.workflow
+    .getHandle(workflowId)
+    .describe()
+    .then((d) => (d.status.name === 'RUNNING' ? d.runId : undefined), () => undefined);
   try {
     const handle = await client.workflow.start<PublishingTrainLora>('trainLora', {
       taskQueue: config.LORAFLOW_TASK_QUEUE,
@@ -71,7 +76,7 @@ export async function startTraining(
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: opts.workflowId ? 'REJECT_DUPLICATE' : 'ALLOW_DUPLICATE_FAILED_ONLY',
     });
-    return { handle, attached: false };
+    return { handle, attached: running !== undefined && handle.firstExecutionRunId === running };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return { handle: client.workflow.getHandle<PublishingTrainLora>(workflowId), attached: true };
     throw err;
