@@ -2,6 +2,7 @@
 // api/openapi.ts turns them into /openapi.json, so the document cannot say one thing and the
 // server do another.
 import { z } from 'zod';
+import { WEBHOOK_EVENTS } from '../contract/webhooks.js';
 import { Budget, LoraName, Stage, TrainingSettings } from '../contract/pipeline.js';
 
 /** The named schemas /openapi.json lists under components.schemas. */
@@ -48,12 +49,19 @@ export const TrainingCreate = z
     training: TrainingSettings.extend({ baseModel: TrainingSettings.shape.baseModel.optional().describe('default: the server\'s LORAFLOW_BASE_MODEL') }),
     budget: Budget.optional(),
     priority: z.int().min(1).max(5).default(3).describe('GPU queue priority, 1 goes first'),
+    webhook: z
+      .object({
+        url: z.string().regex(/^https?:\/\//i, 'an https:// URL (http only on loopback in local development)').max(2000),
+        events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).default([...WEBHOOK_EVENTS]),
+      })
+      .optional()
+      .describe('POSTs each event, in order, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature) with the server\'s LORAFLOW_WEBHOOK_SECRET; retried with backoff until taken'),
   })
   .refine((b) => (b.images === undefined) !== (b.upload === undefined), { message: 'give exactly one of images and upload', path: ['images'] })
   .register(apiSchemas, { id: 'TrainingCreate', description: 'The request `loraflow train` builds, with the dataset as a URL or an upload.' });
 
 export const TrainingCreated = z
-  .object({ id: TrainingId, attached: z.boolean().describe('true: this request (or Idempotency-Key) already had a run, and this is it'), webUi: z.string() })
+  .object({ id: TrainingId, attached: z.boolean().describe('true: this request (or Idempotency-Key) already had a run, and this is it'), webUi: z.string(), webhooks: z.string().optional().describe('the workflow delivering its webhooks') })
   .register(apiSchemas, { id: 'TrainingCreated' });
 
 export const TrainingListQuery = z.object({

@@ -5,11 +5,12 @@
 // `runpod` Python client (seed 000) and `runpod-sdk` (seed 004), and a status asked of a new server
 // instance after the first one is gone.
 import { execFile } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import runpodSdk from 'runpod-sdk';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTokenHashes, tokenHash } from '../api/auth.js';
 import { startApiServer } from '../api/server.js';
@@ -18,10 +19,11 @@ import { sha256 } from '../lib/hash.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from '../testkit/datasets.js';
-import { stackEnv, tempDir } from '../testkit/services.js';
+import { freePort, stackEnv, tempDir } from '../testkit/services.js';
 import { until } from '../testkit/wait.js';
 
 const TOKEN = 'api-test-token-5c1e';
+const WEBHOOK_SECRET = `whsec_${Buffer.from('loraflow api test webhook secret!').toString('base64')}`;
 let tmp: ReturnType<typeof tempDir>;
 let stack: Stack;
 let dataset: string;
@@ -37,6 +39,8 @@ beforeAll(async () => {
     LORAFLOW_CAPTIONER: 'scripted', // the scripted handler answers caption jobs as this captioner
     LORAFLOW_ALLOW_PRIVATE_URLS: 'true', // seed 000's image URLs are served from loopback below
     LORAFLOW_API_TOKENS: `${tokenHash('another-token')},${tokenHash(TOKEN)}`,
+    LORAFLOW_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    LORAFLOW_WEBHOOK_PROGRESS_SECONDS: '1',
   };
   stack = await startStack({ env, gpuWorkerCommand: [toolchain.python(), '-u', path.join(repoRoot, 'test/fixtures/scripted_gpu_handler.py')] });
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 3, captioned: 3, size: 32 });
@@ -80,7 +84,7 @@ async function upload(): Promise<string> {
 
 /** Reads server-sent events until `end`; returns every event. */
 async function events(id: string): Promise<{ event: string; data: any }[]> {
-  const res = await api(`/v1/trainings/${id}/events`);
+  const res = await api(`/v1/trainings/${id}/events`, { signal: AbortSignal.timeout(180_000) });
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
   const out: { event: string; data: any }[] = [];
   let buffer = '';
@@ -130,14 +134,24 @@ describe('the HTTP API', () => {
     await bad({ name: 'ok', images: 'https://example.com/a.zip', training: { ...training, params: { steps: -1 } } }, 'training.params.steps');
     await bad({ name: 'ok', images: '/etc', training }, 'images');
     await bad({ name: 'ok', training }, 'images');
+    await bad({ name: 'ok', images: 'https://example.com/a.zip', training, webhook: { url: 'ftp://example.com/hook' } }, 'webhook.url');
+    await bad({ name: 'ok', images: 'https://example.com/a.zip', training, webhook: { url: 'https://example.com/hook', events: ['training.exploded'] } }, 'webhook.events.0');
     await bad({ name: 'ok', upload: 'up-nope', training }, 'upload');
     await bad({ name: 'ok', upload: `up-${'0'.repeat(32)}`, training }, 'upload'); // nothing uploaded there
     const notJson = await api('/v1/trainings', { method: 'POST', body: '{"name":' });
     expect([notJson.status, (await json(notJson)).error.field]).toEqual([400, 'body']);
     expect((await post('/v1/uploads', { files: [{ name: '../x.png' }] })).status).toBe(400);
     expect((await api('/v1/trainings/a%2Fb')).status).toBe(400);
-    const huge = await api('/v1/trainings', { method: 'POST', body: JSON.stringify({ name: 'x'.repeat(2 * 2 ** 20) }) });
-    expect(huge.status).toBe(413);
+    // On a connection of its own: the server answers 413 without reading the rest, and closes it.
+    const huge = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${stack.api.url}/v1/trainings`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ name: 'x'.repeat(2 * 2 ** 20) }));
+    });
+    expect(huge).toBe(413);
     expect((await api('/v1/trainings?stage=nope')).status).toBe(400);
   });
 
@@ -195,6 +209,64 @@ describe('the HTTP API', () => {
     expect(conflict.status).toBe(409);
     expect((await api('/v1/trainings/no-such-run')).status).toBe(404);
   }, 180_000);
+});
+
+describe('webhooks', () => {
+  it('a receiver down while the run trains gets every event later, in order, each verified with the Standard Webhooks library; deliveries show in logs', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}/hooks?token=receiver-secret-in-url`;
+    const created = await json(post('/v1/trainings', { name: 'api-hooks', upload: await upload(), training: { triggerWord: 'lfsq', params: { steps: 8, seed: 400 } }, webhook: { url } }));
+    expect(created.webhooks).toBe(`webhooks-${created.id}`);
+    // Nothing listens on the port while the run trains and publishes: every attempt is refused.
+    await until(async () => (await json(api(`/v1/trainings/${created.id}`))).status, (st) => st === 'COMPLETED', 120_000, 500);
+    const down = await until(async () => ((await json(api(`/v1/trainings/${created.id}/logs`))).webhooks ?? []) as any[], (w) => w[0]?.attempts >= 3, 60_000, 500);
+    expect(down).toHaveLength(1); // the next event waits for the first: order is kept
+    expect(down[0]).toMatchObject({ seq: 1, type: 'training.started', delivered: false, lastError: expect.stringMatching(/ECONNREFUSED/) });
+
+    // Back up: a receiver that verifies every request with the Standard Webhooks library.
+    const verifier = new Webhook(WEBHOOK_SECRET);
+    const received: { id: string; type: string; data: any }[] = [];
+    let forged = 0;
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        try {
+          const msg = verifier.verify(body, req.headers as Record<string, string>) as { type: string; data: unknown };
+          received.push({ id: String(req.headers['webhook-id']), type: msg.type, data: msg.data });
+          res.statusCode = 204;
+        } catch {
+          forged++;
+          res.statusCode = 400;
+        }
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(port, '127.0.0.1', r));
+    try {
+      await until(() => received.at(-1)?.type, (t) => t === 'training.published', 90_000, 200);
+      expect(forged).toBe(0);
+      const types = received.map((r) => r.type);
+      expect(types[0]).toBe('training.started');
+      expect(types).toContain('training.stage_changed');
+      expect(types.filter((t) => t === 'training.published')).toHaveLength(1);
+      expect(received.filter((r) => r.type === 'training.stage_changed').map((r) => r.data.stage)).toEqual(expect.arrayContaining(['train', 'publish']));
+      // In order, each once: ids end in 1, 2, 3, … (a filtered event would leave a gap, none is filtered here).
+      expect(received.map((r) => Number(r.id.split('_').at(-1)))).toEqual(received.map((_, i) => i + 1));
+      const logs = await json(api(`/v1/trainings/${created.id}/logs`));
+      expect(logs.webhooks.map((w: { delivered: boolean }) => w.delivered)).toEqual(received.map(() => true));
+      expect(logs.webhooks[0].attempts).toBeGreaterThanOrEqual(4);
+      // A wrong secret does not verify: the receiver's check is real.
+      const last = received.at(-1)!;
+      expect(() => new Webhook(`whsec_${Buffer.from('another secret, another sender!!').toString('base64')}`).verify(JSON.stringify(last), { 'webhook-id': last.id, 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' })).toThrow();
+      // The receiver's URL (and its token) is in no workflow history.
+      const client = await connect(stack.config);
+      for (const id of [created.id, created.webhooks]) expect(JSON.stringify(await client.workflow.getHandle(id).fetchHistory())).not.toContain('receiver-secret-in-url');
+      await client.connection.close();
+    } finally {
+      receiver.close();
+    }
+  }, 300_000);
 });
 
 describe('the RunPod-shaped gateway', () => {

@@ -13,6 +13,7 @@ import { ApiError, parse } from '../errors.js';
 import { progressEvents } from '../events.js';
 import { TrainingCreate, TrainingId, TrainingListQuery } from '../schemas.js';
 import { uploadPrefix } from './uploads.js';
+import { checkWebhook, startWebhooks } from './webhooks.js';
 
 const IdempotencyKey = /^[A-Za-z0-9._:-]{1,200}$/;
 
@@ -35,8 +36,10 @@ export function trainingRoutes(deps: ApiDeps): Hono {
       );
       // Without a key the request is its own identity, as in the CLI: the same request is the same run.
       const workflowId = key ? `api-${body.name}-${sha256(key).slice(0, 16)}` : undefined;
+      if (body.webhook) await checkWebhook(config, body.webhook.url);
       const { handle, attached } = await startTraining(client, config, request, { priority: body.priority, ...(workflowId ? { workflowId } : {}) });
-      return c.json({ id: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) }, attached ? 200 : 201);
+      const webhooks = body.webhook ? await startWebhooks(deps, handle.workflowId, body.webhook) : undefined;
+      return c.json({ id: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId), ...(webhooks ? { webhooks } : {}) }, attached ? 200 : 201);
     })
     .get('/', async (c) => {
       const q = parse(TrainingListQuery, c.req.query(), 'query');
