@@ -2,9 +2,9 @@
 // running the scripted GPU handler, the Temporal worker process): the REST API end to end (upload →
 // create → events → published → the download URL's bytes), bad tokens on every route, bad bodies
 // naming the field, idempotent create, cancel; then the RunPod-shaped gateway driven by the official
-// `runpod` Python client (seed 000) and `runpod-sdk` (seed 004), and a status asked of a new server
-// instance after the first one is gone.
-import { execFile } from 'node:child_process';
+// `runpod` Python client (seed 000) and `runpod-sdk` (seed 004), and statuses asked of a separate
+// `loraflow serve` process after the stack's own server is gone.
+import { execFile, spawn } from 'node:child_process';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,7 +13,6 @@ import runpodSdk from 'runpod-sdk';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTokenHashes, tokenHash } from '../api/auth.js';
-import { startApiServer } from '../api/server.js';
 import { connect } from '../cli/connect.js';
 import { sha256 } from '../lib/hash.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
@@ -278,7 +277,7 @@ describe('the RunPod-shaped gateway', () => {
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, any>;
   };
 
-  it('seed 000 through the official Python client: image URLs in, lora_files and public_urls out; a new server instance answers the same status', async () => {
+  it('seed 000 through the official Python client: image URLs in, lora_files and public_urls out; a a separate loraflow serve process answers the same statuses', async () => {
     const names = (await readdir(dataset)).filter((f) => f.endsWith('.png')).sort();
     const input = { character_name: 'my_character', images: names.map((n) => `${imagesUrl}/${n}`), trigger_word: 'lfchar', steps: 6 };
     const out = await runPython('run', JSON.stringify(input));
@@ -292,20 +291,24 @@ describe('the RunPod-shaped gateway', () => {
     const refused = await runPython('run', JSON.stringify({ ...input, images: ['file:///etc/passwd'] }));
     expect(refused.status).toBe('FAILED');
 
-    // The server that answered is gone; a new instance (its own Temporal client) knows the job.
+    // A job answered at once (seed 004's health) is kept in S3, not in the server's memory.
+    const instant = await json(post('/v2/rp/run', { input: { type: 'health' } }));
+
+    // The server that answered is gone; `loraflow serve`, a process of its own, knows both jobs.
     await stack.api.stop();
-    const client = await connect(stack.config);
-    const second = await startApiServer({ client, config: stack.config, tokenHashes: parseTokenHashes(stack.config.LORAFLOW_API_TOKENS), port: 0 });
-    try {
-      const after = await runPython('status', out.id, `${second.url}/v2`);
-      expect(after.job).toMatchObject({ id: out.id, status: 'COMPLETED', output: { sha256: out.output.sha256, lora_files: out.output.lora_files } });
-      stack.api.url = second.url; // the rest of the file talks to the new instance
-    } finally {
-      stack.api.stop = async () => {
-        await second.close();
-        await client.connection.close();
-      };
-    }
+    const serve = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), 'serve', '--port', String(await freePort()), '--json'], { env: stack.env, cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    stack.api.stop = async () => {
+      serve.kill('SIGTERM');
+      await new Promise((r) => (serve.exitCode !== null ? r(undefined) : serve.once('exit', r)));
+    };
+    const line = await new Promise<string>((resolve, reject) => {
+      serve.stdout!.once('data', (d: Buffer) => resolve(d.toString()));
+      serve.once('exit', (code) => reject(new Error(`loraflow serve exited ${code}`)));
+    });
+    stack.api.url = (JSON.parse(line) as { url: string }).url; // the rest of the file talks to the new server
+    const after = await runPython('status', out.id, `${stack.api.url}/v2`);
+    expect(after.job).toMatchObject({ id: out.id, status: 'COMPLETED', output: { sha256: out.output.sha256, lora_files: out.output.lora_files } });
+    expect((await runPython('status', instant.id, `${stack.api.url}/v2`)).job).toMatchObject({ id: instant.id, status: 'COMPLETED', output: { status: 'healthy' } });
   }, 300_000);
 
   it('seed 004 through runpod-sdk: upload_training_data, train_with_yaml, process_status, list_models, download, and refusals', async () => {
