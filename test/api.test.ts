@@ -277,7 +277,7 @@ describe('the RunPod-shaped gateway', () => {
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, any>;
   };
 
-  it('seed 000 through the official Python client: image URLs in, lora_files and public_urls out; a a separate loraflow serve process answers the same statuses', async () => {
+  it('seed 000 through the official Python client: image URLs in, lora_files and public_urls out; a separate loraflow serve process answers the same statuses', async () => {
     const names = (await readdir(dataset)).filter((f) => f.endsWith('.png')).sort();
     const input = { character_name: 'my_character', images: names.map((n) => `${imagesUrl}/${n}`), trigger_word: 'lfchar', steps: 6 };
     const out = await runPython('run', JSON.stringify(input));
