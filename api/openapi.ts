@@ -9,7 +9,7 @@ import { apiSchemas } from './schemas.js';
 
 type Json = Record<string, unknown>;
 /** Request bodies are described as clients write them (defaults optional), the rest as the server sends them. */
-const REQUEST_BODIES = new Set(['UploadCreate', 'TrainingCreate', 'GatewayRun']);
+const REQUEST_BODIES = new Set(['UploadCreate', 'TrainingCreate', 'ScheduleCreate', 'GatewayRun']);
 
 function components(): Record<string, Json> {
   const render = (io: 'input' | 'output') =>
@@ -29,6 +29,7 @@ const json = (id: string, description: string) => ({ description, content: { 'ap
 const errors = (...codes: number[]) =>
   Object.fromEntries(codes.map((code) => [String(code), json('Error', { 400: 'bad request: `field` names what was wrong', 401: 'missing or wrong bearer token', 404: 'no such thing', 409: 'not in a state for this', 413: 'body too large' }[code] ?? 'error')]));
 const idParam = { name: 'id', in: 'path', required: true, schema: ref('TrainingId') };
+const scheduleParam = { name: 'id', in: 'path', required: true, schema: ref('ScheduleId') };
 const op = (summary: string, ok: Json, more: Json = {}, errs = [401, 404]) => ({ summary, ...more, responses: { ...ok, ...errors(...errs) } });
 
 const paths = {
@@ -70,6 +71,16 @@ const paths = {
       { parameters: [idParam] },
     ),
   },
+  '/v1/schedules': {
+    post: op('retrain a LoRA on a cron schedule (`retrain-<name>`)', { 201: { description: 'created', content: { 'application/json': { schema: { type: 'object', properties: { scheduleId: ref('ScheduleId') }, required: ['scheduleId'] } } } } }, { requestBody: { required: true, content: { 'application/json': { schema: ref('ScheduleCreate') } } } }, [400, 401, 409, 413]),
+    get: op('schedules: state, next runs, recent runs and their outcome', { 200: json('ScheduleList', 'the schedules') }, {}, [401]),
+  },
+  ...Object.fromEntries(
+    (['pause', 'unpause', 'trigger'] as const).map((a) => [`/v1/schedules/{id}/${a}`, { post: op(`${a} a schedule`, { 200: json('ScheduleDone', 'done') }, { parameters: [scheduleParam] }) }]),
+  ),
+  '/v1/schedules/{id}': { delete: op('delete a schedule (runs already started go on)', { 200: json('ScheduleDone', 'deleted') }, { parameters: [scheduleParam] }) },
+  '/v1/loras': { get: op('published LoRAs and their latest version', { 200: json('LoraList', 'the LoRAs') }, {}, [401]) },
+  '/v1/loras/{name}/versions': { get: op('every published version of a LoRA, newest first', { 200: json('LoraVersions', 'the versions') }, { parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }] }, [400, 401, 404]) },
   ...gatewayPaths(),
 };
 

@@ -12,6 +12,9 @@ export const apiSchemas = z.registry<{ id: string; description?: string }>();
 export const TrainingId = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, 'letters, digits, ".", "_" or "-"').register(apiSchemas, { id: 'TrainingId' });
 /** Made by POST /v1/uploads: 32 hex digits, unguessable. */
 export const UploadId = z.string().regex(/^up-[0-9a-f]{32}$/, 'an id returned by POST /v1/uploads').register(apiSchemas, { id: 'UploadId' });
+function PresignedFileSchema() {
+  return z.object({ name: z.string(), url: z.string(), expiresAt: z.string() });
+}
 /** A file name inside an upload: no directories, nothing hidden. */
 const FileName = z.string().max(200).regex(/^[A-Za-z0-9][A-Za-z0-9._ -]*$/, 'a plain file name (letters, digits, ".", "_", "-", space), no directories');
 
@@ -60,6 +63,31 @@ export const TrainingCreate = z
   .refine((b) => (b.images === undefined) !== (b.upload === undefined), { message: 'give exactly one of images and upload', path: ['images'] })
   .register(apiSchemas, { id: 'TrainingCreate', description: 'The request `loraflow train` builds, with the dataset as a URL or an upload.' });
 
+export type TrainingCreate = z.infer<typeof TrainingCreate>;
+
+export const ScheduleCreate = z
+  .object({
+    name: LoraName,
+    images: TrainingCreate.shape.images,
+    upload: UploadId.optional(),
+    training: TrainingCreate.shape.training,
+    budget: Budget.optional(),
+    cron: z.string().min(1).max(200).describe('when to run, a cron expression in UTC, e.g. "0 3 * * *"'),
+    overlap: z.enum(['skip', 'buffer-one', 'allow-all']).default('skip'),
+    priority: z.int().min(1).max(5).default(4).describe('GPU queue priority of the scheduled runs, 1 goes first'),
+  })
+  .refine((b) => (b.images === undefined) !== (b.upload === undefined), { message: 'give exactly one of images and upload', path: ['images'] })
+  .register(apiSchemas, { id: 'ScheduleCreate', description: 'What `loraflow schedule create` takes: a run retrains only when the dataset changed since the last published version.' });
+
+export const ScheduleId = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, 'letters, digits, ".", "_" or "-"').register(apiSchemas, { id: 'ScheduleId' });
+export const ScheduleList = z.object({ schedules: z.array(z.looseObject({ scheduleId: z.string(), name: z.string(), cron: z.string(), state: z.enum(['active', 'paused']) })) }).register(apiSchemas, { id: 'ScheduleList', description: 'What `loraflow schedule list --json` prints.' });
+export const ScheduleDone = z.object({ scheduleId: z.string(), done: z.string() }).register(apiSchemas, { id: 'ScheduleDone' });
+
+export const LoraList = z.object({ loras: z.array(z.object({ name: z.string(), latestVersion: z.string() })) }).register(apiSchemas, { id: 'LoraList' });
+export const LoraVersions = z
+  .object({ name: z.string(), versions: z.array(z.object({ version: z.string(), sha256: z.string(), bytes: z.number(), steps: z.number().optional(), files: z.array(PresignedFileSchema()) })) })
+  .register(apiSchemas, { id: 'LoraVersions', description: 'Every published version of a LoRA, newest first, with presigned URLs of its files.' });
+
 export const TrainingCreated = z
   .object({ id: TrainingId, attached: z.boolean().describe('true: this request (or Idempotency-Key) already had a run, and this is it'), webUi: z.string(), webhooks: z.string().optional().describe('the workflow delivering its webhooks') })
   .register(apiSchemas, { id: 'TrainingCreated' });
@@ -81,7 +109,7 @@ export const TrainingStatus = z
 export const Cancelled = z.object({ id: TrainingId, status: z.string() }).register(apiSchemas, { id: 'Cancelled' });
 export const Logs = z.looseObject({ workflowId: z.string(), state: z.string(), jobs: z.array(z.looseObject({ gpuJobId: z.string(), status: z.string() })) }).register(apiSchemas, { id: 'Logs', description: 'What `loraflow logs --json` prints.' });
 
-const PresignedFile = z.object({ name: z.string(), url: z.string(), expiresAt: z.string() });
+const PresignedFile = PresignedFileSchema();
 export const Download = z
   .object({ id: TrainingId, version: z.string(), sha256: z.string(), bytes: z.number(), files: z.array(PresignedFile) })
   .register(apiSchemas, { id: 'Download', description: 'Short-lived presigned GET URLs of lora.safetensors and metadata.json; check the LoRA against `sha256`.' });

@@ -13,6 +13,8 @@ import { errorResponse } from './errors.js';
 import { gatewayRoutes, GATEWAY_LIMITS } from './gateway/routes.js';
 import { openApiDocument } from './openapi.js';
 import { trainingRoutes } from './routes/trainings.js';
+import { loraRoutes } from './routes/loras.js';
+import { scheduleRoutes } from './routes/schedules.js';
 import { uploadRoutes } from './routes/uploads.js';
 
 const tooLarge = (max: number) => bodyLimit({ maxSize: max, onError: (c) => c.json({ error: { code: 'payload_too_large', message: `request body over ${max} bytes` } }, 413) });
@@ -29,6 +31,8 @@ export function createApp(deps: ApiDeps, tokenHashes: string[]): Hono {
   app.get('/openapi.json', (c) => c.json(openApiDocument()));
   app.route('/v1/uploads', uploadRoutes(deps));
   app.route('/v1/trainings', trainingRoutes(deps));
+  app.route('/v1/schedules', scheduleRoutes(deps));
+  app.route('/v1/loras', loraRoutes(deps));
   app.route('/v2', gatewayRoutes(deps));
   return app;
 }

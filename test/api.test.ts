@@ -198,6 +198,35 @@ describe('the HTTP API', () => {
     await until(async () => (await json(api(`/v1/trainings/${keyed.id}`))).status, (s) => s !== 'RUNNING', 120_000, 500);
   }, 240_000);
 
+  it('lists published LoRAs and their versions, with URLs of their files', async () => {
+    const loras = await json(api('/v1/loras'));
+    expect(loras.loras.map((l: { name: string }) => l.name)).toContain('api-squares');
+    const { versions } = await json(api('/v1/loras/api-squares/versions'));
+    expect(versions.length).toBeGreaterThanOrEqual(1);
+    const file = versions[0].files.find((f: { name: string }) => f.name === 'lora.safetensors');
+    expect(sha256(Buffer.from(await (await fetch(file.url)).arrayBuffer()))).toBe(versions[0].sha256);
+    expect((await api('/v1/loras/no-such-lora/versions')).status).toBe(404);
+    expect((await json(api('/v1/loras/Bad_Name/versions'))).error.field).toBe('name');
+  });
+
+  it('creates, lists, pauses, unpauses, triggers and deletes a schedule', async () => {
+    const body = { name: 'api-nightly', upload: await upload(), training: { triggerWord: 'lfsq', params: { steps: 5 } }, cron: '0 3 * * *' };
+    expect((await json(post('/v1/schedules', { ...body, cron: 'whenever' }))).error.message).toMatch(/^cron: /);
+    const created = await post('/v1/schedules', body);
+    expect(created.status).toBe(201);
+    const { scheduleId } = await json(created);
+    expect(scheduleId).toBe('retrain-api-nightly');
+    expect((await post('/v1/schedules', body)).status).toBe(409);
+    const row = async () => ((await json(api('/v1/schedules'))).schedules as { scheduleId: string; state: string }[]).find((s) => s.scheduleId === scheduleId);
+    expect(await until(row, Boolean, 20_000, 300)).toMatchObject({ state: 'active', cron: '0 3 * * *' });
+    expect(await json(post(`/v1/schedules/${scheduleId}/pause`, {}))).toEqual({ scheduleId, done: 'paused' });
+    expect((await row())?.state).toBe('paused');
+    expect(await json(post(`/v1/schedules/${scheduleId}/unpause`, {}))).toEqual({ scheduleId, done: 'active' });
+    expect(await json(post(`/v1/schedules/${scheduleId}/trigger`, {}))).toEqual({ scheduleId, done: 'triggered' });
+    expect(await json(api(`/v1/schedules/${scheduleId}`, { method: 'DELETE' }))).toEqual({ scheduleId, done: 'deleted' });
+    expect((await post(`/v1/schedules/${scheduleId}/pause`, {})).status).toBe(404);
+  });
+
   it('cancels a training and its GPU job', async () => {
     const uploadId = await upload();
     const { id } = await json(post('/v1/trainings', { name: 'api-cancel', upload: uploadId, training: { triggerWord: 'lfsq', params: { steps: 500, seed: 300 } } }));

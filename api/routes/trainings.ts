@@ -17,6 +17,16 @@ import { checkWebhook, startWebhooks } from './webhooks.js';
 
 const IdempotencyKey = /^[A-Za-z0-9._:-]{1,200}$/;
 
+/** The request the CLI builds from a body; errors name the JSON field (`images` or `upload` for the dataset). */
+export async function requestOf({ config, storage }: ApiDeps, body: Pick<TrainingCreate, 'name' | 'images' | 'upload' | 'budget' | 'training'>) {
+  const images = body.upload ? `s3://${storage.bucket}/${uploadPrefix(body.upload)}` : body.images!;
+  return buildRequest(
+    { name: body.name, images, budget: body.budget, training: { ...body.training, baseModel: body.training.baseModel ?? config.LORAFLOW_BASE_MODEL } },
+    config,
+    (field) => (field === 'dataset.path' ? (body.upload ? 'upload' : 'images') : field),
+  );
+}
+
 export function trainingRoutes(deps: ApiDeps): Hono {
   const { client, config, storage } = deps;
   const idOf = (raw: string) => parse(TrainingId, raw, 'id');
@@ -27,13 +37,7 @@ export function trainingRoutes(deps: ApiDeps): Hono {
       const body = parse(TrainingCreate, await jsonBody(c));
       const key = c.req.header('idempotency-key');
       if (key !== undefined && !IdempotencyKey.test(key)) throw new ApiError(400, 'invalid_request', 'Idempotency-Key: 1 to 200 letters, digits, ".", "_", ":" or "-"', 'Idempotency-Key');
-      const images = body.upload ? `s3://${storage.bucket}/${uploadPrefix(body.upload)}` : body.images!;
-      // The request the CLI builds; errors name the JSON field (`images` or `upload` for the dataset).
-      const request = await buildRequest(
-        { name: body.name, images, budget: body.budget, training: { ...body.training, baseModel: body.training.baseModel ?? config.LORAFLOW_BASE_MODEL } },
-        config,
-        (field) => (field === 'dataset.path' ? (body.upload ? 'upload' : 'images') : field),
-      );
+      const request = await requestOf(deps, body);
       // Without a key the request is its own identity, as in the CLI: the same request is the same run.
       const workflowId = key ? `api-${body.name}-${sha256(key).slice(0, 16)}` : undefined;
       if (body.webhook) await checkWebhook(config, body.webhook.url);
