@@ -19,6 +19,7 @@ import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { freePort, stackEnv, tempDir } from '../testkit/services.js';
+import { recordHistory } from '../testkit/histories.js';
 import { until } from '../testkit/wait.js';
 
 const TOKEN = 'api-test-token-5c1e';
@@ -289,6 +290,9 @@ describe('webhooks', () => {
       expect(() => new Webhook(`whsec_${Buffer.from('another secret, another sender!!').toString('base64')}`).verify(JSON.stringify(last), { 'webhook-id': last.id, 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' })).toThrow();
       // The receiver's URL (and its token) is in no workflow history.
       const client = await connect(stack.config);
+      const delivery = client.workflow.getHandle(created.webhooks);
+      expect(await delivery.result()).toEqual({ delivered: received.length });
+      await recordHistory(delivery, 'webhooks-delivered');
       for (const id of [created.id, created.webhooks]) expect(JSON.stringify(await client.workflow.getHandle(id).fetchHistory())).not.toContain('receiver-secret-in-url');
       await client.connection.close();
     } finally {
