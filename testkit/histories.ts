@@ -14,9 +14,12 @@ export type Outcome = (typeof OUTCOMES)[number];
 export const historiesDir = path.join(repoRoot, 'test/histories');
 
 /** Writes the run's history as the baseline for `outcome`, when recording is asked for. Worker
- * identities (`pid@host`, also in sticky queue names) are replaced: the file names no machine. */
+ * identities (`pid@host`, also in sticky queue names) and the checkout's path in stack traces are
+ * replaced: the file names no machine. */
 export async function recordHistory(handle: WorkflowHandle, outcome: Outcome): Promise<void> {
   if (process.env.LORAFLOW_RECORD_HISTORIES !== '1') return;
-  const json = historyToJSON(await handle.fetchHistory()).replace(new RegExp(`\\d+@${os.hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'g'), 'worker@recorder');
+  const json = historyToJSON(await handle.fetchHistory())
+    .replace(new RegExp(`\\d+@${os.hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'g'), 'worker@recorder')
+    .replaceAll(repoRoot, '<repo>'); // failures' stack traces name the checkout
   writeFileSync(path.join(historiesDir, `${outcome}.json`), `${json}\n`);
 }
