@@ -381,6 +381,7 @@ config:
 
     expect(await sync({ type: 'download_file', file_path: '/workspace/../etc/passwd' })).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/^input\.file_path: only loras\//) });
     expect(await sync({ type: 'generate', prompt: 'a cat' })).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/not supported here/) });
+    expect(await sync({ type: 'cancel', process_id: 'no-such-process' })).toMatchObject({ status: 'FAILED', error: 'no running pipeline with id no-such-process' });
     expect(await sync({ type: 'teleport' })).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/^input\.type: expected one of/) });
     expect((await sync({ type: 'processes' })).output.processes.map((p: { process_id: string }) => p.process_id)).toContain(processId);
     const health = (await endpoint.health()) as { jobs: { completed: number } };

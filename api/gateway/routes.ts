@@ -5,6 +5,7 @@
 // from this process's memory, so any instance answers the same after any restart.
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { type Context, Hono } from 'hono';
+import { CliError } from '../../cli/connect.js';
 import type { ApiDeps } from '../context.js';
 import { jsonBody } from '../context.js';
 import { ApiError, parse } from '../errors.js';
@@ -41,9 +42,10 @@ export function gatewayRoutes(deps: ApiDeps): Hono {
       });
       return (await jobStatus(deps, id)) ?? { id, status: 'IN_QUEUE' };
     } catch (err) {
-      const refusal = err instanceof ApiError ? err.message : (err as { reason?: string }).reason === 'invalid' ? (err as Error).message : undefined;
-      if (refusal === undefined) throw err;
-      return recordInstantJob(deps.storage, { error: refusal.startsWith('input.') ? refusal : `input.${refusal}` });
+      // A bad field, a refused URL, no such process, nothing published yet: the job fails with why.
+      if (err instanceof ApiError && err.status === 400) return recordInstantJob(deps.storage, { error: err.message.startsWith('input.') ? err.message : `input.${err.message}` });
+      if (err instanceof CliError) return recordInstantJob(deps.storage, { error: err.reason === 'invalid' ? `input.${err.message}` : err.message });
+      throw err;
     }
   }
 
