@@ -25,12 +25,12 @@ export const ErrorBody = z
 export const UploadCreate = z
   .object({
     files: z
-      .array(z.object({ name: FileName, contentType: z.enum(['image/png', 'image/jpeg', 'image/webp', 'text/plain']).optional() }))
+      .array(z.object({ name: FileName, contentType: z.enum(['image/png', 'image/jpeg', 'image/webp', 'text/plain', 'application/zip']).optional() }))
       .min(1)
       .max(1000)
       .refine((files) => new Set(files.map((f) => f.name)).size === files.length, 'file names must be distinct'),
   })
-  .register(apiSchemas, { id: 'UploadCreate', description: 'The images (and sidecar .txt captions) to upload; their bytes go straight to S3.' });
+  .register(apiSchemas, { id: 'UploadCreate', description: 'The images (and sidecar .txt captions), or one .zip of them, to upload; their bytes go straight to S3 (one presigned PUT each: S3 takes up to 5 GB in one, above LORAFLOW_DATASET_MAX_BYTES).' });
 
 export const Upload = z
   .object({

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import runpodSdk from 'runpod-sdk';
 import { Webhook } from 'standardwebhooks';
+import yazl from 'yazl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTokenHashes, tokenHash } from '../api/auth.js';
 import { connect } from '../cli/connect.js';
@@ -198,6 +199,20 @@ describe('the HTTP API', () => {
     // The keyed run is a second, separate training of the same data.
     await until(async () => (await json(api(`/v1/trainings/${keyed.id}`))).status, (s) => s !== 'RUNNING', 120_000, 500);
   }, 240_000);
+
+  it('trains on an uploaded .zip like on its images', async () => {
+    const zip = new yazl.ZipFile();
+    for (const name of await readdir(dataset)) zip.addBuffer(await readFile(path.join(dataset, name)), `photos/${name}`);
+    zip.end();
+    const chunks: Buffer[] = [];
+    for await (const chunk of zip.outputStream as AsyncIterable<Buffer>) chunks.push(chunk);
+    const bytes = Buffer.concat(chunks);
+    const up = await json(post('/v1/uploads', { files: [{ name: 'photos.zip', contentType: 'application/zip' }] }));
+    expect((await fetch(up.files[0].url, { method: 'PUT', body: bytes, headers: up.files[0].headers })).status).toBe(200);
+    const { id } = await json(post('/v1/trainings', { name: 'api-zipped', upload: up.uploadId, training: { triggerWord: 'lfsq', params: { steps: 4 } } }));
+    const done = await until(async () => json(api(`/v1/trainings/${id}`)), (s) => s.status !== 'RUNNING', 120_000, 500);
+    expect(done).toMatchObject({ status: 'COMPLETED', stage: 'published' });
+  }, 180_000);
 
   it('lists published LoRAs and their versions, with URLs of their files', async () => {
     const loras = await json(api('/v1/loras'));
