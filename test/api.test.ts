@@ -21,6 +21,7 @@ import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { freePort, stackEnv, tempDir } from '../testkit/services.js';
 import { recordHistory } from '../testkit/histories.js';
+import { readEvents } from '../testkit/sse.js';
 import { until } from '../testkit/wait.js';
 
 const TOKEN = 'api-test-token-5c1e';
@@ -83,26 +84,12 @@ async function upload(): Promise<string> {
   return up.uploadId;
 }
 
-/** Reads server-sent events until `end`; returns every event. */
-async function events(id: string): Promise<{ event: string; data: any }[]> {
+/** The run's server-sent events until `end`. */
+const events = async (id: string) => {
   const res = await api(`/v1/trainings/${id}/events`, { signal: AbortSignal.timeout(180_000) });
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-  const out: { event: string; data: any }[] = [];
-  let buffer = '';
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
-      out.push({ event, data: JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null') });
-      if (event === 'end') return out;
-    }
-  }
-  return out;
-}
+  return readEvents(res, 'end');
+};
 
 describe('the HTTP API', () => {
   it('refuses every route in its OpenAPI document without a good token, and serves the committed document', async () => {
