@@ -15,6 +15,7 @@ import yazl from 'yazl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTokenHashes, tokenHash } from '../api/auth.js';
 import { connect } from '../cli/connect.js';
+import { describeLogs } from '../cli/logs.js';
 import { sha256 } from '../lib/hash.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
@@ -287,6 +288,8 @@ describe('webhooks', () => {
       const logs = await json(api(`/v1/trainings/${created.id}/logs`));
       expect(logs.webhooks.map((w: { delivered: boolean }) => w.delivered)).toEqual(received.map(() => true));
       expect(logs.webhooks[0].attempts).toBeGreaterThanOrEqual(4);
+      // `loraflow logs` prints the same deliveries.
+      expect(describeLogs(logs)).toMatch(/^  webhook #1 training\.started: delivered after \d+ attempts \(last .*: HTTP 204\)$/m);
       // A wrong secret does not verify: the receiver's check is real.
       const last = received.at(-1)!;
       expect(() => new Webhook(`whsec_${Buffer.from('another secret, another sender!!').toString('base64')}`).verify(JSON.stringify(last), { 'webhook-id': last.id, 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' })).toThrow();
