@@ -219,6 +219,17 @@ schedule
   });
 
 program
+  .command('serve')
+  .description('the HTTP API (/v1), the RunPod-shaped gateway (/v2) and /openapi.json, until Ctrl-C; every route needs a bearer token whose sha256 is in LORAFLOW_API_TOKENS')
+  .option('--host <address>', 'address to bind (default: $LORAFLOW_API_HOST, 127.0.0.1)')
+  .option('--port <n>', 'port to listen on (default: $LORAFLOW_API_PORT, 8400)', int)
+  .option('--json', "print the server's addresses as one JSON line on stdout once it listens")
+  .action(async (o) => {
+    const { runServe } = await import('./api/serve.js');
+    await runServe({ host: o.host, port: o.port, json: o.json });
+  });
+
+program
   .command('dev')
   .description('run the embedded local stack in the foreground (Temporal + Web UI, S3, RunPod endpoint, workers); Ctrl-C stops it')
   .option('--json', "print the stack's addresses as one JSON line on stdout once it is up")

@@ -6,14 +6,19 @@ import { realpath, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { openZip } from '../lib/zip.js';
 import { BadFile, type DatasetFile, invalid, MAX_FILE_BYTES, MAX_FILES, type OpenedDataset } from './dataset-files.js';
-import { fromS3 } from './dataset-s3.js';
+import { fromS3, zipFromS3 } from './dataset-s3.js';
 import { fromUrl } from './dataset-url.js';
 import type { ActivityDeps } from './deps.js';
 
 export async function openDataset(deps: ActivityDeps, source: string): Promise<OpenedDataset> {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) && !/^(https?|s3):\/\//i.test(source)) throw invalid(`${source.split('://')[0]}:// datasets are not supported: use a directory, a .zip, https:// or s3://`);
   if (/^https?:\/\//i.test(source)) return fromUrl(deps, source, (file) => fromZip(file));
-  if (source.startsWith('s3://')) return { files: await fromS3(deps, source), close: async () => undefined };
+  if (source.startsWith('s3://')) {
+    const files = await fromS3(deps, source);
+    // A prefix holding one .zip (an API upload of a zip) is that zip's dataset.
+    if (files.length === 1 && files[0]!.name.toLowerCase().endsWith('.zip')) return zipFromS3(deps, source, files[0]!.name, (file) => fromZip(file));
+    return { files, close: async () => undefined };
+  }
   return fromLocalPath(deps, source);
 }
 

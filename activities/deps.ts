@@ -37,6 +37,8 @@ export interface ActivityDeps {
   datasets: DatasetDeps;
   /** Pushing published LoRAs to the Hugging Face Hub; absent when HF_TOKEN is unset. */
   hub?: HubDeps;
+  /** Training webhooks (activities/webhooks.ts). */
+  webhooks: { secret?: string; progressSeconds: number; pollMs: number; timeoutMs: number };
 }
 
 export interface DatasetDeps {
@@ -103,6 +105,12 @@ export function activityDepsFrom(config: Config, clients: Partial<Pick<ActivityD
       connectTimeoutMs: config.LORAFLOW_DATASET_CONNECT_TIMEOUT_MS,
       readTimeoutMs: config.LORAFLOW_DATASET_READ_TIMEOUT_MS,
       maxBytes: config.LORAFLOW_DATASET_MAX_BYTES,
+    },
+    webhooks: {
+      ...(config.LORAFLOW_WEBHOOK_SECRET ? { secret: config.LORAFLOW_WEBHOOK_SECRET } : {}),
+      progressSeconds: config.LORAFLOW_WEBHOOK_PROGRESS_SECONDS,
+      pollMs: 1000,
+      timeoutMs: 10_000,
     },
     ...(config.HF_TOKEN
       ? {

@@ -14,8 +14,13 @@ export async function connect(config: Config): Promise<Client> {
   }
 }
 
-/** An error whose message is the whole story: printed without a stack trace, exit code 1. */
-export class CliError extends Error {}
+/** An error whose message is the whole story: printed without a stack trace, exit code 1. Its
+ * `reason` lets the HTTP API answer 404, 409 or 400 for the same failure. */
+export class CliError extends Error {
+  constructor(message: string, readonly reason: 'not-found' | 'conflict' | 'invalid' = 'invalid') {
+    super(message);
+  }
+}
 
 export const webUiLink = (config: Config, workflowId: string) =>
   `http://127.0.0.1:${config.TEMPORAL_UI_PORT}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows/${encodeURIComponent(workflowId)}`;

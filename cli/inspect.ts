@@ -17,7 +17,7 @@ import { CliError } from './connect.js';
 export async function status(client: Client, id: string): Promise<PipelineProgress & { workflowId: string; status: string; state: string }> {
   const handle = client.workflow.getHandle(id);
   const description = await handle.describe().catch((err: unknown) => {
-    throw err instanceof WorkflowNotFoundError ? new CliError(`no pipeline with id ${id} (see \`loraflow list\`)`) : err;
+    throw err instanceof WorkflowNotFoundError ? new CliError(`no pipeline with id ${id} (see \`loraflow list\`)`, 'not-found') : err;
   });
   const queried = await handle.query(progressQuery).catch(() => undefined);
   // The workflow hears of state changes only (history stays small); the running GPU stage's
@@ -47,9 +47,11 @@ async function liveGpuProgress(client: Client, pending: proto.temporal.api.workf
   return { ...(phase ? { phase } : {}), ...(step !== undefined ? { step } : {}), ...(totalSteps !== undefined ? { totalSteps } : {}), ...(loss !== undefined ? { loss } : {}) };
 }
 
-export async function list(client: Client, limit = 50) {
+/** Recent pipelines, newest first; `name` and `stage` must be checked values (LoraName, Stage): they go into the query. */
+export async function list(client: Client, limit = 50, filter: { name?: string; stage?: string } = {}) {
   const rows = [];
-  for await (const wf of client.workflow.list({ query: `WorkflowType = 'trainLora'` })) {
+  const query = [`WorkflowType = 'trainLora'`, ...(filter.name ? [`LoraName = '${filter.name}'`] : []), ...(filter.stage ? [`LoraStage = '${filter.stage}'`] : [])].join(' AND ');
+  for await (const wf of client.workflow.list({ query })) {
     rows.push({
       workflowId: wf.workflowId,
       status: wf.status.name,
@@ -65,22 +67,34 @@ export async function list(client: Client, limit = 50) {
 export async function cancel(client: Client, id: string): Promise<string> {
   const handle = client.workflow.getHandle(id);
   await handle.cancel().catch((err: unknown) => {
-    throw err instanceof WorkflowNotFoundError ? new CliError(`no running pipeline with id ${id}`) : err;
+    throw err instanceof WorkflowNotFoundError ? new CliError(`no running pipeline with id ${id}`, 'not-found') : err;
   });
   // The workflow closes only after its GPU job is cancelled (WAIT_CANCELLATION_COMPLETED).
   await handle.result().catch(() => undefined);
   return (await handle.describe()).status.name;
 }
 
-/** Writes lora.safetensors and metadata.json into `out`, checked against the published sha256. */
-export async function download(client: Client, config: Config, id: string, out: string): Promise<{ lora: string; metadata: string }> {
+/** A published pipeline's outcome; a clear error for one that is missing, not finished or skipped. */
+export async function publishedOf(client: Client, id: string, what: 'download' | 'report'): Promise<PublishedLora> {
   const handle = client.workflow.getHandle(id);
   const description = await handle.describe().catch(() => undefined);
-  if (!description) throw new CliError(`no pipeline with id ${id}`);
-  if (description.status.name !== 'COMPLETED') throw new CliError(`pipeline ${id} is ${description.status.name}, nothing published to download`);
+  if (!description) throw new CliError(`no pipeline with id ${id}`, 'not-found');
+  if (description.status.name !== 'COMPLETED') {
+    throw new CliError(what === 'download' ? `pipeline ${id} is ${description.status.name}, nothing published to download` : `pipeline ${id} is ${description.status.name}: a report is written once it is published`, 'conflict');
+  }
   const outcome = (await handle.result()) as TrainOutcome;
-  if (isSkipped(outcome)) throw new CliError(`pipeline ${id} was skipped (dataset unchanged); download ${outcome.latestVersion} from the run that published it (${outcome.latestUri})`);
-  const published: PublishedLora = outcome;
+  if (isSkipped(outcome)) {
+    throw new CliError(
+      what === 'download' ? `pipeline ${id} was skipped (dataset unchanged); download ${outcome.latestVersion} from the run that published it (${outcome.latestUri})` : `pipeline ${id} was skipped (dataset unchanged): see the report of ${outcome.latestVersion}`,
+      'conflict',
+    );
+  }
+  return outcome;
+}
+
+/** Writes lora.safetensors and metadata.json into `out`, checked against the published sha256. */
+export async function download(client: Client, config: Config, id: string, out: string): Promise<{ lora: string; metadata: string }> {
+  const published = await publishedOf(client, id, 'download');
   const storage = makeStorage(config);
   const [lora, metadata] = await Promise.all([getBytes(storage, keyOfUri(published.uri)), getBytes(storage, keyOfUri(published.metadataUri))]);
   if (sha256(lora) !== published.sha256) throw new CliError(`${published.uri} does not match its published sha256; not writing it`);
@@ -94,18 +108,20 @@ export async function download(client: Client, config: Config, id: string, out: 
   return files;
 }
 
-/** Writes a published pipeline's report (index.html and its PNGs) into `out`; returns index.html's path. */
-export async function report(client: Client, config: Config, id: string, out: string): Promise<{ index: string; files: string[]; reportUri: string }> {
-  const handle = client.workflow.getHandle(id);
-  const description = await handle.describe().catch(() => undefined);
-  if (!description) throw new CliError(`no pipeline with id ${id}`);
-  if (description.status.name !== 'COMPLETED') throw new CliError(`pipeline ${id} is ${description.status.name}: a report is written once it is published`);
-  const outcome = (await handle.result()) as TrainOutcome;
-  if (isSkipped(outcome)) throw new CliError(`pipeline ${id} was skipped (dataset unchanged): see the report of ${outcome.latestVersion}`);
+/** The S3 prefix and keys of a published pipeline's report (index.html and its PNGs). */
+export async function reportKeys(client: Client, config: Config, id: string): Promise<{ prefix: string; keys: string[] }> {
+  const outcome = await publishedOf(client, id, 'report');
   const storage = makeStorage(config);
   const prefix = keyOfUri(outcome.metadataUri).replace(/metadata\.json$/, 'report/');
   const keys = await listKeys(storage, prefix);
-  if (!keys.includes(`${prefix}index.html`)) throw new CliError(`pipeline ${id} has no report at s3://${storage.bucket}/${prefix} (published before reports existed, or it could not be written: see the worker's log)`);
+  if (!keys.includes(`${prefix}index.html`)) throw new CliError(`pipeline ${id} has no report at s3://${storage.bucket}/${prefix} (published before reports existed, or it could not be written: see the worker's log)`, 'not-found');
+  return { prefix, keys };
+}
+
+/** Writes a published pipeline's report (index.html and its PNGs) into `out`; returns index.html's path. */
+export async function report(client: Client, config: Config, id: string, out: string): Promise<{ index: string; files: string[]; reportUri: string }> {
+  const { prefix, keys } = await reportKeys(client, config, id);
+  const storage = makeStorage(config);
   await mkdir(out, { recursive: true });
   const files = [];
   for (const key of keys) {

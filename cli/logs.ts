@@ -7,6 +7,7 @@ import { GpuProgress } from '../contract/gpu-job.js';
 import type { Config } from '../lib/config.js';
 import { RunpodClient, RunpodJobNotFound, type RunpodHealth } from '../lib/runpod-client.js';
 import type { GpuJobRecord } from '../activities/gpu-records.js';
+import type { WebhookDelivery } from '../contract/webhooks.js';
 import { getJson, listKeys, makeStorage } from '../lib/s3.js';
 import { status } from './inspect.js';
 
@@ -33,6 +34,8 @@ export interface PipelineLogs {
   state: string;
   jobs: GpuJobLog[];
   endpoint?: RunpodHealth;
+  /** Each webhook event, in order, with its attempts and outcome (trainings created with a webhook). */
+  webhooks?: WebhookDelivery[];
 }
 
 export async function pipelineLogs(client: Client, config: Config, id: string, runpod: RunpodClient = RunpodClient.fromConfig(config)): Promise<PipelineLogs> {
@@ -70,7 +73,9 @@ export async function pipelineLogs(client: Client, config: Config, id: string, r
     });
   }
   const endpoint = await runpod.health().catch(() => undefined);
-  return { workflowId: id, state: s.state, jobs, ...(endpoint ? { endpoint } : {}) };
+  const hookKeys = await listKeys(storage, `webhooks/${id}/deliveries/`);
+  const webhooks = await Promise.all(hookKeys.map((k) => getJson<WebhookDelivery>(storage, k)));
+  return { workflowId: id, state: s.state, jobs, ...(endpoint ? { endpoint } : {}), ...(webhooks.length ? { webhooks } : {}) };
 }
 
 function detailOf(output: unknown): string {
@@ -96,6 +101,9 @@ export function describeLogs(logs: PipelineLogs): string {
   for (const j of logs.jobs) {
     const timing = [j.delayMs !== undefined ? `waited ${(j.delayMs / 1000).toFixed(1)}s` : '', j.executionMs !== undefined ? `ran ${(j.executionMs / 1000).toFixed(1)}s` : ''].filter(Boolean).join(', ');
     lines.push(`  ${j.submittedAt}  ${j.gpuJobId}  ${j.stage} gen ${j.generation}  ${j.status}${j.workerId ? ` on ${j.workerId}` : ''}${timing ? ` (${timing})` : ''}${j.detail ? `  ${j.detail}` : ''}${j.error ? `\n    error: ${j.error}` : ''}`);
+  }
+  for (const w of logs.webhooks ?? []) {
+    lines.push(`  webhook #${w.seq} ${w.type}: ${w.delivered ? 'delivered' : 'not delivered yet'} after ${w.attempts} attempt${w.attempts === 1 ? '' : 's'} (last ${w.at}: ${w.lastStatus !== undefined ? `HTTP ${w.lastStatus}` : w.lastError})`);
   }
   if (logs.endpoint) {
     const e = logs.endpoint;

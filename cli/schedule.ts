@@ -52,7 +52,7 @@ export async function createSchedule(client: Client, config: Config, request: Tr
       memo: { lora: request.name, dataset: request.dataset.path, cron: opts.cron },
     });
   } catch (err) {
-    if (err instanceof ScheduleAlreadyRunning) throw new CliError(`a schedule ${scheduleId} already exists (see \`loraflow schedule list\`; delete it first to change it)`);
+    if (err instanceof ScheduleAlreadyRunning) throw new CliError(`a schedule ${scheduleId} already exists (see \`loraflow schedule list\`; delete it first to change it)`, 'conflict');
     if (err instanceof Error && /invalid|cron/i.test(err.message)) throw new CliError(`--cron: ${err.message}`);
     throw err;
   }
@@ -130,7 +130,7 @@ async function runOutcome(client: Client, workflowId: string, runId: string): Pr
 const handleOf = (client: Client, scheduleId: string) => client.schedule.getHandle(scheduleId);
 
 const notFound = (scheduleId: string) => (err: unknown): never => {
-  throw err instanceof ScheduleNotFoundError ? new CliError(`no schedule with id ${scheduleId} (see \`loraflow schedule list\`)`) : err;
+  throw err instanceof ScheduleNotFoundError ? new CliError(`no schedule with id ${scheduleId} (see \`loraflow schedule list\`)`, 'not-found') : err;
 };
 
 export async function pauseSchedule(client: Client, scheduleId: string): Promise<void> {

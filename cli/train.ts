@@ -26,17 +26,22 @@ const FLAG: Record<string, string> = {
   'training.params.seed': '--seed',
 };
 
-export async function buildRequest(input: Omit<TrainRequestInput, 'dataset'> & { images: string }, config?: Config): Promise<TrainRequest> {
+/** `fieldName` says what the user wrote for a request field: a CLI flag here, a JSON field in the HTTP API. */
+export async function buildRequest(
+  input: Omit<TrainRequestInput, 'dataset'> & { images: string },
+  config?: Config,
+  fieldName: (field: string) => string = (field) => FLAG[field] ?? field,
+): Promise<TrainRequest> {
   const remote = /^(https?|s3):\/\//i.test(input.images);
   const datasetPath = remote ? input.images : path.resolve(input.images);
   const fingerprint = await fingerprintDataset(datasetPath, config).catch((err: Error) => {
-    throw new CliError(err.message);
+    throw new CliError(`${fieldName('dataset.path')}: ${err.message.replace(/^--images: /, '')}`);
   });
   const parsed = TrainRequest.safeParse({ ...input, images: undefined, dataset: { path: datasetPath, fingerprint } });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = issue.path.join('.');
-    throw new CliError(`${FLAG[field] ?? field}: ${issue.message}`);
+    throw new CliError(`${fieldName(field)}: ${issue.message}`);
   }
   return parsed.data;
 }
@@ -51,9 +56,15 @@ export async function startTraining(
   client: Client,
   config: Config,
   request: TrainRequest,
-  opts: { priority?: number } = {},
+  opts: { priority?: number; workflowId?: string } = {},
 ): Promise<{ handle: WorkflowHandle<PublishingTrainLora>; attached: boolean }> {
-  const workflowId = workflowIdFor(request);
+  // An HTTP client's Idempotency-Key names its own id: that key then always means that one run.
+  const workflowId = opts.workflowId ?? workflowIdFor(request);
+  // USE_EXISTING answers a running twin's handle without saying so: look first, to tell the user.
+  const running = await client.workflow
+    .getHandle(workflowId)
+    .describe()
+    .then((d) => (d.status.name === 'RUNNING' ? d.runId : undefined), () => undefined);
   try {
     const handle = await client.workflow.start<PublishingTrainLora>('trainLora', {
       taskQueue: config.LORAFLOW_TASK_QUEUE,
@@ -63,9 +74,9 @@ export async function startTraining(
       ...(opts.priority ? { priority: { priorityKey: opts.priority } } : {}),
       // A running or published twin is attached to; a failed or cancelled one may be retried.
       workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+      workflowIdReusePolicy: opts.workflowId ? 'REJECT_DUPLICATE' : 'ALLOW_DUPLICATE_FAILED_ONLY',
     });
-    return { handle, attached: false };
+    return { handle, attached: running !== undefined && handle.firstExecutionRunId === running };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return { handle: client.workflow.getHandle<PublishingTrainLora>(workflowId), attached: true };
     throw err;

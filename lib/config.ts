@@ -14,7 +14,7 @@ const DEFAULT_HF_BASE_MODELS =
   'sd15=stable-diffusion-v1-5/stable-diffusion-v1-5,sdxl=stabilityai/stable-diffusion-xl-base-1.0,flux-dev=black-forest-labs/FLUX.1-dev';
 
 /** Variables whose values a config error must not print. */
-const SECRETS = new Set(['AWS_SECRET_ACCESS_KEY', 'RUNPOD_API_KEY', 'HF_TOKEN', 'LORAFLOW_PAYLOAD_KEY', 'LORAFLOW_CODEC_TOKEN', 'TEMPORAL_API_KEY']);
+const SECRETS = new Set(['AWS_SECRET_ACCESS_KEY', 'RUNPOD_API_KEY', 'HF_TOKEN', 'LORAFLOW_PAYLOAD_KEY', 'LORAFLOW_CODEC_TOKEN', 'TEMPORAL_API_KEY', 'LORAFLOW_API_TOKENS', 'LORAFLOW_WEBHOOK_SECRET']);
 
 /** `name=org/repo,…` pairs. */
 const hubModelMap = (fallback: string) => z.string().default(fallback).transform((s, ctx) => {
@@ -145,6 +145,9 @@ const Env = z.object({
   LORAFLOW_PAYLOAD_KEY: optional(z.string()).describe('base64 AES-256 key (`openssl rand -base64 32`): encrypt every workflow payload'),
   LORAFLOW_CODEC_PORT: port(8234).describe("port of the Web UI's codec endpoint (local stack, when a payload key is set)"),
   LORAFLOW_CODEC_TOKEN: optional(z.string()).describe('bearer token the codec endpoint requires'),
+  LORAFLOW_API_TOKENS: optional(z.string().regex(/^\s*sha256:[0-9a-f]{64}\s*(,\s*sha256:[0-9a-f]{64}\s*)*$/, 'comma-separated "sha256:<64 hex digits>" (`printf %s TOKEN | sha256sum`)')).describe(
+    "sha256 hashes of the bearer tokens `loraflow serve` accepts, `sha256:<hex>,…` (the tokens themselves are never stored); unset: the local stack accepts `local-dev-token`, a standalone `serve` refuses to start",
+  ),
 
   // --- operations ---------------------------------------------------------------------------
   LORAFLOW_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('log level of the Temporal worker (JSON lines, secrets redacted)'),
@@ -153,6 +156,15 @@ const Env = z.object({
     'turns on Worker Versioning: this worker polls as build `<LORAFLOW_DEPLOYMENT_NAME>:<id>` and runs started on it stay pinned to it (docs/operations.md)',
   ),
   LORAFLOW_DEPLOYMENT_NAME: z.string().regex(/^[A-Za-z0-9._-]{1,255}$/).default('loraflow').describe('the worker deployment a versioned worker belongs to'),
+
+  LORAFLOW_WEBHOOK_SECRET: optional(z.string().regex(/^whsec_[A-Za-z0-9+/=]{24,}$/, 'a Standard Webhooks secret: "whsec_" and base64 (`echo whsec_$(openssl rand -base64 32)`)')).describe(
+    'signs training webhooks (Standard Webhooks); the worker signs, receivers verify with the same secret; unset: trainings with a webhook are refused',
+  ),
+  LORAFLOW_WEBHOOK_PROGRESS_SECONDS: z.coerce.number().min(1).default(30).describe('at most one `training.progress` webhook per run this often (stage changes and the outcome are always sent)'),
+  LORAFLOW_API_HOST: z.string().default('127.0.0.1').describe('address `loraflow serve` binds to: loopback unless set (e.g. `0.0.0.0` behind a TLS proxy)'),
+  LORAFLOW_API_PORT: port(8400).describe('port of `loraflow serve` (the HTTP API and the RunPod-shaped gateway)'),
+  LORAFLOW_API_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024).describe('largest request body the `/v1` API reads (images go by presigned upload URLs, never through the API)'),
+  LORAFLOW_API_URL_SECONDS: z.coerce.number().int().min(60).max(7 * 86_400).default(3600).describe('lifetime of the presigned upload and download URLs the API hands out'),
 
   // --- Hugging Face Hub ---------------------------------------------------------------------
   HF_TOKEN: optional(z.string().regex(/^hf_\S+$/, 'a Hugging Face access token starts with "hf_"')).describe(

@@ -70,7 +70,14 @@ export const METADATA_KEY = /^loras\/([^/]+)\/([^/]+)\/metadata\.json$/;
 
 /** The top-level prefixes loraflow itself writes: never a dataset source (they hold other runs'
  * images, checkpoints and claims). */
-export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/'] as const;
+export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/', 'gateway-jobs/', 'webhooks/'] as const;
+
+/** What the RunPod-shaped gateway answered for a job that finished at once (api/gateway/jobs.ts). */
+export const gatewayJobKey = (jobId: string) => `gateway-jobs/${safeName(jobId)}.json`;
+
+/** A training's webhook (URL and events), written by the API; and each delivery's outcome. */
+export const webhookConfigKey = (trainingId: string) => `webhooks/${safeName(trainingId)}/config.json`;
+export const webhookDeliveryKey = (trainingId: string, seq: number) => `webhooks/${safeName(trainingId)}/deliveries/${String(seq).padStart(6, '0')}.json`;
 
 /** s3://bucket/key → key */
 export const keyOfUri = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');

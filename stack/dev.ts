@@ -19,11 +19,12 @@ loraflow stack is up (data in ${dataDir}, logs in ${stack.logDir})
   Temporal     ${stack.config.TEMPORAL_ADDRESS}   Web UI ${stack.webUi}
   S3           ${stack.config.LORAFLOW_S3_ENDPOINT}   bucket ${stack.config.LORAFLOW_S3_BUCKET}
   RunPod API   ${stack.runpod.url}   endpoint ${stack.config.RUNPOD_ENDPOINT_ID}
+  loraflow API ${stack.api.url}   OpenAPI ${stack.api.url}/openapi.json   RunPod gateway ${stack.api.url}/v2${stack.api.token ? `   token "${stack.api.token}" (local only)` : ''}
   Metrics      ${metrics}
 Press Ctrl-C to stop.`);
   if (opts.json) {
     const { config } = stack;
-    console.log(JSON.stringify({ pid: process.pid, temporal: config.TEMPORAL_ADDRESS, webUi: stack.webUi, s3: config.LORAFLOW_S3_ENDPOINT, bucket: config.LORAFLOW_S3_BUCKET, runpod: stack.runpod.url, endpointId: config.RUNPOD_ENDPOINT_ID, metrics, dataDir, logDir: stack.logDir }));
+    console.log(JSON.stringify({ pid: process.pid, temporal: config.TEMPORAL_ADDRESS, webUi: stack.webUi, s3: config.LORAFLOW_S3_ENDPOINT, bucket: config.LORAFLOW_S3_BUCKET, runpod: stack.runpod.url, endpointId: config.RUNPOD_ENDPOINT_ID, metrics, api: stack.api.url, dataDir, logDir: stack.logDir }));
   }
 
   let stopping = false;

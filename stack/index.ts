@@ -14,6 +14,7 @@ import type { Server } from 'node:http';
 import { AesGcmCodec } from '../lib/codec.js';
 import { startCodecServer } from './codec-server.js';
 import { startS3Server } from './s3.js';
+import { startStackApi } from './api.js';
 import { type S3Proxy, startS3Proxy } from './s3-proxy.js';
 import { assertPortFree, freePort, type Service, spawnService, stopService, waitUntilReady } from './services.js';
 
@@ -26,6 +27,8 @@ export interface Stack {
   runpod: Awaited<ReturnType<typeof startRunpodLocal>>;
   /** With the s3Proxy option: the fault proxy every S3 client goes through. */
   s3Proxy?: S3Proxy;
+  /** `loraflow serve` on LORAFLOW_API_PORT (stack/api.ts). */
+  api: Awaited<ReturnType<typeof startStackApi>>;
   /** The Temporal worker process; tests kill and restart it. */
   worker?: Service;
   startWorker(): Promise<Service>;
@@ -61,6 +64,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   await assertPortFree(config.TEMPORAL_UI_PORT, 'Temporal Web UI', 'TEMPORAL_UI_PORT');
   await assertPortFree(config.LORAFLOW_S3_PORT, 'S3', 'LORAFLOW_S3_PORT');
   await assertPortFree(config.RUNPOD_LOCAL_PORT, 'RunPod endpoint', 'RUNPOD_LOCAL_PORT');
+  await assertPortFree(config.LORAFLOW_API_PORT, 'loraflow API', 'LORAFLOW_API_PORT');
   if (opts.withWorker !== false) await assertPortFree(config.LORAFLOW_METRICS_PORT, 'worker metrics', 'LORAFLOW_METRICS_PORT');
 
   // Started in this order, stopped in reverse; a restarted service replaces its entry.
@@ -68,7 +72,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   let runpod: Stack['runpod'] | undefined;
   let s3Proxy: S3Proxy | undefined;
   let codecServer: Server | undefined;
+  let api: Stack['api'] | undefined;
   const stop = async () => {
+    await api?.stop();
     for (const service of [...services.values()].reverse()) await stopService(service);
     await runpod?.stop();
     await s3Proxy?.stop();
@@ -138,7 +144,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       RUNPOD_REST_BASE: runpod.url.replace(/\/v2$/, '/rest'),
       LORAFLOW_METRICS_ADDRESS: `127.0.0.1:${config.LORAFLOW_METRICS_PORT}`,
     };
+    api = await startStackApi(loadConfig(clientEnv), say);
     const stack: Stack = {
+      api,
       config: loadConfig(clientEnv),
       env: clientEnv,
       webUi: `http://127.0.0.1:${config.TEMPORAL_UI_PORT}`,

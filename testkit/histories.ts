@@ -8,14 +8,18 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { repoRoot } from '../lib/toolchain.js';
 
-export const OUTCOMES = ['published', 'skipped', 'failed', 'cancelled'] as const;
+/** trainLora's four outcomes, and a deliverWebhooks run that delivered every event to a receiver that was down for a while. */
+export const OUTCOMES = ['published', 'skipped', 'failed', 'cancelled', 'webhooks-delivered'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 export const historiesDir = path.join(repoRoot, 'test/histories');
 
 /** Writes the run's history as the baseline for `outcome`, when recording is asked for. Worker
- * identities (`pid@host`, also in sticky queue names) are replaced: the file names no machine. */
+ * identities (`pid@host`, also in sticky queue names) and the checkout's path in stack traces are
+ * replaced: the file names no machine. */
 export async function recordHistory(handle: WorkflowHandle, outcome: Outcome): Promise<void> {
   if (process.env.LORAFLOW_RECORD_HISTORIES !== '1') return;
-  const json = historyToJSON(await handle.fetchHistory()).replace(new RegExp(`\\d+@${os.hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'g'), 'worker@recorder');
+  const json = historyToJSON(await handle.fetchHistory())
+    .replace(new RegExp(`\\d+@${os.hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'g'), 'worker@recorder')
+    .replaceAll(repoRoot, '<repo>'); // failures' stack traces name the checkout
   writeFileSync(path.join(historiesDir, `${outcome}.json`), `${json}\n`);
 }

@@ -50,6 +50,7 @@ export async function stackEnv(dir: string): Promise<Record<string, string>> {
     LORAFLOW_S3_PORT: String(await freePort()),
     RUNPOD_LOCAL_PORT: String(await freePort()),
     LORAFLOW_METRICS_PORT: String(await freePort()),
+    LORAFLOW_API_PORT: String(await freePort()),
   };
 }
 

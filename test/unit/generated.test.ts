@@ -1,7 +1,10 @@
 // Files generated from one source must match it: the GPU contract's JSON Schemas (from the zod
-// contract) and docs/configuration.md (from the config schema). Regenerate with `make contract`.
+// contract), the API's OpenAPI document (from its zod schemas) and docs/configuration.md (from the
+// config schema). Regenerate with `make contract`.
 import { readFileSync } from 'node:fs';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { describe, expect, it } from 'vitest';
+import { OPENAPI_FILE, renderOpenApi } from '../../api/openapi.js';
 import { renderSchemas } from '../../contract/generate-schema.js';
 import { loadConfig } from '../../lib/config.js';
 import { CONFIGURATION_DOC, renderConfigurationDoc } from '../../scripts/generate-docs.js';
@@ -11,6 +14,15 @@ describe('generated files', () => {
     for (const [file, text] of Object.entries(renderSchemas())) {
       expect(readFileSync(new URL(`../../contract/schema/${file}`, import.meta.url), 'utf8'), `contract/schema/${file} is stale: run make contract`).toBe(text);
     }
+  });
+  it('api/openapi.json matches the API\'s zod schemas and is a valid OpenAPI 3.1 document', async () => {
+    const text = readFileSync(OPENAPI_FILE, 'utf8');
+    expect(text, 'api/openapi.json is stale: run make contract').toBe(renderOpenApi());
+    const validator = new Validator();
+    const result = await validator.validate(JSON.parse(text));
+    expect(result.errors ?? [], JSON.stringify(result.errors)).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe('3.1'); // checked against the 3.1 schema, not an older one
   });
   it('docs/configuration.md matches lib/config.ts', () => {
     expect(readFileSync(CONFIGURATION_DOC, 'utf8'), 'docs/configuration.md is stale: run make contract').toBe(renderConfigurationDoc());

@@ -21,6 +21,7 @@ const CLOSING: Record<Outcome, keyof temporal.api.history.v1.IHistoryEvent> = {
   skipped: 'workflowExecutionCompletedEventAttributes',
   failed: 'workflowExecutionFailedEventAttributes',
   cancelled: 'workflowExecutionCanceledEventAttributes',
+  'webhooks-delivered': 'workflowExecutionCompletedEventAttributes',
 };
 
 describe('workflow replay', () => {

@@ -54,6 +54,8 @@ function stubs(overrides: Partial<Activities> = {}) {
     pushToHub: async () => ({ outcome: 'not-configured' }),
     cancelGpuJobs: async () => ({ cancelled: [] }),
     cancelOrphanGpuJobs: async () => ({ checked: 0, cancelled: [], ended: 0, unconfirmed: [] }),
+    watchTraining: async () => ({ events: [], snapshot: { stage: 'published', progressAt: 0 }, closed: true }),
+    deliverWebhook: async () => ({ delivered: true }),
   };
   const activities = Object.fromEntries(
     Object.entries({ ...base, ...overrides }).map(([name, fn]) => [name, (input: never) => (calls.push({ name: name as keyof Activities, input }), (fn as (i: never) => unknown)(input))]),
@@ -204,5 +206,33 @@ describe('trainLora (stub activities, time-skipping server)', () => {
     const s = stubs({ pushToHub: async () => ({ outcome: 'pushed', repo: 'org/stub', url: 'https://hub/org/stub', revision: 'abc' }) });
     const { value } = await run(s.activities, request());
     expect(value?.hub).toEqual({ outcome: 'pushed', repo: 'org/stub', url: 'https://hub/org/stub', revision: 'abc' });
+  });
+});
+
+describe('deliverWebhooks', () => {
+  it('delivers every event in order, retrying each until a receiver that is down takes it (backoff skipped)', async () => {
+    const script = [['training.started', 'training.stage_changed'], ['training.progress'], [], ['training.published']] as const;
+    let watched = 0;
+    let refused = 0;
+    const delivered: string[] = [];
+    const s = stubs({
+      watchTraining: async () => {
+        const types = script[watched++]!;
+        return { events: types.map((type) => ({ type, trainingId: 't', stage: 'train', status: 'RUNNING', at: '' })), snapshot: { stage: 'train', progressAt: watched }, closed: watched === script.length };
+      },
+      // Down for the first 8 attempts (several minutes of backoff), then up.
+      deliverWebhook: async ({ seq, event }) => {
+        if (refused++ < 8) throw ApplicationFailure.retryable('connect ECONNREFUSED', 'WebhookNotDelivered');
+        delivered.push(`${seq}:${event.type}`);
+        return { delivered: true };
+      },
+    });
+    const taskQueue = `unit-${randomUUID()}`;
+    const workers = await createWorkers({ connection: env.nativeConnection, taskQueue, ...workflowCode(), activities: s.activities, maxGpuJobs: 1 });
+    const result = await workers.runUntil(env.client.workflow.execute('deliverWebhooks', { taskQueue, workflowId: `unit-${randomUUID()}`, args: [{ trainingId: 't' }] }));
+    expect(result).toEqual({ delivered: 4 });
+    expect(delivered).toEqual(['1:training.started', '2:training.stage_changed', '3:training.progress', '4:training.published']);
+    // Each watch after the first is handed the last snapshot, so it reports only what changed.
+    expect(s.called('watchTraining').map((c) => (c.input as { last?: { progressAt: number } }).last?.progressAt)).toEqual([undefined, 1, 2, 3]);
   });
 });
