@@ -8,9 +8,10 @@ import { cancelOrphanGpuJobs } from './janitor.js';
 import { latestPublished, publishLora } from './publish.js';
 import { writeReport } from './report.js';
 import { trainOnGpu } from './train.js';
+import { watchSchedule } from './schedule-webhooks.js';
 import { deliverWebhook, watchTraining } from './webhooks.js';
 
-const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook };
+const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook, watchSchedule };
 
 type Bound<F> = F extends (deps: ActivityDeps, input: infer I) => infer R ? (input: I) => R : never;
 export type Activities = { [K in keyof typeof STAGES]: Bound<(typeof STAGES)[K]> };

@@ -72,7 +72,7 @@ const paths = {
     ),
   },
   '/v1/schedules': {
-    post: op('retrain a LoRA on a cron schedule (`retrain-<name>`)', { 201: { description: 'created', content: { 'application/json': { schema: { type: 'object', properties: { scheduleId: ref('ScheduleId') }, required: ['scheduleId'] } } } } }, { requestBody: { required: true, content: { 'application/json': { schema: ref('ScheduleCreate') } } } }, [400, 401, 409, 413]),
+    post: op('retrain a LoRA on a cron schedule (`retrain-<name>`)', { 201: { description: 'created', content: { 'application/json': { schema: { type: 'object', properties: { scheduleId: ref('ScheduleId'), webhooks: { type: 'string', description: 'the workflow that starts each scheduled run\'s webhook delivery' } }, required: ['scheduleId'] } } } } }, { requestBody: { required: true, content: { 'application/json': { schema: ref('ScheduleCreate') } } } }, [400, 401, 409, 413]),
     get: op('schedules: state, next runs, recent runs and their outcome', { 200: json('ScheduleList', 'the schedules') }, {}, [401]),
   },
   ...Object.fromEntries(

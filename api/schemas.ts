@@ -8,8 +8,8 @@ import { Budget, LoraName, Stage, TrainingSettings } from '../contract/pipeline.
 /** The named schemas /openapi.json lists under components.schemas. */
 export const apiSchemas = z.registry<{ id: string; description?: string }>();
 
-/** A workflow id as `loraflow list` prints it. */
-export const TrainingId = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, 'letters, digits, ".", "_" or "-"').register(apiSchemas, { id: 'TrainingId' });
+/** A workflow id as `loraflow list` prints it; a scheduled run's has ':' in its time (`retrain-<name>-2026-01-01T03:00:00Z`). */
+export const TrainingId = z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/, 'letters, digits, ".", "_", ":" or "-"').register(apiSchemas, { id: 'TrainingId' });
 /** Made by POST /v1/uploads: 32 hex digits, unguessable. */
 export const UploadId = z.string().regex(/^up-[0-9a-f]{32}$/, 'an id returned by POST /v1/uploads').register(apiSchemas, { id: 'UploadId' });
 function PresignedFileSchema() {
@@ -75,6 +75,7 @@ export const ScheduleCreate = z
     cron: z.string().min(1).max(200).describe('when to run, a cron expression in UTC, e.g. "0 3 * * *"'),
     overlap: z.enum(['skip', 'buffer-one', 'allow-all']).default('skip'),
     priority: z.int().min(1).max(5).default(4).describe('GPU queue priority of the scheduled runs, 1 goes first'),
+    webhook: TrainingCreate.shape.webhook.describe('every run the schedule starts (scheduled, triggered or backfilled) gets its events POSTed as a training\'s are: in order, signed per Standard Webhooks, retried with backoff until taken'),
   })
   .refine((b) => (b.images === undefined) !== (b.upload === undefined), { message: 'give exactly one of images and upload', path: ['images'] })
   .register(apiSchemas, { id: 'ScheduleCreate', description: 'What `loraflow schedule create` takes: a run retrains only when the dataset changed since the last published version.' });

@@ -8,6 +8,7 @@ import type { Config } from '../lib/config.js';
 import { RunpodClient, RunpodJobNotFound, type RunpodHealth } from '../lib/runpod-client.js';
 import type { GpuJobRecord } from '../activities/gpu-records.js';
 import type { WebhookDelivery } from '../contract/webhooks.js';
+import { webhookDeliveriesPrefix } from '../lib/keys.js';
 import { getJson, listKeys, makeStorage } from '../lib/s3.js';
 import { status } from './inspect.js';
 
@@ -73,7 +74,7 @@ export async function pipelineLogs(client: Client, config: Config, id: string, r
     });
   }
   const endpoint = await runpod.health().catch(() => undefined);
-  const hookKeys = await listKeys(storage, `webhooks/${id}/deliveries/`);
+  const hookKeys = await listKeys(storage, webhookDeliveriesPrefix(id));
   const webhooks = await Promise.all(hookKeys.map((k) => getJson<WebhookDelivery>(storage, k)));
   return { workflowId: id, state: s.state, jobs, ...(endpoint ? { endpoint } : {}), ...(webhooks.length ? { webhooks } : {}) };
 }

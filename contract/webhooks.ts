@@ -20,7 +20,7 @@ export interface WatchSnapshot {
   step?: number;
   progressAt: number;
 }
-/** webhooks/<training id>.json, written by the API. */
+/** webhooks/<training id>/config.json, written by the API (for a scheduled run, copied from its schedule's by scheduleWebhooks). */
 export interface WebhookConfig {
   url: string;
   events: WebhookEventType[];

@@ -158,7 +158,7 @@ const Env = z.object({
   LORAFLOW_DEPLOYMENT_NAME: z.string().regex(/^[A-Za-z0-9._-]{1,255}$/).default('loraflow').describe('the worker deployment a versioned worker belongs to'),
 
   LORAFLOW_WEBHOOK_SECRET: optional(z.string().regex(/^whsec_[A-Za-z0-9+/=]{24,}$/, 'a Standard Webhooks secret: "whsec_" and base64 (`echo whsec_$(openssl rand -base64 32)`)')).describe(
-    'signs training webhooks (Standard Webhooks); the worker signs, receivers verify with the same secret; unset: trainings with a webhook are refused',
+    'signs training webhooks (Standard Webhooks); the worker signs, receivers verify with the same secret; unset: trainings and schedules with a webhook are refused',
   ),
   LORAFLOW_WEBHOOK_PROGRESS_SECONDS: z.coerce.number().min(1).default(30).describe('at most one `training.progress` webhook per run this often (stage changes and the outcome are always sent)'),
   LORAFLOW_API_HOST: z.string().default('127.0.0.1').describe('address `loraflow serve` binds to: loopback unless set (e.g. `0.0.0.0` behind a TLS proxy)'),

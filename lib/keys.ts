@@ -70,14 +70,20 @@ export const METADATA_KEY = /^loras\/([^/]+)\/([^/]+)\/metadata\.json$/;
 
 /** The top-level prefixes loraflow itself writes: never a dataset source (they hold other runs'
  * images, checkpoints and claims). */
-export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/', 'gateway-jobs/', 'webhooks/'] as const;
+export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/', 'gateway-jobs/', 'webhooks/', 'webhook-schedules/'] as const;
 
 /** What the RunPod-shaped gateway answered for a job that finished at once (api/gateway/jobs.ts). */
 export const gatewayJobKey = (jobId: string) => `gateway-jobs/${safeName(jobId)}.json`;
 
 /** A training's webhook (URL and events), written by the API; and each delivery's outcome. */
 export const webhookConfigKey = (trainingId: string) => `webhooks/${safeName(trainingId)}/config.json`;
-export const webhookDeliveryKey = (trainingId: string, seq: number) => `webhooks/${safeName(trainingId)}/deliveries/${String(seq).padStart(6, '0')}.json`;
+/** Named through safeName like the keys in it: a scheduled run's id has ':' in its time. */
+export const webhookDeliveriesPrefix = (trainingId: string) => `webhooks/${safeName(trainingId)}/deliveries/`;
+export const webhookDeliveryKey = (trainingId: string, seq: number) => `${webhookDeliveriesPrefix(trainingId)}${String(seq).padStart(6, '0')}.json`;
+
+/** A schedule's webhook, written by the API: copied to each run's webhookConfigKey as the run is seen.
+ * A prefix of its own, so no schedule id can collide with a training id's keys. */
+export const scheduleWebhookKey = (scheduleId: string) => `webhook-schedules/${safeName(scheduleId)}/config.json`;
 
 /** s3://bucket/key → key */
 export const keyOfUri = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');

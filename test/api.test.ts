@@ -1,7 +1,8 @@
 // `loraflow serve` on the embedded stack (real Temporal, versitygw, the local RunPod endpoint
 // running the scripted GPU handler, the Temporal worker process): the REST API end to end (upload →
 // create → events → published → the download URL's bytes), bad tokens on every route, bad bodies
-// naming the field, idempotent create, cancel; then the RunPod-shaped gateway driven by the official
+// naming the field, idempotent create, cancel; signed webhooks of a training (its receiver down a
+// while) and of a schedule's triggered run; then the RunPod-shaped gateway driven by the official
 // `runpod` Python client (seed 000) and `runpod-sdk` (seed 004), and statuses asked of a separate
 // `loraflow serve` process after the stack's own server is gone.
 import { execFile, spawn } from 'node:child_process';
@@ -23,6 +24,8 @@ import { makeDataset } from '../testkit/datasets.js';
 import { freePort, stackEnv, tempDir } from '../testkit/services.js';
 import { recordHistory } from '../testkit/histories.js';
 import { readEvents } from '../testkit/sse.js';
+import { uploadDir } from '../testkit/uploads.js';
+import { webhookReceiver } from '../testkit/webhook-receiver.js';
 import { until } from '../testkit/wait.js';
 
 const TOKEN = 'api-test-token-5c1e';
@@ -72,18 +75,7 @@ const post = (route: string, body: unknown, headers: Record<string, string> = {}
 const json = async <T = any>(res: Response | Promise<Response>) => (await (await res).json()) as T;
 
 /** Uploads the dataset's files through presigned PUTs; returns the upload id. */
-async function upload(): Promise<string> {
-  const files = (await readdir(dataset)).sort();
-  const res = await post('/v1/uploads', { files: files.map((name) => ({ name })) });
-  expect(res.status).toBe(201);
-  const up = await json<{ uploadId: string; files: { name: string; url: string }[] }>(res);
-  for (const f of up.files) {
-    expect(f.url).not.toContain(TOKEN);
-    const put = await fetch(f.url, { method: 'PUT', body: await readFile(path.join(dataset, f.name)) });
-    expect(put.status, f.name).toBe(200);
-  }
-  return up.uploadId;
-}
+const upload = () => uploadDir(post, dataset, TOKEN);
 
 /** The run's server-sent events until `end`. */
 const events = async (id: string) => {
@@ -256,28 +248,11 @@ describe('webhooks', () => {
     expect(down[0]).toMatchObject({ seq: 1, type: 'training.started', delivered: false, lastError: expect.stringMatching(/ECONNREFUSED/) });
 
     // Back up: a receiver that verifies every request with the Standard Webhooks library.
-    const verifier = new Webhook(WEBHOOK_SECRET);
-    const received: { id: string; type: string; data: any }[] = [];
-    let forged = 0;
-    const receiver = createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        try {
-          const msg = verifier.verify(body, req.headers as Record<string, string>) as { type: string; data: unknown };
-          received.push({ id: String(req.headers['webhook-id']), type: msg.type, data: msg.data });
-          res.statusCode = 204;
-        } catch {
-          forged++;
-          res.statusCode = 400;
-        }
-        res.end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(port, '127.0.0.1', r));
+    const receiver = await webhookReceiver(port, WEBHOOK_SECRET);
+    const { received } = receiver;
     try {
       await until(() => received.at(-1)?.type, (t) => t === 'training.published', 90_000, 200);
-      expect(forged).toBe(0);
+      expect(receiver.forged()).toBe(0);
       const types = received.map((r) => r.type);
       expect(types[0]).toBe('training.started');
       expect(types).toContain('training.stage_changed');
@@ -302,6 +277,34 @@ describe('webhooks', () => {
       await client.connection.close();
     } finally {
       receiver.close();
+    }
+  }, 300_000);
+
+  it("a schedule's webhook: a triggered run's events reach the receiver in order, verified with the Standard Webhooks library, until the schedule is deleted", async () => {
+    const port = await freePort();
+    const [receiver, client] = [await webhookReceiver(port, WEBHOOK_SECRET), await connect(stack.config)];
+    const { received } = receiver;
+    try {
+      const body = { name: 'api-sched-hooks', upload: await upload(), training: { triggerWord: 'lfsq', params: { steps: 6, seed: 500 } }, cron: '0 3 1 1 *' }; // far off: the only run is the triggered one
+      expect((await json(post('/v1/schedules', { ...body, webhook: { url: 'ftp://example.com/hook' } }))).error.field).toBe('webhook.url');
+      const created = await post('/v1/schedules', { ...body, webhook: { url: `http://127.0.0.1:${port}/hooks?token=schedule-secret-in-url` } });
+      const { scheduleId, webhooks } = await json(created);
+      expect([created.status, webhooks]).toEqual([201, `schedule-webhooks-${scheduleId}`]);
+      await post(`/v1/schedules/${scheduleId}/trigger`, {});
+      await until(() => received.at(-1)?.type, (t) => t === 'training.published', 150_000, 200);
+      const runId = received[0]!.data.trainingId as string; // the schedule's run, not an API training:
+      expect([runId.startsWith(`${scheduleId}-`), received[0]!.type, receiver.forged()]).toEqual([true, 'training.started', 0]);
+      expect(received.filter((r) => r.type === 'training.stage_changed').map((r) => r.data.stage)).toEqual(expect.arrayContaining(['train', 'publish']));
+      expect(received.map((r) => r.id)).toEqual(received.map((_, i) => `msg_${runId}_${i + 1}`));
+      expect((await json(api(`/v1/trainings/${runId}/logs`))).webhooks).toHaveLength(received.length);
+      await api(`/v1/schedules/${scheduleId}`, { method: 'DELETE' }); // the watcher ends, having handed over the one run
+      const watcher = client.workflow.getHandle(webhooks);
+      expect(await watcher.result()).toEqual({ runs: 1 });
+      await recordHistory(watcher, 'schedule-webhooks'); // and no history holds the URL:
+      for (const id of [runId, `webhooks-${runId}`, webhooks]) expect(JSON.stringify(await client.workflow.getHandle(id).fetchHistory())).not.toContain('schedule-secret-in-url');
+    } finally {
+      receiver.close();
+      await client.connection.close();
     }
   }, 300_000);
 });

@@ -8,8 +8,10 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { repoRoot } from '../lib/toolchain.js';
 
-/** trainLora's four outcomes, and a deliverWebhooks run that delivered every event to a receiver that was down for a while. */
-export const OUTCOMES = ['published', 'skipped', 'failed', 'cancelled', 'webhooks-delivered'] as const;
+/** trainLora's four outcomes, a deliverWebhooks run that delivered every event to a receiver that was
+ * down for a while, and a scheduleWebhooks run that handed a triggered run to its delivery until the
+ * schedule was deleted. */
+export const OUTCOMES = ['published', 'skipped', 'failed', 'cancelled', 'webhooks-delivered', 'schedule-webhooks'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 export const historiesDir = path.join(repoRoot, 'test/histories');
 

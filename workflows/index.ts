@@ -3,3 +3,4 @@ export { trainLora } from './train-lora.js';
 export type { PublishingTrainLora } from './train-lora.js';
 export { janitor } from './janitor.js';
 export { deliverWebhooks } from './webhooks.js';
+export { scheduleWebhooks } from './schedule-webhooks.js';

@@ -22,6 +22,7 @@ const CLOSING: Record<Outcome, keyof temporal.api.history.v1.IHistoryEvent> = {
   failed: 'workflowExecutionFailedEventAttributes',
   cancelled: 'workflowExecutionCanceledEventAttributes',
   'webhooks-delivered': 'workflowExecutionCompletedEventAttributes',
+  'schedule-webhooks': 'workflowExecutionCompletedEventAttributes',
 };
 
 describe('workflow replay', () => {

@@ -56,6 +56,7 @@ function stubs(overrides: Partial<Activities> = {}) {
     cancelOrphanGpuJobs: async () => ({ checked: 0, cancelled: [], ended: 0, unconfirmed: [] }),
     watchTraining: async () => ({ events: [], snapshot: { stage: 'published', progressAt: 0 }, closed: true }),
     deliverWebhook: async () => ({ delivered: true }),
+    watchSchedule: async () => ({ started: [], ended: true }),
   };
   const activities = Object.fromEntries(
     Object.entries({ ...base, ...overrides }).map(([name, fn]) => [name, (input: never) => (calls.push({ name: name as keyof Activities, input }), (fn as (i: never) => unknown)(input))]),
@@ -234,5 +235,26 @@ describe('deliverWebhooks', () => {
     expect(delivered).toEqual(['1:training.started', '2:training.stage_changed', '3:training.progress', '4:training.published']);
     // Each watch after the first is handed the last snapshot, so it reports only what changed.
     expect(s.called('watchTraining').map((c) => (c.input as { last?: { progressAt: number } }).last?.progressAt)).toEqual([undefined, 1, 2, 3]);
+  });
+});
+
+describe('scheduleWebhooks', () => {
+  it("hands each new run of the schedule to a delivery once, carrying what it saw, and ends when the schedule is gone", async () => {
+    // What each poll finds: a run, nothing new, a second run (the first still listed), then no schedule.
+    const script = [['retrain-x-1'], [], ['retrain-x-2'], []] as const;
+    let polls = 0;
+    const s = stubs({
+      watchSchedule: async ({ seen }) => {
+        const runs = script[polls++];
+        if (!runs) return { started: [], ended: true };
+        return { started: runs.filter((r) => !seen.includes(r)), ended: false };
+      },
+    });
+    const taskQueue = `unit-${randomUUID()}`;
+    const workers = await createWorkers({ connection: env.nativeConnection, taskQueue, ...workflowCode(), activities: s.activities, maxGpuJobs: 1 });
+    const result = await workers.runUntil(env.client.workflow.execute('scheduleWebhooks', { taskQueue, workflowId: `unit-${randomUUID()}`, args: [{ scheduleId: 'retrain-x' }] }));
+    expect(result).toEqual({ runs: 2 });
+    // Each poll is told the runs already handed over, so none is started twice.
+    expect(s.called('watchSchedule').map((c) => (c.input as { seen: string[] }).seen)).toEqual([[], ['retrain-x-1'], ['retrain-x-1'], ['retrain-x-1', 'retrain-x-2'], ['retrain-x-1', 'retrain-x-2']]);
   });
 });
