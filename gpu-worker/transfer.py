@@ -106,9 +106,16 @@ def _save(response: requests.Response, dest: Path, what: str, max_bytes: int) ->
             fh.write(chunk)
 
 
-def download(url: str, dest: Path, what: str, max_bytes: int = MAX_CHECKPOINT_BYTES, accepted: Sequence[str] | None = BINARY_TYPES) -> None:
+def download(url: str, dest: Path, what: str, max_bytes: int = MAX_CHECKPOINT_BYTES, accepted: Sequence[str] | None = BINARY_TYPES, missing_ok: bool = False) -> bool:
+    """GET into `dest`; with `missing_ok`, False (and no file) when the object does not exist."""
+    found = True
+
     def once() -> None:
+        nonlocal found
         with requests.get(url, stream=True, timeout=TIMEOUT, allow_redirects=False) as response:
+            if missing_ok and response.status_code == 404:
+                found = False
+                return
             _check_status(what, response, InputError)
             _check_type(what, response, accepted)
             _save(response, dest, what, max_bytes)
@@ -118,6 +125,7 @@ def download(url: str, dest: Path, what: str, max_bytes: int = MAX_CHECKPOINT_BY
     except InputError:
         dest.unlink(missing_ok=True)  # never a partial file behind
         raise
+    return found
 
 
 def download_images(images: Sequence[dict], directory: Path, field: str = "images") -> list[Path]:
@@ -215,21 +223,4 @@ def put_json(url: str, value: object, what: str) -> None:
 
 def fetch_if_exists(url: str, dest: Path, what: str) -> bool:
     """GET into `dest`; False (and no file) when the object does not exist."""
-    found = True
-
-    def once() -> None:
-        nonlocal found
-        with requests.get(url, stream=True, timeout=TIMEOUT, allow_redirects=False) as response:
-            if response.status_code == 404:
-                found = False
-                return
-            _check_status(what, response, InputError)
-            _check_type(what, response, BINARY_TYPES)
-            _save(response, dest, what, MAX_CHECKPOINT_BYTES)
-
-    try:
-        _retrying(what, once)
-    except InputError:
-        dest.unlink(missing_ok=True)
-        raise
-    return found
+    return download(url, dest, what, missing_ok=True)
