@@ -35,6 +35,9 @@ function dev(...args: string[]): { child: ChildProcess; output: () => string; st
   return { child, output: () => output, stdout: () => stdout };
 }
 
+/** Resolves when the process has exited, also when it did before this was called (an 'exit' listener added late never fires). */
+const exited = (child: ChildProcess) => new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('exit', r)));
+
 async function untilReady(proc: ReturnType<typeof dev>, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(path.join(env.LORAFLOW_DATA_DIR!, 'stack.ready'))) {
@@ -81,7 +84,7 @@ describe('loraflow dev', () => {
       expect(await until(() => attributes().catch((): string[] => []), (a) => a.includes('LoraName'), 60_000)).not.toContain('LoraDatasetHash');
     } finally {
       server.kill('SIGTERM');
-      await new Promise((r) => (server.exitCode !== null ? r(undefined) : server.once('exit', r)));
+      await exited(server);
     }
     const stack = await startStack({ env: oldEnv, withWorker: false });
     try {
@@ -106,7 +109,7 @@ describe('loraflow dev', () => {
     await client.connection.close();
 
     first.child.kill('SIGINT');
-    await new Promise((r) => first.child.once('exit', r));
+    await exited(first.child);
     expect(first.child.exitCode).toBe(0);
     for (const port of Object.entries(env).filter(([k]) => k.endsWith('PORT')).map(([, v]) => Number(v))) expect(await portIsFree(port), `port ${port}`).toBe(true);
     expect(existsSync(path.join(env.LORAFLOW_DATA_DIR!, 'stack.ready'))).toBe(false);
@@ -127,7 +130,7 @@ describe('loraflow dev', () => {
       expect(JSON.parse(stdout)).toMatchObject({ status: 'FAILED', stage: 'failed', error: expect.stringContaining('dataset not found') });
     } finally {
       second.child.kill('SIGINT');
-      await new Promise((r) => second.child.once('exit', r));
+      await exited(second.child);
     }
   });
 });
