@@ -27,6 +27,8 @@ export interface ActivityDeps {
     setupSeconds: number;
     /** How often one job may be started (attempt markers in its claim). */
     attempts: number;
+    /** Hand train jobs the S3 cache of image encodings (activities/encodings.ts). */
+    encodingCache: boolean;
   };
   pricing: GpuPricing;
   /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
@@ -91,6 +93,7 @@ export function activityDepsFrom(config: Config, clients: Partial<Pick<ActivityD
       segmentSeconds: config.LORAFLOW_SEGMENT_SECONDS,
       setupSeconds: config.LORAFLOW_JOB_SETUP_SECONDS,
       attempts: config.LORAFLOW_GPU_JOB_ATTEMPTS,
+      encodingCache: config.LORAFLOW_ENCODING_CACHE,
     },
     pricing: {
       defaultPerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,

@@ -9,6 +9,7 @@ import { sha256 } from '../lib/hash.js';
 import { runKeys } from '../lib/keys.js';
 import { getJson, presignGet, presignPut, urlLifetime } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
+import { encodingRefs } from './encodings.js';
 import { runGpuJob } from './gpu-job.js';
 import { parseInput } from './input.js';
 import { budgetOf, gpuUsage } from './usage.js';
@@ -35,10 +36,14 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     async ({ generation, claim, resultUrl, checkpoint, resumeUrl }) => {
       const files = keys.generation('train', generation);
       await logUrlLifetime(deps, generation);
+      // Asked anew for every job: a later segment reads what the earlier ones stored.
+      const encodings = deps.gpuJobs.encodingCache ? await encodingRefs(deps.storage, lora, images, URL_LIFETIME_S) : undefined;
       return {
         task: 'train',
         ...lora,
-        images: await Promise.all(images.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, URL_LIFETIME_S), caption: i.caption }))),
+        images: await Promise.all(
+          images.map(async (i, n) => ({ id: i.id, url: await presignGet(deps.storage, i.key, URL_LIFETIME_S), caption: i.caption, ...(encodings ? { encoding: encodings[n] } : {}) })),
+        ),
         output: { loraUrl: await presignPut(deps.storage, files.lora) },
         stopAfterSeconds: deps.gpuJobs.segmentSeconds,
         samples: {

@@ -92,9 +92,17 @@ export const LoraSettings = z.object({
 });
 export type LoraSettings = z.infer<typeof LoraSettings>;
 
+/**
+ * An image's entry in the S3 cache of encodings (its VAE latents and caption conditioning), named
+ * by the orchestrator after everything it depends on: `readUrl` (GET) when the entry exists, so
+ * the worker skips the image's download and encoding; `url` (PUT) when it does not, so the worker
+ * stores what it encodes for the next segment or retrain.
+ */
+export const EncodingCacheRef = z.object({ readUrl: z.url().optional(), url: z.url().optional() });
+
 export const TrainJobInput = LoraSettings.extend({
   task: z.literal('train'),
-  images: z.array(ImageRef.extend({ caption: z.string().min(1).max(1000) })).min(1).max(5000),
+  images: z.array(ImageRef.extend({ caption: z.string().min(1).max(1000), encoding: EncodingCacheRef.optional() })).min(1).max(5000),
   /** Presigned PUT for the finished `.safetensors`; the worker has no S3 credentials. */
   output: z.object({ loraUrl: z.url() }),
   /** See JobClaim: closes the window between `/run` returning and the job id being recorded. */
@@ -151,6 +159,8 @@ export const TrainJobOutput = z.object({
     peakMemoryBytes: z.int().nonnegative().optional(),
     /** Images whose caption (trigger word included) is longer than a text encoder's window: the tail was cut. */
     truncatedCaptions: z.array(Sha256).max(100_000).optional(),
+    /** The S3 cache of encodings in this job: images served from it, encoded here, and stored for the next job. */
+    encodings: z.object({ hits: z.int().nonnegative(), encoded: z.int().nonnegative(), stored: z.int().nonnegative() }).optional(),
   }),
 });
 export type TrainJobOutput = z.infer<typeof TrainJobOutput>;

@@ -4,6 +4,9 @@ encoded once, then each step only runs the denoiser.
 With flips on, the mirrored image is encoded too (latents of a flipped image are not the flipped
 latents); with caption dropout on, the empty caption is encoded once and swapped in per sample.
 
+Images whose encodings came from the S3 cache (encoding_cache.py) are not encoded again; when every
+image's did, the text encoders and the VAE are never loaded.
+
 Memory: images are decoded one chunk at a time (a 5,000-image dataset never sits decoded in RAM at
 once), and the cache lives in CPU memory (pinned on CUDA, so batches copy over asynchronously):
 the GPU holds only the batch being trained.
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 
 from buckets import fit
+from encoding_cache import Entry
 
 ENCODE_BATCH = 8
 
@@ -28,9 +32,11 @@ class Cache:
     """Per-image latent posteriors and conditioning (images grouped by size)."""
 
     def __init__(self, fam, load_image, sizes: list[tuple[int, int]], prompts: list[str], *,
-                 flip: bool = False, caption_dropout: bool = False) -> None:
-        """`load_image(i)` decodes image i (called once per image, a chunk at a time)."""
+                 flip: bool = False, caption_dropout: bool = False, cached: dict[int, Entry] | None = None) -> None:
+        """`load_image(i)` decodes image i (called once per image not in `cached`, a chunk at a time)."""
         n = len(sizes)
+        cached = cached or {}
+        self.sizes = sizes
         self.device = fam.device
         pin = fam.device.type == "cuda"
 
@@ -43,9 +49,18 @@ class Cache:
         self.cond: list[dict[str, torch.Tensor]] = [None] * n  # type: ignore[list-item]
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, size in enumerate(sizes):
-            by_size.setdefault(size, []).append(i)
+            if i in cached:
+                entry = cached[i]
+                self.mean[i], self.std[i] = [keep(t) for t in entry.mean], [keep(t) for t in entry.std]
+                self.cond[i] = {k: keep(v) for k, v in entry.cond.items()}
+            else:
+                by_size.setdefault(size, []).append(i)
+        self.encoded = sorted(i for members in by_size.values() for i in members)
         with torch.no_grad():  # not inference_mode: these tensors feed autograd-recorded ops later
-            self.empty = {k: keep(v) for k, v in fam.encode_text([""])[0].items()} if caption_dropout else None
+            self.empty = None
+            if caption_dropout:
+                stored = next((e.empty for e in cached.values() if e.empty), None)
+                self.empty = {k: keep(v) for k, v in (stored or fam.encode_text([""])[0]).items()}
             for size in sorted(by_size):
                 members = by_size[size]
                 for start in range(0, len(members), ENCODE_BATCH):
@@ -64,6 +79,10 @@ class Cache:
                         for j, i in enumerate(chunk):
                             self.mean[i].append(keep(mean[j]))
                             self.std[i].append(keep(std[j]))
+
+    def entry(self, i: int, truncated: bool) -> Entry:
+        """Image i's encodings, as the S3 cache stores them."""
+        return Entry(size=self.sizes[i], mean=self.mean[i], std=self.std[i], cond=self.cond[i], empty=self.empty, truncated=truncated)
 
     def batch(self, idx: list[int], mirrored: list[bool] | None = None, dropped: list[bool] | None = None):
         mirrored = mirrored or [False] * len(idx)

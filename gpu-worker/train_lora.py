@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import checkpoint
+import encoding_cache
 import lora_metadata
 import models
 import settings
@@ -139,7 +140,13 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
 
     timer.start("download")
     progress.phase("download")
-    paths = transfer.download_images(images, workdir / "images")
+    # Encodings first: an image whose encoding is cached is never downloaded (encoding_cache.py).
+    flip, dropout = bool(params.get("flipHorizontal")), bool(params.get("captionDropout"))
+    ident = encoding_cache.identity(job_input["baseModel"], dtype, flip=flip, caption_dropout=dropout)
+    cached = encoding_cache.fetch(images, workdir / "encodings", ident)
+    missing = [i for i in range(len(images)) if i not in cached]
+    fetched = transfer.download_images([images[i] for i in missing], workdir / "images", indices=missing) if missing else []
+    paths: dict[int, Path] = dict(zip(missing, fetched))
     resumed = None
     # A job the service retried (same id, same input) continues from its own last checkpoint,
     # which is newer than the one it was given to resume from.
@@ -149,12 +156,11 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     elif "resume" in job_input:
         transfer.download(job_input["resume"]["url"], workdir / "resume.ckpt", "resume download")
         resumed = checkpoint.load(workdir / "resume.ckpt")
-    # Every image is decoded now, one at a time, so a bad one fails the job before any model loads;
-    # only its size is kept (the cache decodes again, a chunk at a time).
-    image_sizes = [open_rgb(p, img["id"], f"images.{i}").size for i, (p, img) in enumerate(zip(paths, images))]
+    # Every downloaded image is decoded now, one at a time, so a bad one fails the job before any
+    # model loads; only its size is kept (the cache decodes again, a chunk at a time).
+    image_sizes = {i: open_rgb(paths[i], images[i]["id"], f"images.{i}").size for i in missing}
     timer.stop()
     stopped_before_training("download")
-
     timer.start("load")
     progress.phase("load")
     fam = family_for(models.base_model_path(job_input["baseModel"], settings.load().model_dir), dev, dtype, params)
@@ -170,21 +176,24 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     fp = fingerprint(job_input, fam, resolution)
     if resumed is not None:
         checkpoint.check_fingerprint(resumed, fp)
-    if params.get("aspectBuckets"):
-        choices = bucket_sizes(resolution, multiple)
-        sizes = [nearest_bucket(w, h, choices) for w, h in image_sizes]
-    else:
-        sizes = [(resolution, resolution)] * len(images)
+    choices = bucket_sizes(resolution, multiple) if params.get("aspectBuckets") else None
+    sizes = [cached[i].size if i in cached else
+             (nearest_bucket(*image_sizes[i], choices) if choices else (resolution, resolution)) for i in range(len(images))]
     prompts = [ensure_trigger(job_input["triggerWord"], img["caption"]) for img in images]
     # A caption longer than a text encoder's window loses its tail: say which, rather than cut silently.
-    truncated = [img["id"] for img, cut in zip(images, fam.truncated(prompts)) if cut]
+    cut = dict(zip(missing, fam.truncated([prompts[i] for i in missing]))) if missing else {}
+    truncated = [img["id"] for i, img in enumerate(images) if (cached[i].truncated if i in cached else cut[i])]
     if truncated:
         log.warning("%d captions are longer than the text encoder's window and were cut", len(truncated))
     opts = fam.options
-    fam.onload()
+    if missing or (opts.caption_dropout and not cached):
+        fam.onload()  # the text encoders and the VAE: loaded (once per worker) only for images to encode
     cache = Cache(fam, lambda i: open_rgb(paths[i], images[i]["id"], f"images.{i}"), sizes, prompts,
-                  flip=opts.flip, caption_dropout=opts.caption_dropout > 0)
+                  flip=opts.flip, caption_dropout=opts.caption_dropout > 0, cached=cached)
     fam.offload()  # the text encoders and VAE leave the GPU: training needs only the denoiser
+    stored = encoding_cache.store(images, {i: cache.entry(i, cut[i]) for i in missing}, workdir / "encodings", ident)
+    cache_stats = {"hits": len(cached), "encoded": len(missing), "stored": stored}
+    log.info("encodings: %d from the cache, %d encoded, %d stored", len(cached), len(missing), stored)
     timer.stop()
     stopped_before_training("caching")
 
@@ -340,4 +349,5 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     }
     if truncated:
         result["metrics"]["truncatedCaptions"] = truncated
+    result["metrics"]["encodings"] = cache_stats
     return result

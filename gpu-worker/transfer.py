@@ -128,13 +128,15 @@ def download(url: str, dest: Path, what: str, max_bytes: int = MAX_CHECKPOINT_BY
     return found
 
 
-def download_images(images: Sequence[dict], directory: Path, field: str = "images") -> list[Path]:
-    """Fetch every image concurrently; file i is images[i]. Errors name `images.<i>` and the id."""
+def download_images(images: Sequence[dict], directory: Path, field: str = "images", indices: Sequence[int] | None = None) -> list[Path]:
+    """Fetch every image concurrently; file i is images[i]. Errors name `images.<i>` and the id
+    (`indices`: the positions of `images` in the job's list, when they are a subset of it)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{i:05d}" for i in range(len(images))]
+    where = list(indices) if indices is not None else list(range(len(images)))
 
     def fetch(i: int) -> None:
-        download(images[i]["url"], paths[i], f"{field}.{i} (image {images[i]['id']}) download", MAX_IMAGE_BYTES, IMAGE_TYPES)
+        download(images[i]["url"], paths[i], f"{field}.{where[i]} (image {images[i]['id']}) download", MAX_IMAGE_BYTES, IMAGE_TYPES)
 
     pool = ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(images)))
     try:

@@ -85,6 +85,10 @@ const Env = z.object({
     .default(10_000)
     .describe('wait for GPU jobs with `/status-sync` long-polls of this length (0: poll): completion is seen at once, a running job costs about 6 status calls a minute, progress refreshes at this pace'),
   LORAFLOW_CHECKPOINT_EVERY: z.coerce.number().int().min(1).default(50).describe('training steps between checkpoints: at most this many steps are redone after a lost GPU worker'),
+  LORAFLOW_ENCODING_CACHE: z
+    .stringbool()
+    .default(true)
+    .describe("keep each image's VAE latents and caption encoding in S3 (`encodings/`): later segments and retrains on the same images skip their download and encoding"),
   LORAFLOW_SEGMENT_SECONDS: z.coerce
     .number()
     .positive()

@@ -13,6 +13,9 @@ export const manifestKey = (sha256: string) => `manifests/${sha256}.json`;
 /** A captioner's caption of one image, reused by every later run (without the trigger word). */
 export const captionCacheKey = (captioner: string, imageSha256: string) => `captions/${safeName(captioner)}/${imageSha256}.txt`;
 
+/** An image's cached encodings (VAE latents, caption conditioning), named by encodingId (activities/encodings.ts). */
+export const encodingKey = (id: string) => `encodings/${id}.safetensors`;
+
 /** One run of a workflow: `<workflow id>/<run id>`, the key all of the run's working files hang off. */
 export const runKeyOf = (workflowId: string, runId: string) => `${workflowId}/${runId}`;
 
@@ -70,7 +73,7 @@ export const METADATA_KEY = /^loras\/([^/]+)\/([^/]+)\/metadata\.json$/;
 
 /** The top-level prefixes loraflow itself writes: never a dataset source (they hold other runs'
  * images, checkpoints and claims). */
-export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/', 'gateway-jobs/', 'webhooks/', 'webhook-schedules/'] as const;
+export const INTERNAL_PREFIXES = ['images/', 'manifests/', 'captions/', 'encodings/', 'runs/', 'checkpoints/', `${OPEN_GPU_JOBS}/`, 'loras/', 'loraflow-probe/', 'gateway-jobs/', 'webhooks/', 'webhook-schedules/'] as const;
 
 /** What the RunPod-shaped gateway answered for a job that finished at once (api/gateway/jobs.ts). */
 export const gatewayJobKey = (jobId: string) => `gateway-jobs/${safeName(jobId)}.json`;

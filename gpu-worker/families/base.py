@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -33,11 +35,37 @@ class Family:
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options: Options | None = None) -> None:
         self.path, self.device, self.dtype = path, dev, dtype
         self.options = options or options_for(self.name, {})
+        self._parts: SimpleNamespace | None = None
+
+    # --- the frozen parts: loaded on first use. A job whose encodings all come from the S3 cache
+    # (encoding_cache.py) and renders no sample never loads the text encoders and the VAE.
+    @property
+    def parts(self) -> SimpleNamespace:
+        if self._parts is None:
+            self._parts = self.load_frozen()
+        return self._parts
+
+    @property
+    def frozen_loaded(self) -> bool:
+        return self._parts is not None
+
+    def load_frozen(self) -> SimpleNamespace:
+        """Tokenizers, text encoders, VAE (cached per worker by the subclass: they are only read)."""
+        raise NotImplementedError
+
+    @property
+    def vae(self):
+        return self.parts.vae
+
+    @property
+    def vae_config(self) -> SimpleNamespace:
+        """The VAE's geometry and latent scaling, read from its config without loading it."""
+        return _vae_config(self.path)
 
     # --- geometry -------------------------------------------------------------------------
     @property
     def vae_scale(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return 2 ** (len(self.vae_config.block_out_channels) - 1)
 
     @property
     def pixel_multiple(self) -> int:
@@ -61,7 +89,7 @@ class Family:
     # inference scheduler (tests/test_learning.py, tests/test_consistency.py).
     def scale_latents(self, sample: torch.Tensor) -> torch.Tensor:
         """A VAE latent sample -> the denoiser's latent space."""
-        return sample * self.vae.config.scaling_factor
+        return sample * self.vae_config.scaling_factor
 
     def draw(self, latents: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (noise, t): t is what noisy_and_target and predict take (DDPM step or flow sigma)."""
@@ -155,7 +183,7 @@ class Family:
 
     def unscale_latents(self, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
         """The pipeline's output_type="latent" -> the VAE decoder's input."""
-        return latents / self.vae.config.scaling_factor
+        return latents / self.vae_config.scaling_factor
 
     # --- memory: the frozen parts are on the training device only while they work -------------
     def frozen_modules(self) -> list[torch.nn.Module]:
@@ -169,6 +197,8 @@ class Family:
     def offload(self) -> None:
         """After caching: to CPU memory (kept for the next job on this worker, not reloaded), so
         that FLUX's T5-XXL (9.5 GB in bf16), CLIP and the VAE do not sit beside the training."""
+        if not self.frozen_loaded:
+            return
         for module in self.frozen_modules():
             module.to("cpu")
         if self.device.type == "cuda":
@@ -190,6 +220,15 @@ class Family:
 
     def randn(self, shape, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(shape, generator=gen, device=self.device)
+
+
+@lru_cache(maxsize=4)
+def _vae_config(path: Path) -> SimpleNamespace:
+    from diffusers import AutoencoderKL
+
+    cfg = AutoencoderKL.load_config(path, subfolder="vae")
+    return SimpleNamespace(block_out_channels=cfg["block_out_channels"], scaling_factor=cfg["scaling_factor"],
+                           shift_factor=cfg.get("shift_factor") or 0.0, sample_size=cfg["sample_size"])
 
 
 def scheduler_from(path: Path):

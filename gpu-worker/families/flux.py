@@ -32,7 +32,7 @@ LORA_TARGETS = (
 
 @lru_cache(maxsize=2)
 def _frozen(path: Path, dev: torch.device, dtype: torch.dtype) -> SimpleNamespace:
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+    from diffusers import AutoencoderKL
     from transformers import AutoTokenizer, CLIPTextModel, T5EncoderModel
 
     parts = SimpleNamespace()
@@ -43,9 +43,15 @@ def _frozen(path: Path, dev: torch.device, dtype: torch.dtype) -> SimpleNamespac
     parts.vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
     for module in (parts.text_encoder, parts.text_encoder_2, parts.vae):
         module.to(dev).requires_grad_(False).eval()
-    parts.noise_scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler")
     parts.inference_scheduler = scheduler_from(path)
     return parts
+
+
+@lru_cache(maxsize=2)
+def _noise_scheduler(path: Path):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler")
 
 
 class Flux(Family):
@@ -59,9 +65,15 @@ class Flux(Family):
 
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options=None) -> None:
         super().__init__(path, dev, dtype, options)
-        self.parts = _frozen(path, dev, dtype)
-        self.vae = self.parts.vae
-        self.max_sequence_length = min(MAX_SEQUENCE_LENGTH, self.parts.tokenizer_2.model_max_length)
+        self.noise_scheduler = _noise_scheduler(path)  # a config file: cheap, and the loss needs it
+
+    def load_frozen(self):
+        return _frozen(self.path, self.device, self.dtype)
+
+    @property
+    def max_sequence_length(self) -> int:
+        return min(MAX_SEQUENCE_LENGTH, self.parts.tokenizer_2.model_max_length)
+
 
     def frozen_modules(self):
         return [self.parts.text_encoder, self.parts.text_encoder_2, self.vae]
@@ -72,7 +84,7 @@ class Flux(Family):
 
     @property
     def native_resolution(self) -> int:
-        return int(self.vae.config.sample_size)
+        return int(self.vae_config.sample_size)
 
     def load_trainable(self):
         from diffusers import FluxTransformer2DModel
@@ -104,13 +116,13 @@ class Flux(Family):
         return [(self.parts.tokenizer_2, self.max_sequence_length)]
 
     def scale_latents(self, sample):
-        return (sample - self.vae.config.shift_factor) * self.vae.config.scaling_factor
+        return (sample - self.vae_config.shift_factor) * self.vae_config.scaling_factor
 
     def draw(self, latents, gen):
         from diffusers.training_utils import compute_density_for_timestep_sampling
 
         noise = self.randn(latents.shape, gen)
-        b, sched = latents.shape[0], self.parts.noise_scheduler
+        b, sched = latents.shape[0], self.noise_scheduler
         if self.options.timestep_sampling == "shift":
             # sd-scripts' flux_shift: sigmoid(normal), shifted towards noise for larger images
             # exactly as the inference scheduler's dynamic shift does (mu from the token count).
@@ -175,7 +187,7 @@ class Flux(Family):
         from diffusers import FluxPipeline
 
         latents = FluxPipeline._unpack_latents(latents, height, width, self.vae_scale)
-        return latents / self.vae.config.scaling_factor + self.vae.config.shift_factor
+        return latents / self.vae_config.scaling_factor + self.vae_config.shift_factor
 
     def pipeline_kwargs(self):
         return {"max_sequence_length": self.max_sequence_length}

@@ -21,7 +21,7 @@ from families.base import Family, scheduler_from
 @lru_cache(maxsize=2)
 def _frozen(path: Path, dev: torch.device, dtype: torch.dtype, xl: bool) -> SimpleNamespace:
     """Tokenizers, text encoders, VAE, schedulers: loaded once per worker, never modified."""
-    from diffusers import AutoencoderKL, DDPMScheduler
+    from diffusers import AutoencoderKL
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
     parts = SimpleNamespace()
@@ -37,10 +37,16 @@ def _frozen(path: Path, dev: torch.device, dtype: torch.dtype, xl: bool) -> Simp
     parts.vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=vae_dtype)
     for module in (*parts.text_encoders, parts.vae):
         module.to(dev).requires_grad_(False).eval()
-    # Training always uses DDPM noise, whatever sampler the pipeline ships with (as diffusers' examples do).
-    parts.noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
     parts.inference_scheduler_config = scheduler_from(path).config
     return parts
+
+
+@lru_cache(maxsize=2)
+def _noise_scheduler(path: Path):
+    """Training always uses DDPM noise, whatever sampler the pipeline ships with (as diffusers' examples do)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_pretrained(path, subfolder="scheduler")
 
 
 class StableDiffusion(Family):
@@ -50,10 +56,19 @@ class StableDiffusion(Family):
 
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options=None) -> None:
         super().__init__(path, dev, dtype, options)
-        parts = _frozen(path, dev, dtype, self.xl)
-        self.tokenizers, self.text_encoders, self.vae = parts.tokenizers, parts.text_encoders, parts.vae
-        self.noise_scheduler = parts.noise_scheduler
-        self._scheduler_config = parts.inference_scheduler_config
+        self.noise_scheduler = _noise_scheduler(path)  # a config file: cheap, and the loss needs it
+
+    def load_frozen(self):
+        return _frozen(self.path, self.device, self.dtype, self.xl)
+
+    @property
+    def tokenizers(self):
+        return self.parts.tokenizers
+
+    @property
+    def text_encoders(self):
+        return self.parts.text_encoders
+
 
     def frozen_modules(self):
         return [*self.text_encoders, self.vae]
@@ -155,7 +170,8 @@ class StableDiffusion(Family):
     def _inference_scheduler(self):
         import diffusers
 
-        return getattr(diffusers, self._scheduler_config["_class_name"]).from_config(self._scheduler_config)
+        config = self.parts.inference_scheduler_config
+        return getattr(diffusers, config["_class_name"]).from_config(config)
 
 
 class StableDiffusionXL(StableDiffusion):
