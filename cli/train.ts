@@ -1,6 +1,7 @@
 // `loraflow train`: validate the request, start (or attach to) its workflow, optionally watch it.
 import path from 'node:path';
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { familyOf, withFamilyDefaults } from '../contract/families.js';
 import { TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { sha256 } from '../lib/hash.js';
@@ -37,7 +38,10 @@ export async function buildRequest(
   const fingerprint = await fingerprintDataset(datasetPath, config).catch((err: Error) => {
     throw new CliError(`${fieldName('dataset.path')}: ${err.message.replace(/^--images: /, '')}`);
   });
-  const parsed = TrainRequest.safeParse({ ...input, images: undefined, dataset: { path: datasetPath, fingerprint } });
+  // Steps, rank and learning rate left out: the base model family's (contract/families.ts).
+  const family = familyOf(input.training.baseModel, config?.LORAFLOW_BASE_MODEL_FAMILIES);
+  const training = { ...input.training, params: withFamilyDefaults(input.training.params ?? {}, family) };
+  const parsed = TrainRequest.safeParse({ ...input, training, images: undefined, dataset: { path: datasetPath, fingerprint } });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = issue.path.join('.');

@@ -2,6 +2,7 @@
 // `npm run contract` turns these schemas into contract/schema/*.json, which the
 // worker validates against; a test fails when the committed files drift.
 import { z } from 'zod';
+import { FAMILY_DEFAULTS } from './families.js';
 
 export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a lowercase hex sha256');
 
@@ -15,15 +16,18 @@ export const TriggerWord = z
 /** An image the worker fetches by presigned GET; `id` is its content sha256. */
 export const ImageRef = z.object({ id: Sha256, url: z.url() });
 
-/** Defaults, shared with the CLI's --help so it stays true. */
-export const TRAINING_DEFAULTS = { steps: 200, rank: 8, learningRate: 1e-4, batchSize: 1, seed: 42 } as const;
+/** Defaults, shared with the CLI's --help so it stays true. Steps, rank and learning rate are the
+ * base model family's (contract/families.ts, applied when a request is built); SD's are the fallback
+ * of a bare parse. */
+export const TRAINING_DEFAULTS = { ...FAMILY_DEFAULTS.sd, batchSize: 1, seed: 42 } as const;
+const BY_FAMILY = "default: the base model family's (contract/families.ts)";
 
 export const TrainingParams = z.object({
-  steps: z.int().min(1).max(100_000).default(TRAINING_DEFAULTS.steps),
-  rank: z.int().min(1).max(256).default(TRAINING_DEFAULTS.rank),
+  steps: z.int().min(1).max(100_000).default(TRAINING_DEFAULTS.steps).describe(BY_FAMILY),
+  rank: z.int().min(1).max(256).default(TRAINING_DEFAULTS.rank).describe(BY_FAMILY),
   /** LoRA alpha; defaults to the rank (scale 1.0). */
   alpha: z.number().positive().max(1024).optional(),
-  learningRate: z.number().positive().max(1).default(TRAINING_DEFAULTS.learningRate),
+  learningRate: z.number().positive().max(1).default(TRAINING_DEFAULTS.learningRate).describe(BY_FAMILY),
   batchSize: z.int().min(1).max(64).default(TRAINING_DEFAULTS.batchSize),
   /** Square training size in pixels; absent means the base model's native size. */
   resolution: z.int().min(32).max(2048).multipleOf(8).optional(),

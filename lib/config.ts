@@ -3,6 +3,7 @@
 // activities/deps.ts maps it to the activities' dependencies: nothing else reads these variables.
 import { z } from 'zod';
 import { parseGpuPrices } from './pricing.js';
+import { parseFamilies } from '../contract/families.js';
 
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(emptyToUndefined, schema.optional());
@@ -69,6 +70,18 @@ const Env = z.object({
 
   // --- what is trained ----------------------------------------------------------------------
   LORAFLOW_BASE_MODEL: z.string().default('tiny-sd').describe('base model name the GPU worker resolves when `--base-model` is not given'),
+  LORAFLOW_BASE_MODEL_FAMILIES: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      try {
+        return parseFamilies(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    })
+    .describe("`base model=sd|sdxl|flux,…` for models whose name does not say their family (names with `flux` are FLUX, with `sdxl` or `-xl-` SDXL, others SD): picks the steps, rank and learning-rate defaults"),
   LORAFLOW_CAPTIONER: z
     .string()
     .min(1)
