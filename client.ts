@@ -64,6 +64,7 @@ function trainingFlags(command: Command): Command {
     .option('--resolution <px>', "training size in pixels (default: the base model's)", int)
     .option('--seed <n>', `random seed (default: ${D.seed})`, int)
     .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
+    .option('--quantize-base <int8|fp8>', 'hold the frozen base model quantized (FLUX on 24 GB cards; fp8 needs an Ada or Hopper GPU)')
     .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
     .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
     .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num)
@@ -82,7 +83,7 @@ const requestFrom = (o: any, config: Config) =>
         baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
         format: o.format,
         sampleEvery: o.sampleEvery,
-        params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
+        params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed, quantizeBase: o.quantizeBase },
       },
     },
     config,

@@ -25,6 +25,7 @@ const FLAG: Record<string, string> = {
   'training.params.batchSize': '--batch-size',
   'training.params.resolution': '--resolution',
   'training.params.seed': '--seed',
+  'training.params.quantizeBase': '--quantize-base',
 };
 
 /** `fieldName` says what the user wrote for a request field: a CLI flag here, a JSON field in the HTTP API. */

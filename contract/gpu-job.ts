@@ -53,6 +53,10 @@ export const TrainingParams = z.object({
   captionDropout: z.number().min(0).max(0.9).optional(),
   /** Also train on each image mirrored left-right (its latents are cached both ways). */
   flipHorizontal: z.boolean().optional(),
+  /** Keep the frozen denoiser's weights quantized (torchao, weight-only): int8 anywhere, fp8 on Ada or
+   * Hopper GPUs. FLUX's transformer then takes 12 GB instead of 24 GB and trains on 24 GB cards; the
+   * LoRA applies to the unquantized base. Absent: not quantized. */
+  quantizeBase: z.enum(['int8', 'fp8']).optional(),
 });
 export type TrainingParams = z.infer<typeof TrainingParams>;
 

@@ -31,6 +31,7 @@ import checkpoint
 import encoding_cache
 import lora_metadata
 import models
+import quantize
 import settings
 import transfer
 import warm
@@ -114,6 +115,7 @@ def fingerprint(job_input: dict[str, Any], fam: Family, resolution: int) -> dict
         "resolution": resolution, "aspectBuckets": p.get("aspectBuckets", False),
         "lrScheduler": p.get("lrScheduler", "constant"), "warmupSteps": p.get("warmupSteps", 0),
         "gradientAccumulation": p.get("gradientAccumulation", 1), **options_fingerprint(fam.options),
+        **({"quantizeBase": p["quantizeBase"]} if p.get("quantizeBase") else {}),
     }
 
 
@@ -133,6 +135,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     dev, dtype = models.device(), models.training_dtype(params.get("mixedPrecision", "auto"))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    quantize.check(params.get("quantizeBase"), dev)  # before any download
 
     def stopped_before_training(phase: str) -> None:
         if stop.is_set():
@@ -164,7 +167,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     timer.start("load")
     progress.phase("load")
     fam = family_for(models.base_model_path(job_input["baseModel"], settings.load().model_dir), dev, dtype, params)
-    model, kept = warm.denoiser(fam)  # kept clean between jobs (warm.py)
+    model, kept = warm.denoiser(fam, params.get("quantizeBase"))  # kept clean between jobs (warm.py)
     log.info("denoiser %s", "kept from the last job" if kept else "loaded")
     timer.stop()
     stopped_before_training("load")

@@ -18,13 +18,18 @@ log = logging.getLogger("loraflow.warm")
 _held: dict[str, Any] = {}  # {"key": (path, device, dtype), "model": module}
 
 
-def denoiser(fam) -> tuple[Any, bool]:
-    """-> (the clean denoiser of `fam`'s base model, whether it was already loaded)."""
-    key = (str(fam.path), str(fam.device), str(fam.dtype))
+def denoiser(fam, quantized: str | None = None) -> tuple[Any, bool]:
+    """-> (the clean denoiser of `fam`'s base model, quantized as asked (quantize.py), whether it was
+    already loaded)."""
+    key = (str(fam.path), str(fam.device), str(fam.dtype), quantized)
     if _held.get("key") == key:
         return _held["model"], True
     drop()
     model = fam.load_trainable()
+    if quantized:
+        from quantize import quantize
+
+        model = quantize(model, quantized)
     _held.update(key=key, model=model)
     return model, False
 

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { FAMILY_DEFAULTS } from '../../contract/families.js';
 import { TrainingParams } from '../../contract/gpu-job.js';
 import { repoRoot } from '../../lib/toolchain.js';
 
@@ -30,9 +31,12 @@ describe('loraflow CLI', () => {
   it('shows the defaults the contract really applies', async () => {
     const { out } = await loraflow('train', '--help');
     const applied = TrainingParams.parse({});
-    expect(out).toContain(`training steps (default: ${applied.steps})`);
-    expect(out).toContain(`LoRA rank (default: ${applied.rank})`);
-    expect(out).toContain(`learning rate (default: ${applied.learningRate})`);
+    const flat = out.replace(/\s+/g, ' ');
+    const { sd, sdxl, flux } = FAMILY_DEFAULTS;
+    expect(flat).toContain(`training steps (default by base model family: sd ${sd.steps}, sdxl ${sdxl.steps}, flux ${flux.steps})`);
+    expect(flat).toContain(`LoRA rank (default: ${sd.rank})`);
+    expect(flat).toContain(`learning rate (default: ${sd.learningRate})`);
+    expect(new Set([sd.rank, sdxl.rank, flux.rank]).size, 'one rank default for all: the help names one').toBe(1);
     expect(out).toContain(`random seed (default: ${applied.seed})`);
   });
 
