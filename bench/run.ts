@@ -2,7 +2,7 @@
 // Benchmarks report; they do not assert. Every figure is set against a baseline measured in the
 // same run. Options:
 //   --quick              smaller sizes (a few minutes); also BENCH_QUICK=1
-//   --only a,b           run some of: overhead, latency, scale, ingest, gpu, cost (derived from gpu.json;
+//   --only a,b           run some of: overhead, latency, scale, ingest, gpu, fixedOverhead, cost (derived from gpu.json;
 //                        scale runs twice: as worker.ts is configured, and with an activity slot per pipeline)
 //   --compare DIR        add an "after" column from the result files of another run (a patched copy)
 //   --compare-label TEXT what that other run changed
@@ -10,6 +10,7 @@ import os from 'node:os';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { benchFixedOverhead } from './fixed-overhead.js';
 import { benchGpu, costOf } from './gpu.js';
 import { benchIngest } from './ingest.js';
 import { resultsDir, writeResult } from './lib.js';
@@ -26,7 +27,7 @@ const { values } = parseArgs({
   },
 });
 const quick = values.quick!;
-const only = new Set((values.only ?? 'overhead,latency,scale,ingest,gpu').split(',').map((s) => s.trim()));
+const only = new Set((values.only ?? 'overhead,latency,scale,ingest,gpu,fixedOverhead').split(',').map((s) => s.trim()));
 const started = Date.now();
 const log = (msg: string) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${msg}`);
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
@@ -45,6 +46,8 @@ const sizes = {
   gpuJobs: env('BENCH_GPU_JOBS', quick ? 2 : 3),
   gpuSteps: env('BENCH_GPU_STEPS', quick ? 10 : 20),
   gpuPricePerHour: env('BENCH_GPU_PRICE_PER_HOUR', 5.49),
+  fixedSteps: env('BENCH_FIXED_STEPS', quick ? 40 : 150),
+  fixedImages: env('BENCH_FIXED_IMAGES', quick ? 8 : 24),
 };
 
 const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` };
@@ -70,6 +73,7 @@ await step('overhead', () => benchOverhead({ n: sizes.overheadN, log }));
 await step('latency', () => benchLatency({ n: sizes.latencyN, jobSeconds: sizes.latencyJobSeconds, log }));
 await step('ingest', () => benchIngest({ images: sizes.ingestImages, log }));
 await step('gpu', () => benchGpu({ jobs: sizes.gpuJobs, steps: sizes.gpuSteps, log }));
+await step('fixedOverhead', () => benchFixedOverhead({ steps: sizes.fixedSteps, images: sizes.fixedImages, log }));
 // Cost is derived from the GPU figures: this run's, or (with --only cost) the last gpu.json.
 if (only.has('gpu')) only.add('cost');
 const gpuFile = path.join(resultsDir, 'gpu.json');
@@ -93,7 +97,7 @@ if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
 // The summary covers every result file present (a partial run keeps the others' last figures).
 const load = (dir: string) =>
   Object.fromEntries(
-    ['overhead', 'latency', 'scale', 'scaleSlots', 'scaleCache', 'ingest', 'gpu', 'cost']
+    ['overhead', 'latency', 'scale', 'scaleSlots', 'scaleCache', 'ingest', 'gpu', 'fixedOverhead', 'cost']
       .map((n) => [n, path.join(dir, `${n}.json`)] as const)
       .filter(([, f]) => existsSync(f))
       .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),

@@ -116,6 +116,18 @@ const rows: Row[] = [
     baseline: () => 'needs a lent GPU machine; none was lent to this run',
     target: '≥ 1.0× it/s, ≤ 1.0× VRAM',
   },
+  ...(['laterSegment', 'retrain', 'firstSegment'] as const).map(
+    (scenario): Row => ({
+      item: '5 Fixed overhead',
+      figure: `billed s outside training ÷ billed s: ${{ firstSegment: 'first segment', laterSegment: 'a later segment', retrain: 'a retrain on the same images' }[scenario]}`,
+      needs: 'fixedOverhead',
+      value: (r) => ok(r, 'fixedOverhead') && `${n(r.fixedOverhead.after[scenario].overheadShare * 100, 1)}% (${n(r.fixedOverhead.after[scenario].billedSeconds)} s billed)`,
+      baseline: (r) =>
+        ok(r, 'fixedOverhead') &&
+        `${n(r.fixedOverhead.before[scenario].overheadShare * 100, 1)}% (${n(r.fixedOverhead.before[scenario].billedSeconds)} s) with no warm denoiser and no encoding cache: ${n(r.fixedOverhead.ratio[scenario])}×; ${r.fixedOverhead.steps} steps, ${r.fixedOverhead.images} images, tiny FLUX on CPU`,
+      ...(scenario === 'firstSegment' ? {} : { target: '≤ 5%', meets: (r: Results) => (ok(r, 'fixedOverhead') ? r.fixedOverhead.after[scenario].overheadShare <= 0.05 : undefined) }),
+    }),
+  ),
   {
     item: '6 Cost',
     figure: 'GPU-s / $ per 1,000-step run (warm; cold)',
@@ -183,6 +195,10 @@ export function summarize(
     '5. **GPU efficiency**: the real GPU worker (`gpu-worker/handler.py`) on the tiny model on CPU through runpod-local;',
     '   billed = the endpoint’s `executionTime` (+ the worker’s start for the first, cold job); training = the worker’s',
     '   `metrics.seconds.training`. The lent-GPU comparison against diffusers’ reference script is not measured.',
+    '5. **Fixed overhead** (`bench/fixed-overhead.ts`): the same worker on the FLUX-shaped tiny model, one process per',
+    '   configuration, after a warm-up job on another model: a training’s first segment, its second (resumed from the',
+    '   first’s checkpoint) and a retrain (new seed, same images); share = (executionTime − training) ÷ executionTime.',
+    '   Baseline: `LORAFLOW_KEEP_DENOISER=0` and no encoding refs, i.e. every job downloads, loads and encodes anew.',
     '6. **Cost**: the warm job’s fixed seconds + 1,000 × measured seconds per step, at `BENCH_GPU_PRICE_PER_HOUR`;',
     '   cold adds what the cold job spent outside training beyond a warm one.',
     '',

@@ -169,6 +169,8 @@ export const TrainJobOutput = z.object({
     truncatedCaptions: z.array(Sha256).max(100_000).optional(),
     /** The S3 cache of encodings in this job: images served from it, encoded here, and stored for the next job. */
     encodings: z.object({ hits: z.int().nonnegative(), encoded: z.int().nonnegative(), stored: z.int().nonnegative() }).optional(),
+    /** The denoiser was the one this worker kept from its last job (gpu-worker/warm.py): not loaded again. */
+    warm: z.boolean().optional(),
   }),
 });
 export type TrainJobOutput = z.infer<typeof TrainJobOutput>;

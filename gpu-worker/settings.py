@@ -33,6 +33,9 @@ class Settings:
     require_cuda: bool
     """LORAFLOW_REQUIRE_CUDA: refuse every job when torch sees no GPU (set in Dockerfile.gpu: a worker
     that fell back to the CPU would bill GPU time for hours of CPU training)."""
+    keep_denoiser: bool
+    """LORAFLOW_KEEP_DENOISER: keep the clean base denoiser in memory between jobs (warm.py; default
+    on). Off: every job loads it again, as a worker with no memory to spare must (and the benchmark's baseline)."""
 
 
 def load(env: Mapping[str, str] = os.environ) -> Settings:
@@ -45,4 +48,5 @@ def load(env: Mapping[str, str] = os.environ) -> Settings:
         sample_steps=int(steps) if steps else None,
         log_level=env.get("LORAFLOW_LOG_LEVEL", "INFO").upper(),
         require_cuda=env.get("LORAFLOW_REQUIRE_CUDA", "") in ("1", "true"),
+        keep_denoiser=env.get("LORAFLOW_KEEP_DENOISER", "1") not in ("0", "false"),
     )

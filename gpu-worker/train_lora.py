@@ -353,4 +353,5 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     if truncated:
         result["metrics"]["truncatedCaptions"] = truncated
     result["metrics"]["encodings"] = cache_stats
+    result["metrics"]["warm"] = kept
     return result

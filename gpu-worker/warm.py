@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import settings
+
 log = logging.getLogger("loraflow.warm")
 
 _held: dict[str, Any] = {}  # {"key": (path, device, dtype), "model": module}
@@ -35,9 +37,12 @@ def denoiser(fam, quantized: str | None = None) -> tuple[Any, bool]:
 
 
 def clean() -> None:
-    """Back to the base weights alone (called after every job)."""
+    """Back to the base weights alone (called after every job); dropped when the worker keeps none."""
     model = _held.get("model")
     if model is None:
+        return
+    if not settings.load().keep_denoiser:
+        drop()
         return
     try:
         if getattr(model, "peft_config", None):

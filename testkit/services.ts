@@ -94,12 +94,13 @@ export interface FixtureWorkers {
 
 /**
  * The pipeline under test on real services: S3, the local RunPod endpoint running the scripted GPU
- * handler (with `endpoint` options) and the Temporal dev server. `workers()` starts loraflow's
+ * handler (or `handler`, e.g. the real gpu-worker/handler.py; with `endpoint` options) and the Temporal dev server. `workers()` starts loraflow's
  * workers on a task queue, `start()` a pipeline; `stop()` takes it all down.
  */
-export async function startPipelineFixture(name: string, opts: { endpoint?: Partial<RunpodLocalOptions> } = {}) {
+export async function startPipelineFixture(name: string, opts: { endpoint?: Partial<RunpodLocalOptions>; handler?: string; workerEnv?: Record<string, string> } = {}) {
   const tmp = tempDir(name);
-  const [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, 'test/fixtures/scripted_gpu_handler.py', {}, opts.endpoint), startTemporal()]);
+  const handler = opts.handler ?? 'test/fixtures/scripted_gpu_handler.py';
+  const [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, handler, opts.workerEnv, opts.endpoint), startTemporal()]);
   const created: LoraflowWorkers[] = [];
   const serving: Promise<void>[] = [];
 
@@ -146,7 +147,7 @@ export async function startPipelineFixture(name: string, opts: { endpoint?: Part
       await env.teardown();
       await gpu.endpoint.stop();
       await s3.stop();
-      tmp.remove();
+      if (!process.env.KEEP_TMP) tmp.remove();
     },
   };
 }
