@@ -7,16 +7,13 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import { encodingRefs } from '../activities/encodings.js';
 import { TrainJobInput, type TrainJobOutput } from '../contract/gpu-job.js';
-import { RunpodClient, type RunpodJobStatus } from '../lib/runpod-client.js';
+import type { RunpodClient } from '../lib/runpod-client.js';
 import { presignGet, presignPut, putBytes, type Storage } from '../lib/s3.js';
-import { repoRoot, toolchain } from '../lib/toolchain.js';
-import { startRunpodLocal } from '../runpod-local/index.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { startS3, tempDir } from '../testkit/services.js';
-import { API_KEY, round, sleep } from './lib.js';
+import { round, runToEnd, startRealGpuEndpoint } from './lib.js';
 
 const BASE = 'tiny-flux';
 const SCENARIOS = ['firstSegment', 'laterSegment', 'retrain'] as const;
@@ -70,16 +67,7 @@ async function measure(
   o: { steps: number; cache: boolean; keepDenoiser: boolean; tmp: string; log: (m: string) => void },
 ): Promise<Record<Scenario, OverheadFigures>> {
   const label = o.cache ? 'after' : 'before';
-  const runpod = await startRunpodLocal({
-    port: 0,
-    apiKey: API_KEY,
-    workerCommand: [toolchain.python(), '-u', toolchain.gpuWorker()],
-    workerCwd: repoRoot,
-    workers: 1,
-    workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'WARN', LORAFLOW_LOG_LEVEL: 'WARNING', LORAFLOW_KEEP_DENOISER: o.keepDenoiser ? '1' : '0' },
-    logger: pino({ level: 'warn' }, pino.destination({ dest: path.join(o.tmp, 'logs', `runpod-${label}.log`), mkdir: true })),
-  });
-  const client = new RunpodClient({ baseUrl: runpod.url, apiKey: API_KEY, endpointId: runpod.endpointId });
+  const { runpod, client } = await startRealGpuEndpoint(path.join(o.tmp, 'logs', `runpod-${label}.log`), { LORAFLOW_KEEP_DENOISER: o.keepDenoiser ? '1' : '0' });
   const lora = (seed: number) => ({ baseModel: BASE, triggerWord: 'lfbench', params: TrainJobInput.shape.params.parse({ steps: 2 * o.steps, seed, rank: 4 }), format: 'diffusers' as const });
   const job = async (name: string, settings: ReturnType<typeof lora>, extra: Record<string, unknown>) => {
     const encodings = o.cache ? await encodingRefs(storage, settings, images, 3600) : undefined;
@@ -109,13 +97,7 @@ async function measure(
 }
 
 async function run(client: RunpodClient, input: TrainJobInput): Promise<OverheadFigures> {
-  const { id } = await client.run(input);
-  let status: RunpodJobStatus;
-  for (;;) {
-    status = await client.status(id);
-    if (['COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'].includes(status.status)) break;
-    await sleep(100);
-  }
+  const status = await runToEnd(client, input);
   const output = status.output as TrainJobOutput & { error?: string };
   if (status.status !== 'COMPLETED' || output?.error) throw new Error(`GPU job ${status.status}: ${status.error ?? output?.error}`);
   const billed = (status.executionTime ?? 0) / 1000;

@@ -5,15 +5,11 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import { TrainJobInput } from '../contract/gpu-job.js';
-import { RunpodClient, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { presignGet, presignPut, putBytes } from '../lib/s3.js';
-import { repoRoot, toolchain } from '../lib/toolchain.js';
-import { startRunpodLocal } from '../runpod-local/index.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { startS3, tempDir } from '../testkit/services.js';
-import { API_KEY, mean, round, sleep } from './lib.js';
+import { mean, round, runToEnd, startRealGpuEndpoint } from './lib.js';
 
 export interface GpuJobFigures {
   job: number;
@@ -33,17 +29,8 @@ export async function benchGpu(o: { jobs: number; steps: number; log: (m: string
   const tmp = tempDir('bench-gpu');
   const s3 = await startS3(tmp.dir);
   const endpointStarted = Date.now();
-  const runpod = await startRunpodLocal({
-    port: 0,
-    apiKey: API_KEY,
-    workerCommand: [toolchain.python(), '-u', toolchain.gpuWorker()],
-    workerCwd: repoRoot,
-    workers: 1,
-    workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'WARN', LORAFLOW_LOG_LEVEL: 'WARNING' },
-    logger: pino({ level: 'warn' }, pino.destination({ dest: path.join(tmp.dir, 'logs', 'runpod.log'), mkdir: true })),
-  });
+  const { runpod, client } = await startRealGpuEndpoint(path.join(tmp.dir, 'logs', 'runpod.log'));
   try {
-    const client = new RunpodClient({ baseUrl: runpod.url, apiKey: API_KEY, endpointId: runpod.endpointId });
     const dir = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 4, captioned: 0, size: 64 });
     const images = await Promise.all(
       readdirSync(dir).map(async (name, i) => {
@@ -65,13 +52,7 @@ export async function benchGpu(o: { jobs: number; steps: number; log: (m: string
         output: { loraUrl: await presignPut(s3.storage, `runs/bench-${j}/lora.safetensors`) },
       });
       const submitted = Date.now();
-      const { id } = await client.run(input);
-      let status: RunpodJobStatus;
-      for (;;) {
-        status = await client.status(id);
-        if (['COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'].includes(status.status)) break;
-        await sleep(100);
-      }
+      const status = await runToEnd(client, input);
       if (status.status !== 'COMPLETED') throw new Error(`GPU job ${j} ${status.status}: ${status.error}`);
       const output = status.output as { metrics: { seconds: Record<string, number> } };
       const seconds = output.metrics.seconds;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { pino } from 'pino';
 import { loadConfig } from '../lib/config.js';
-import { RunpodClient } from '../lib/runpod-client.js';
+import { RunpodClient, type RunpodJobStatus } from '../lib/runpod-client.js';
 import type { Storage } from '../lib/s3.js';
 import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
 import { startRunpodLocal } from '../runpod-local/index.js';
@@ -19,6 +19,32 @@ import type { CallCounts } from './worker.js';
 export const resultsDir = path.join(repoRoot, 'bench', 'results');
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const API_KEY = 'bench-key';
+
+// ------------------------------------------------------------------ the real GPU worker
+
+/** runpod-local with one process of the real GPU worker (gpu-worker/handler.py, the tiny models), quiet logs to `logFile`. */
+export async function startRealGpuEndpoint(logFile: string, workerEnv: Record<string, string> = {}) {
+  const runpod = await startRunpodLocal({
+    port: 0,
+    apiKey: API_KEY,
+    workerCommand: [toolchain.python(), '-u', toolchain.gpuWorker()],
+    workerCwd: repoRoot,
+    workers: 1,
+    workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'WARN', LORAFLOW_LOG_LEVEL: 'WARNING', ...workerEnv },
+    logger: pino({ level: 'warn' }, pino.destination({ dest: logFile, mkdir: true })),
+  });
+  return { runpod, client: new RunpodClient({ baseUrl: runpod.url, apiKey: API_KEY, endpointId: runpod.endpointId }) };
+}
+
+/** Submits `input` and polls every 100 ms until the job ends. */
+export async function runToEnd(client: RunpodClient, input: unknown): Promise<RunpodJobStatus> {
+  const { id } = await client.run(input as never);
+  for (;;) {
+    const status = await client.status(id);
+    if (['COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'].includes(status.status)) return status;
+    await sleep(100);
+  }
+}
 
 // ------------------------------------------------------------------ /proc
 
