@@ -172,15 +172,16 @@ program
   });
 
 program
-  .command('generate <lora>')
-  .description('render images with a published LoRA (NAME, NAME@VERSION, either with :WEIGHT) as a workflow with one GPU job; the PNGs and a contact sheet are stored under the LoRA version')
+  .command('generate')
+  .description('render images with a published LoRA as a workflow with one GPU job; the PNGs and a contact sheet are stored under the LoRA version')
+  .argument('<name>', 'the LoRA: NAME (its latest version) or NAME@VERSION, either with :WEIGHT (default 1)')
   .requiredOption('--prompt <text>', 'a prompt (repeat for several)', collect)
   .option('--n <count>', `images per prompt; image i of every prompt uses seed + i (default: ${G.n})`, int)
   .option('--seed <n>', `first seed: the same seed and parameters give the same images (default: ${G.seed})`, int)
   .option('--steps <n>', `denoising steps (default: ${G.steps})`, int)
   .option('--guidance <x>', "guidance scale (default: the pipeline's)", num)
   .option('--size <WxH>', "image size, e.g. 512x768 (default: the base model's native size)")
-  .option('--lora <ref>', 'another LoRA applied too, NAME[@VERSION][:WEIGHT] (repeat for several; same base model)', collect, [])
+  .option('--lora <ref>', 'another LoRA applied too, NAME[@VERSION][:WEIGHT] (repeat for several; same base model)', collect)
   .option('--negative <text>', 'negative prompt (SD, SDXL)')
   .option('--budget <amount>', 'most the generation may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES (default: no cap)', num)
   .option('--out <dir>', 'download the images, contact sheet and generation.json into this directory (implies --wait)')
@@ -190,7 +191,7 @@ program
     const config = loadConfig();
     const request = buildGenerateRequest(
       {
-        loras: [parseLoraRef(lora, 'NAME'), ...(o.lora as string[]).map((l) => parseLoraRef(l, '--lora'))],
+        loras: [parseLoraRef(lora, 'NAME'), ...((o.lora ?? []) as string[]).map((l) => parseLoraRef(l, '--lora'))],
         prompts: o.prompt,
         ...(o.negative !== undefined ? { negativePrompt: o.negative } : {}),
         n: o.n,

@@ -53,10 +53,16 @@ async function generate(lora: string, ...extra: string[]): Promise<GenerationRes
   return { ...result, files };
 }
 const shas = (g: GenerationResult) => g.images.map((i) => i.sha256);
+/** gen-a's image of prompt "lfgen" at seed 3, as the CLI rendered it. */
+let cliImage: string | undefined;
+
+const api = (route: string, init: RequestInit = {}) =>
+  fetch(`${stack.api.url}${route}`, { ...init, headers: { authorization: `Bearer ${stack.api.token}`, 'content-type': 'application/json' } });
 
 describe('loraflow generate', () => {
   it('renders with one and with two LoRAs: each changes the base model\'s images, and the same seed gives the same PNGs', async () => {
     const one = await generate('gen-a');
+    cliImage = one.images.find((i) => i.prompt === 0 && i.seed === 3)?.sha256;
     const again = await generate('gen-a');
     const base = await generate('gen-a:0'); // weight 0: the worker applies nothing
     const two = await generate('gen-a', '--lora', 'gen-b:0.8');
@@ -74,6 +80,20 @@ describe('loraflow generate', () => {
     expect(sha256(await readFile(file))).toBe(one.images.find((i) => i.prompt === 1 && i.seed === 4)!.sha256);
     expect(one.usage.jobs).toHaveLength(1);
   }, 600_000);
+
+  it('over HTTP: POST /v1/generations, then GET it for presigned URLs of the same PNG the CLI got', async () => {
+    const bad = await api('/v1/generations', { method: 'POST', body: JSON.stringify({ loras: [{ name: 'gen-a' }], prompts: ['lfgen'], n: 0 }) });
+    expect([bad.status, ((await bad.json()) as { error: { field: string } }).error.field]).toEqual([400, 'n']);
+    const created = await api('/v1/generations', { method: 'POST', body: JSON.stringify({ loras: [{ name: 'gen-a' }], prompts: ['lfgen'], n: 1, seed: 3, steps: 4 }) });
+    expect(created.status).toBe(201);
+    const { id } = (await created.json()) as { id: string };
+    type Got = { status: string; result?: GenerationResult; files?: { name: string; url: string }[] };
+    const got = await until(async () => (await (await api(`/v1/generations/${id}`)).json()) as Got, (g) => g.status !== 'RUNNING', 300_000, 1000);
+    expect(got.status).toBe('COMPLETED');
+    const png = Buffer.from(await (await fetch(got.files!.find((f) => f.name === 'prompt0-seed3.png')!.url)).arrayBuffer());
+    expect(sha256(png)).toBe(got.result!.images[0]!.sha256);
+    expect(sha256(png)).toBe(cliImage);
+  }, 360_000);
 
   it('a cancelled generation stops its GPU job', async () => {
     const since = stack.runpod.ledger().length;
