@@ -79,3 +79,13 @@ def test_bad_generate_inputs_name_their_field(worker_env, store, loras, progress
     assert odd["error"].startswith("[INPUT] width:"), odd
     assert not any(k.startswith(("bad/", "flux/", "odd/")) for k in store.objects), "nothing written on failure"
     assert not any("lora" in n for n, _ in warm._held["model"].named_parameters())
+
+
+@pytest.mark.parametrize("base", ["tiny-sdxl", "tiny-flux"])
+def test_generate_runs_every_family_with_its_lora(worker_env, store, progress_log, base) -> None:
+    warm.drop()
+    trained = handler.run_job(train_job(store, base=base, steps=1, out=f"{base}.safetensors"))
+    lora = {"url": store.url(f"{base}.safetensors"), "sha256": trained["lora"]["sha256"], "weight": 1.0}
+    result = handler.run_job(generate_job(store, [lora], out=base, baseModel=base, n=1, prompts=["zxq"]))
+    assert len(shas(result)) == 1 and result["metrics"]["warm"], "rendered on the denoiser the train job left"
+    assert not any("lora" in n for n, _ in warm._held["model"].named_parameters())
