@@ -1,12 +1,13 @@
 // The `loraflow` CLI. Every command takes --json; configuration comes from the environment (lib/config.ts).
 import { Command, InvalidArgumentError } from 'commander';
 import { FAMILY_DEFAULTS } from './contract/families.js';
-import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
+import { GENERATE_DEFAULTS as G, TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import type { PublishedLora } from './contract/pipeline.js';
 import { type Config, loadConfig } from './lib/config.js';
 import { formatCost } from './lib/pricing.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, report, status } from './cli/inspect.js';
+import { buildGenerateRequest, downloadGeneration, GENERATE_FLAG, parseLoraRef, parseSize, startGeneration } from './cli/generate.js';
 import { describeLogs, pipelineLogs } from './cli/logs.js';
 import {
   backfillSchedule,
@@ -40,6 +41,7 @@ const isoDate = (v: string) => {
   if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('expected an ISO date-time, e.g. 2026-01-01T00:00:00Z');
   return d;
 };
+const collect = (v: string, all: string[] = []) => [...all, v];
 const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value, null, 2) : text);
 
 const program = new Command('loraflow').description('Durable LoRA training: Temporal pipelines, RunPod GPU workers, S3 storage.').showHelpAfterError();
@@ -175,6 +177,51 @@ program
     const config = loadConfig();
     const files = await download(await connect(config), config, id, o.out);
     print(o.json, files, `${files.lora}\n${files.metadata}`);
+  });
+
+program
+  .command('generate')
+  .description('render images with a published LoRA as a workflow with one GPU job; the PNGs and a contact sheet are stored under the LoRA version')
+  .argument('<name>', 'the LoRA: NAME (its latest version) or NAME@VERSION, either with :WEIGHT (default 1)')
+  .requiredOption('--prompt <text>', 'a prompt (repeat for several)', collect)
+  .option('--n <count>', `images per prompt; image i of every prompt uses seed + i (default: ${G.n})`, int)
+  .option('--seed <n>', `first seed: the same seed and parameters give the same images (default: ${G.seed})`, int)
+  .option('--steps <n>', `denoising steps (default: ${G.steps})`, int)
+  .option('--guidance <x>', "guidance scale (default: the pipeline's)", num)
+  .option('--size <WxH>', "image size, e.g. 512x768 (default: the base model's native size)")
+  .option('--lora <ref>', 'another LoRA applied too, NAME[@VERSION][:WEIGHT] (repeat for several; same base model)', collect)
+  .option('--negative <text>', 'negative prompt (SD, SDXL)')
+  .option('--budget <amount>', 'most the generation may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES (default: no cap)', num)
+  .option('--out <dir>', 'download the images, contact sheet and generation.json into this directory (implies --wait)')
+  .option('--wait', 'wait until the images are stored (exit 1 on failure)')
+  .option('--json', 'machine-readable output')
+  .action(async (lora: string, o) => {
+    const config = loadConfig();
+    const request = buildGenerateRequest(
+      {
+        loras: [parseLoraRef(lora, 'NAME'), ...((o.lora ?? []) as string[]).map((l) => parseLoraRef(l, '--lora'))],
+        prompts: o.prompt,
+        ...(o.negative !== undefined ? { negativePrompt: o.negative } : {}),
+        n: o.n,
+        seed: o.seed,
+        steps: o.steps,
+        guidance: o.guidance,
+        ...(o.size ? parseSize(o.size) : {}),
+        budget: o.budget,
+      },
+      GENERATE_FLAG,
+    );
+    const client = await connect(config);
+    const handle = await startGeneration(client, config, request);
+    const info = { workflowId: handle.workflowId, webUi: webUiLink(config, handle.workflowId) };
+    if (!o.json) console.error(`started generation ${handle.workflowId}\n  Web UI: ${info.webUi}`);
+    if (!o.wait && !o.out) return print(o.json, info, handle.workflowId);
+    const result = await handle.result().catch((err: unknown) => {
+      const cause = err instanceof Error && err.cause instanceof Error ? (err.cause.cause instanceof Error ? err.cause.cause : err.cause) : err;
+      throw new CliError(`generation ${handle.workflowId} failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+    });
+    const files = o.out ? await downloadGeneration(config, result, o.out) : undefined;
+    print(o.json, { ...info, result, ...(files ? { files } : {}) }, files ? files.join('\n') : `${result.contactSheet.uri}\n  ${result.images.length} images at ${result.uri}`);
   });
 
 const schedule = program.command('schedule').description('cron-triggered retraining: a run retrains only when the dataset changed since the last published version');

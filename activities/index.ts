@@ -2,6 +2,7 @@
 import { captionDataset } from './caption.js';
 import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
+import { generateOnGpu, resolveLoras, storeGeneration } from './generate.js';
 import { pushToHub } from './hub.js';
 import { ingestDataset } from './ingest.js';
 import { cancelOrphanGpuJobs } from './janitor.js';
@@ -11,7 +12,7 @@ import { trainOnGpu } from './train.js';
 import { watchSchedule } from './schedule-webhooks.js';
 import { deliverWebhook, watchTraining } from './webhooks.js';
 
-const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook, watchSchedule };
+const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook, watchSchedule, resolveLoras, generateOnGpu, storeGeneration };
 
 type Bound<F> = F extends (deps: ActivityDeps, input: infer I) => infer R ? (input: I) => R : never;
 export type Activities = { [K in keyof typeof STAGES]: Bound<(typeof STAGES)[K]> };

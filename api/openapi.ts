@@ -9,7 +9,7 @@ import { apiSchemas } from './schemas.js';
 
 type Json = Record<string, unknown>;
 /** Request bodies are described as clients write them (defaults optional), the rest as the server sends them. */
-const REQUEST_BODIES = new Set(['UploadCreate', 'TrainingCreate', 'ScheduleCreate', 'GatewayRun']);
+const REQUEST_BODIES = new Set(['UploadCreate', 'TrainingCreate', 'ScheduleCreate', 'GenerationCreate', 'GatewayRun']);
 
 function components(): Record<string, Json> {
   const render = (io: 'input' | 'output') =>
@@ -81,6 +81,19 @@ const paths = {
   '/v1/schedules/{id}': { delete: op('delete a schedule (runs already started go on)', { 200: json('ScheduleDone', 'deleted') }, { parameters: [scheduleParam] }) },
   '/v1/loras': { get: op('published LoRAs and their latest version', { 200: json('LoraList', 'the LoRAs') }, {}, [401]) },
   '/v1/loras/{name}/versions': { get: op('every published version of a LoRA, newest first', { 200: json('LoraVersions', 'the versions') }, { parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }] }, [400, 401, 404]) },
+  '/v1/generations': {
+    post: op(
+      'render images with published LoRAs (one GPU job); stored under the first LoRA\'s version',
+      { 201: json('GenerationCreated', 'started'), 200: json('GenerationCreated', 'this Idempotency-Key already had a generation: this is it') },
+      {
+        parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,200}$' } }],
+        requestBody: { required: true, content: { 'application/json': { schema: ref('GenerationCreate') } } },
+      },
+      [400, 401, 413],
+    ),
+  },
+  '/v1/generations/{id}': { get: op('a generation\'s status; once COMPLETED its result and presigned URLs of the images', { 200: json('Generation', 'the generation') }, { parameters: [idParam] }) },
+  '/v1/generations/{id}/cancel': { post: op('cancel a generation and its GPU job; answers once both stopped', { 200: json('Cancelled', 'its final status') }, { parameters: [idParam] }) },
   ...gatewayPaths(),
 };
 

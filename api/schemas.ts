@@ -3,7 +3,7 @@
 // server do another.
 import { z } from 'zod';
 import { WEBHOOK_EVENTS } from '../contract/webhooks.js';
-import { Budget, LoraName, Stage, TrainingSettings } from '../contract/pipeline.js';
+import { Budget, GenerateRequest, LoraName, Stage, TrainingSettings } from '../contract/pipeline.js';
 
 /** The named schemas /openapi.json lists under components.schemas. */
 export const apiSchemas = z.registry<{ id: string; description?: string }>();
@@ -119,3 +119,18 @@ export const Report = z.object({ id: TrainingId, files: z.array(PresignedFile) }
 export const ProgressEvent = z
   .object({ stage: Stage, state: z.string(), status: z.string(), step: z.number().optional(), totalSteps: z.number().optional(), loss: z.number().optional(), gpuState: z.string().optional() })
   .register(apiSchemas, { id: 'ProgressEvent', description: 'One `progress` server-sent event: sent when anything in it changes; the stream ends after the run closes.' });
+
+export const GenerationCreate = GenerateRequest.register(apiSchemas, {
+  id: 'GenerationCreate',
+  description: 'What `loraflow generate` builds: `loras[0]` (its version, else latest) holds the images, the others are applied with it at their weights.',
+});
+export const GenerationCreated = z.object({ id: TrainingId, attached: z.boolean().describe('true: this Idempotency-Key already had a generation, and this is it'), webUi: z.string() }).register(apiSchemas, { id: 'GenerationCreated' });
+export const Generation = z
+  .object({
+    id: TrainingId,
+    status: z.string(),
+    summary: z.string().optional().describe('the line the Web UI shows'),
+    result: z.looseObject({ uri: z.string(), images: z.array(z.looseObject({ prompt: z.number(), seed: z.number(), sha256: z.string(), uri: z.string() })) }).optional(),
+    files: z.array(PresignedFileSchema()).optional().describe('presigned GET URLs of every image and the contact sheet, once stored'),
+  })
+  .register(apiSchemas, { id: 'Generation', description: 'A generation: its status, and once COMPLETED its result (generation.json) and presigned URLs.' });

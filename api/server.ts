@@ -13,6 +13,7 @@ import { errorResponse } from './errors.js';
 import { gatewayRoutes, GATEWAY_LIMITS } from './gateway/routes.js';
 import { openApiDocument } from './openapi.js';
 import { trainingRoutes } from './routes/trainings.js';
+import { generationRoutes } from './routes/generations.js';
 import { loraRoutes } from './routes/loras.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { uploadRoutes } from './routes/uploads.js';
@@ -33,6 +34,7 @@ export function createApp(deps: ApiDeps, tokenHashes: string[]): Hono {
   app.route('/v1/trainings', trainingRoutes(deps));
   app.route('/v1/schedules', scheduleRoutes(deps));
   app.route('/v1/loras', loraRoutes(deps));
+  app.route('/v1/generations', generationRoutes(deps));
   app.route('/v2', gatewayRoutes(deps));
   return app;
 }

@@ -3,12 +3,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { CaptionJobOutput, GpuJobInput, GpuProgress, TrainJobOutput } from './gpu-job.js';
+import { CaptionJobOutput, GenerateJobOutput, GpuJobInput, GpuProgress, TrainJobOutput } from './gpu-job.js';
 
 const schemas = {
   'gpu-job-input': GpuJobInput,
   'caption-job-output': CaptionJobOutput,
   'train-job-output': TrainJobOutput,
+  'generate-job-output': GenerateJobOutput,
   'gpu-progress': GpuProgress,
 };
 

@@ -136,9 +136,41 @@ export const TrainJobInput = LoraSettings.extend({
     .optional(),
 });
 
-export const GpuJobInput = z.discriminatedUnion('task', [CaptionJobInput, TrainJobInput]);
+/** Defaults of a generation, shared with the CLI's --help so it stays true. */
+export const GENERATE_DEFAULTS = { n: 4, seed: 0, steps: 25 } as const;
+
+/** What a generation renders: the same values reproduce the same PNGs on the same worker image. */
+export const GenerateParams = z.object({
+  prompts: z.array(z.string().min(1).max(1000)).min(1).max(16),
+  /** SD and SDXL; FLUX.1 has no negative prompt (distilled guidance) and refuses one as an INPUT error. */
+  negativePrompt: z.string().min(1).max(1000).optional(),
+  /** Images per prompt; image i of every prompt uses seed + i, so prompts are comparable. */
+  n: z.int().min(1).max(16).default(GENERATE_DEFAULTS.n),
+  seed: z.int().min(0).max(2 ** 31 - 1).default(GENERATE_DEFAULTS.seed),
+  steps: z.int().min(1).max(200).default(GENERATE_DEFAULTS.steps),
+  /** Classifier-free guidance (SD, SDXL) or FLUX.1-dev's distilled guidance; absent: the pipeline's default. */
+  guidance: z.number().min(0).max(30).optional(),
+  /** Absent: the base model's native size; sides must be multiples of the family's pixel multiple. */
+  width: z.int().min(32).max(2048).multipleOf(8).optional(),
+  height: z.int().min(32).max(2048).multipleOf(8).optional(),
+});
+export type GenerateParams = z.infer<typeof GenerateParams>;
+
+export const GenerateJobInput = GenerateParams.extend({
+  task: z.literal('generate'),
+  baseModel: LoraSettings.shape.baseModel,
+  /** LoRAs applied together at their weights (presigned GETs, checked against sha256); none: the base model. */
+  loras: z.array(z.object({ url: z.url(), sha256: Sha256, weight: z.number().min(-4).max(4) })).max(8),
+  /** Presigned PUTs: `images[p * n + i]` is image i of prompt p; `contactSheet` is the grid of all. */
+  output: z.object({ images: z.array(z.url()).min(1).max(256), contactSheet: z.url() }),
+  claim: JobClaim.optional(),
+  result: ResultUpload.optional(),
+});
+
+export const GpuJobInput = z.discriminatedUnion('task', [CaptionJobInput, TrainJobInput, GenerateJobInput]);
 export type CaptionJobInput = z.infer<typeof CaptionJobInput>;
 export type TrainJobInput = z.infer<typeof TrainJobInput>;
+export type GenerateJobInput = z.infer<typeof GenerateJobInput>;
 export type GpuJobInput = z.infer<typeof GpuJobInput>;
 
 export const CaptionJobOutput = z.object({
@@ -175,9 +207,25 @@ export const TrainJobOutput = z.object({
 });
 export type TrainJobOutput = z.infer<typeof TrainJobOutput>;
 
+export const GenerateJobOutput = z.object({
+  /** In the order of `output.images`. */
+  images: z.array(z.object({ prompt: z.int().nonnegative(), seed: z.int().nonnegative(), sha256: Sha256, bytes: z.int().positive() })).max(256),
+  contactSheet: z.object({ sha256: Sha256, bytes: z.int().positive() }),
+  metrics: z.object({
+    width: z.int().positive(),
+    height: z.int().positive(),
+    /** Seconds per phase: download, load, generating, upload. */
+    seconds: z.record(z.string(), z.number().nonnegative()),
+    device: z.string(),
+    /** Whether the base model was already loaded by an earlier job on this worker. */
+    warm: z.boolean(),
+  }),
+});
+export type GenerateJobOutput = z.infer<typeof GenerateJobOutput>;
+
 /** What `runpod.serverless.progress_update` carries while a job runs. */
 export const GpuProgress = z.object({
-  phase: z.enum(['download', 'load', 'caching', 'captioning', 'training', 'upload']),
+  phase: z.enum(['download', 'load', 'caching', 'captioning', 'training', 'generating', 'upload']),
   step: z.int().nonnegative().optional(),
   totalSteps: z.int().positive().optional(),
   loss: z.number().optional(),

@@ -1,7 +1,7 @@
 // Messages between the CLI, the workflow and its activities. Small metadata only:
 // keys, ids and hashes; never image bytes, presigned URLs or secrets (they would land in history).
 import { z } from 'zod';
-import { LoraSettings, Sha256 } from './gpu-job.js';
+import { GenerateParams, LoraSettings, Sha256 } from './gpu-job.js';
 
 /** A run's GPU budget, in the price currency of LORAFLOW_GPU_PRICES. */
 export const Budget = z.number().positive().max(1_000_000);
@@ -43,6 +43,54 @@ export const TrainRequest = z.object({
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
+
+/** A published LoRA version (`loras/<name>/<version>/`); absent version: `latest.json`'s. */
+export const LoraVersion = z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, 'letters, digits, ".", "_" or "-"');
+export const LoraRef = z.object({ name: LoraName, version: LoraVersion.optional(), weight: z.number().min(-4).max(4).default(1) });
+export type LoraRef = z.infer<typeof LoraRef>;
+
+/** `loraflow generate`: the first LoRA's version holds the images; the others are applied with it. */
+export const GenerateRequest = GenerateParams.extend({
+  loras: z.array(LoraRef).min(1).max(8),
+  budget: Budget.optional(),
+});
+export type GenerateRequest = z.infer<typeof GenerateRequest>;
+export type GenerateRequestInput = z.input<typeof GenerateRequest>;
+
+/** A LoRA of a generation as it was resolved (the version `latest` named then) and applied. */
+export interface ResolvedLora {
+  name: string;
+  version: string;
+  key: string;
+  sha256: string;
+  baseModel: string;
+  weight: number;
+}
+
+/** What the generate GPU stage left in the run's staging area, as the worker reported it. */
+export interface GeneratedImages {
+  gpuJobId: string;
+  gpuJobIds: string[];
+  images: { prompt: number; seed: number; sha256: string; key: string }[];
+  contactSheet: { sha256: string; key: string };
+  metrics: { width: number; height: number; seconds: Record<string, number>; device: string; warm: boolean };
+  usage: GpuUsage;
+}
+
+/** What `generateImages` returns and `loras/<name>/<version>/generations/<id>/generation.json` holds. */
+export interface GenerationResult {
+  id: string;
+  /** s3://…/generations/<id>/ */
+  uri: string;
+  loras: ResolvedLora[];
+  baseModel: string;
+  params: GenerateParams;
+  images: { prompt: number; seed: number; sha256: string; uri: string }[];
+  contactSheet: { sha256: string; uri: string };
+  metrics: GeneratedImages['metrics'];
+  gpuJobIds: string[];
+  usage: GpuUsage;
+}
 
 export const Stage = z.enum(['queued', 'ingest', 'caption', 'train', 'publish', 'published', 'skipped', 'failed', 'cancelled']);
 export type Stage = z.infer<typeof Stage>;

@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 import settings
 from errors import InputError, JobError
 
-TASKS = ("caption", "train")
-OUTPUT_SCHEMAS = {"caption": "caption-job-output", "train": "train-job-output"}
+TASKS = ("caption", "train", "generate")
+OUTPUT_SCHEMAS = {"caption": "caption-job-output", "train": "train-job-output", "generate": "generate-job-output"}
 
 
 def schema_dir() -> Path:

@@ -10,8 +10,12 @@ is generated from contract/gpu-job.ts (the reference for every field):
             "stopAfterSeconds"?, "checkpoint"?: {"url", "readUrl"?, "everySteps"},
             "resume"?: {"url"}, "samples"?: {"prompt", "urls": {"<step>": url}}}
     -> {"step", "lora"? (only when finished), "checkpoint"?, "samples"?, "metrics"}
+  generate: {"task": "generate", "baseModel", "loras": [{"url", "sha256", "weight"}], "prompts",
+            "negativePrompt"?, "n", "seed", "steps", "guidance"?, "width"?, "height"?,
+            "output": {"images": [url per prompt x n], "contactSheet"}, "claim"?, "result"?}
+    -> {"images": [{"prompt", "seed", "sha256", "bytes"}], "contactSheet", "metrics"}
 
-Both kinds claim their work first ("claim": {"url", "readUrl", "attemptUrls"}: a job the service
+Every kind claims its work first ("claim": {"url", "readUrl", "attemptUrls"}: a job the service
 retries under its id continues, a duplicate stops) and PUT their output to "result.url" before
 returning it, so it outlives RunPod's result retention.
 Failures return {"error": "[OOM|INPUT|TRANSIENT|INTERNAL|CLAIMED|CRASHED] message"} (see errors.py).
@@ -79,6 +83,10 @@ def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, An
             from caption import run_caption
 
             output = run_caption(job_input, workdir, progress)
+        elif task == "generate":
+            from generate import run_generate
+
+            output = run_generate(job_input, workdir, progress, stop)
         else:
             from train_lora import run_train
 
@@ -98,7 +106,7 @@ def run_job(job: dict[str, Any], stop: StopSignal | None = None) -> dict[str, An
         return {"error": message}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if "warm" in sys.modules:  # a train job ran: its adapter leaves the kept denoiser
+        if "warm" in sys.modules:  # a train or generate job ran: its adapters leave the kept denoiser
             sys.modules["warm"].clean()
         _free_memory()
 

@@ -1,9 +1,10 @@
-"""The denoiser a warm worker keeps between train jobs.
+"""The denoiser a warm worker keeps between train and generate jobs.
 
 Loading the UNet / transformer is the largest fixed cost of a job (FLUX: 24 GB from disk into the
 GPU), paid again by every segment and retrain. The worker keeps the last one it loaded, clean: a
-job trains a LoRA on top of it (the base weights are frozen, never written), and after every job,
-whatever its outcome, `clean()` removes the adapter, checkpointing and training mode. If removing
+job trains a LoRA on top of it (the base weights are frozen, never written), or a generate job
+loads published LoRAs into it as adapters (generate.py), and after every job, whatever its
+outcome, `clean()` removes the adapters, checkpointing and training mode. If removing
 fails, the model is dropped and the next job loads a fresh one. One denoiser at a time: two FLUX
 transformers would not fit beside each other.
 """

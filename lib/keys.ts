@@ -19,7 +19,7 @@ export const encodingKey = (id: string) => `encodings/${id}.safetensors`;
 /** One run of a workflow: `<workflow id>/<run id>`, the key all of the run's working files hang off. */
 export const runKeyOf = (workflowId: string, runId: string) => `${workflowId}/${runId}`;
 
-export type GpuStage = 'caption' | 'train';
+export type GpuStage = 'caption' | 'train' | 'generate';
 
 /** A run's working files: captions, its GPU jobs' records, and each stage generation's files. */
 export function runKeys(runKey: string) {
@@ -40,6 +40,8 @@ export function runKeys(runKey: string) {
         result: `${g}/result.json`,
         lora: `${g}/lora.safetensors`,
         sample: (step: number) => `${g}/samples/step-${step}.png`,
+        image: (k: number) => `${g}/images/${k}.png`,
+        contactSheet: `${g}/contact-sheet.png`,
       };
     },
   };
@@ -62,6 +64,17 @@ export function loraKeys(name: string, version: string) {
     metadata: `${prefix}/metadata.json`,
     sample: (step: number) => `${prefix}/samples/step-${step}.png`,
     report: `${prefix}/report`,
+  };
+}
+
+/** One generation's images under the LoRA version they were made with (GenerationResult). */
+export function generationKeys(name: string, version: string, id: string) {
+  const prefix = `${loraKeys(name, version).prefix}/generations/${safeName(id)}`;
+  return {
+    prefix,
+    image: (prompt: number, seed: number) => `${prefix}/prompt${prompt}-seed${seed}.png`,
+    contactSheet: `${prefix}/contact-sheet.png`,
+    record: `${prefix}/generation.json`,
   };
 }
 

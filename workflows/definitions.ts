@@ -6,8 +6,8 @@ import type { GpuProgressSignal, PipelineProgress } from '../contract/pipeline.j
 
 /** GPU stages run on their own task queue, whose worker slots cap concurrent GPU jobs (lib/workers.ts). */
 export const gpuTaskQueue = (taskQueue: string): string => `${taskQueue}-gpu`;
-/** The activities trainLora runs there. */
-export const GPU_STAGE_ACTIVITIES = ['captionDataset', 'trainOnGpu'];
+/** The activities trainLora and generateImages run there. */
+export const GPU_STAGE_ACTIVITIES = ['captionDataset', 'trainOnGpu', 'generateOnGpu'];
 
 export const progressQuery = defineQuery<PipelineProgress>('progress');
 export const gpuProgressSignal = defineSignal<[GpuProgressSignal]>('gpuProgress');

@@ -30,6 +30,7 @@ class Family:
     denoiser = "unet"  # the pipeline component that gets the LoRA
     sample_steps = 25
     fp16_refused = ""  # why this family cannot train in fp16, if it cannot
+    negative_prompts = True  # whether its pipeline takes a negative prompt (FLUX.1's does not)
     lora_targets: list[str] | str = LORA_TARGETS  # peft target_modules
 
     def __init__(self, path: Path, dev: torch.device, dtype: torch.dtype, options: Options | None = None) -> None:
@@ -165,17 +166,22 @@ class Family:
         return {}
 
     @torch.no_grad()
-    def sample(self, model: torch.nn.Module, prompt: str, width: int, height: int, seed: int):
+    def sample(self, model: torch.nn.Module, prompt: str, width: int, height: int, seed: int, *,
+               steps: int | None = None, guidance: float | None = None, negative: str | None = None, pipe=None):
         """Denoise under the training's autocast (the LoRA weights are fp32, the frozen ones half), then
-        decode outside it: SDXL's VAE overflows in fp16, and autocast would run it in fp16."""
-        pipe = self.pipeline(model)
+        decode outside it: SDXL's VAE overflows in fp16, and autocast would run it in fp16.
+
+        Training samples take the defaults; a generate job (generate.py) passes its own steps,
+        guidance and negative prompt, and its pipeline with the LoRAs loaded."""
+        pipe = pipe or self.pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         generator = torch.Generator(self.device).manual_seed(seed)
+        extra = {**self.pipeline_kwargs(), **({"guidance_scale": guidance} if guidance is not None else {}),
+                 **({"negative_prompt": negative} if negative is not None else {})}
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             latents = pipe(
                 prompt, width=width, height=height, generator=generator, output_type="latent",
-                num_inference_steps=settings.load().sample_steps or self.sample_steps,
-                **self.pipeline_kwargs(),
+                num_inference_steps=steps or settings.load().sample_steps or self.sample_steps, **extra,
             ).images
         latents = self.unscale_latents(latents, width, height).to(self.vae.dtype)
         image = self.vae.decode(latents, return_dict=False)[0]

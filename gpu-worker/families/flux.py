@@ -59,6 +59,7 @@ class Flux(Family):
     pipeline_class = "FluxPipeline"
     denoiser = "transformer"
     sample_steps = 28
+    negative_prompts = False  # distilled guidance: FluxPipeline ignores a negative prompt without true CFG
     # FLUX.1 was trained in bf16: its activations exceed fp16's range (inf/NaN), and every reference
     # trainer (diffusers, ai-toolkit, sd-scripts) runs it in bf16.
     fp16_refused = "its activations overflow fp16's range; it was trained and is only trained in bf16"

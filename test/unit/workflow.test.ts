@@ -57,6 +57,13 @@ function stubs(overrides: Partial<Activities> = {}) {
     watchTraining: async () => ({ events: [], snapshot: { stage: 'published', progressAt: 0 }, closed: true }),
     deliverWebhook: async () => ({ delivered: true }),
     watchSchedule: async () => ({ started: [], ended: true }),
+    resolveLoras: async () => ({ loras: [] }),
+    generateOnGpu: async () => {
+      throw new Error('not a training stage');
+    },
+    storeGeneration: async () => {
+      throw new Error('not a training stage');
+    },
   };
   const activities = Object.fromEntries(
     Object.entries({ ...base, ...overrides }).map(([name, fn]) => [name, (input: never) => (calls.push({ name: name as keyof Activities, input }), (fn as (i: never) => unknown)(input))]),
