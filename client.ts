@@ -59,6 +59,8 @@ function trainingFlags(command: Command): Command {
     .option('--base-model <name>', 'base model known to the GPU worker (default: $LORAFLOW_BASE_MODEL)')
     .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
     .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
+    .option('--sample-prompt <text>', 'prompt of the samples, repeatable (one image per prompt per sample step, a fixed seed per prompt); "[trigger]" stands for the trigger word (default: the trigger word alone)', (v: string, all: string[] = []) => [...all, v])
+    .option('--save-every <n>', 'also keep the LoRA every n steps, published as lora-step<n>.safetensors (`loraflow promote` picks one; default: only the final one)', int)
     .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num)
     .option('--hub-existing-repo', 'let the Hugging Face push write into an existing repo loraflow did not create (it replaces README.md and lora.safetensors and deletes samples/ there)');
 }
@@ -75,6 +77,8 @@ const requestFrom = (o: any, config: Config) =>
         baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
         format: o.format,
         sampleEvery: o.sampleEvery,
+        samplePrompts: o.samplePrompt,
+        saveEvery: o.saveEvery,
         params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed },
       },
     },
