@@ -4,6 +4,7 @@ import { TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import type { PublishedLora } from './contract/pipeline.js';
 import { type Config, loadConfig } from './lib/config.js';
 import { formatCost } from './lib/pricing.js';
+import { makeStorage } from './lib/s3.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, report, status } from './cli/inspect.js';
 import { describeLogs, pipelineLogs } from './cli/logs.js';
@@ -171,6 +172,17 @@ program
     const config = loadConfig();
     const files = await download(await connect(config), config, id, o.out);
     print(o.json, files, `${files.lora}\n${files.metadata}`);
+  });
+
+program
+  .command('promote <name@version>')
+  .description("make a kept step (--save-every) the version's LoRA and the name's latest, recorded in metadata.json; the final LoRA stays as lora-step<final>.safetensors (promote the final step to undo)")
+  .requiredOption('--step <n>', 'the step whose LoRA to promote (see the report\'s sample grid)', int)
+  .option('--json', 'machine-readable output')
+  .action(async (ref: string, o) => {
+    const { promote } = await import('./cli/promote.js');
+    const done = await promote(makeStorage(loadConfig()), ref, o.step);
+    print(o.json, done, `${done.name}@${done.version}: step ${done.step} is its LoRA now${done.latest ? ' (and latest)' : ''}\n  ${done.uri}\n  final LoRA (step ${done.final.step}): ${done.final.uri}`);
   });
 
 const schedule = program.command('schedule').description('cron-triggered retraining: a run retrains only when the dataset changed since the last published version');
