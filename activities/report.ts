@@ -85,7 +85,7 @@ export function lossSvg(curve: number[], opts: { steps?: number; events?: ChartE
   const [x0, x1] = [Math.min(xs[0] ?? 1, 1), Math.max(steps, 2)];
   const x = (step: number) => left + ((step - x0) / (x1 - x0 || 1)) * (width - left - right);
   const y = (v: number) => height - bottom - ((v - lo) / (hi - lo || 1)) * (height - top - bottom);
-  const text = (tx: number, ty: number, body: string, extra = '') => `<text x="${tx.toFixed(1)}" y="${ty.toFixed(1)}" font-family="sans-serif" font-size="12" ${extra}>${esc(body)}</text>`;
+  const text = (tx: number, ty: number, body: string, extra = '', size = 12) => `<text x="${tx.toFixed(1)}" y="${ty.toFixed(1)}" font-family="sans-serif" font-size="${size}" ${extra}>${esc(body)}</text>`;
   const line = (values: number[]) => values.map((v, i) => `${x(xs[i]!).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
   const xTicks = ticks(x0, x1).filter((t) => Number.isInteger(t));
   const yTicks = ticks(lo, hi, 4);
@@ -101,7 +101,7 @@ ${chartMarks(opts.events ?? []).map((m, i) => `<line x1="${x(m.step).toFixed(1)}
 <polyline fill="none" stroke="#93c5fd" stroke-width="1" points="${line(curve.length === 1 ? [curve[0]!] : curve)}"/>
 ${curve.length === 1 ? `<circle cx="${x(xs[0]!).toFixed(1)}" cy="${y(curve[0]!).toFixed(1)}" r="3" fill="#2563eb"/>` : ''}
 <polyline fill="none" stroke="#2563eb" stroke-width="2" points="${line(smoothed)}"/>
-${text(left, top - 12, `loss ${hi.toPrecision(3)} … ${lo.toPrecision(3)}: raw (light) and smoothed`, 'font-size="14"')}
+${text(left, top - 12, `loss ${hi.toPrecision(3)} … ${lo.toPrecision(3)}: raw (light) and smoothed`, '', 14)}
 </svg>`;
 }
 
