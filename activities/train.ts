@@ -155,7 +155,7 @@ function samplePromptsOf(prompts: string[] | undefined, triggerWord: string): st
 
 /** A generation's files from the tag the worker echoed: only one of this run's or another run's train generations. */
 function generationFiles(tag: string, gpuJobId: string) {
-  const m = /^runs\/([^/]+\/[^/]+)\/train\/(\d+)$/.exec(tag);
+  const m = /^runs\/(.+)\/train\/(\d+)$/.exec(tag);
   if (!m) throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} reported files under ${JSON.stringify(tag)}, not a train generation's prefix`, 'GpuOutputInvalid');
   return runKeys(m[1]!).generation('train', Number(m[2]));
 }
