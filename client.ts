@@ -5,6 +5,7 @@ import { GENERATE_DEFAULTS as G, TRAINING_DEFAULTS as D } from './contract/gpu-j
 import type { PublishedLora } from './contract/pipeline.js';
 import { type Config, loadConfig } from './lib/config.js';
 import { formatCost } from './lib/pricing.js';
+import { makeStorage } from './lib/s3.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
 import { cancel, download, list, report, status } from './cli/inspect.js';
 import { buildGenerateRequest, downloadGeneration, GENERATE_FLAG, parseLoraRef, parseSize, startGeneration } from './cli/generate.js';
@@ -69,6 +70,8 @@ function trainingFlags(command: Command): Command {
     .option('--quantize-base <int8|fp8>', 'hold the frozen base model quantized (FLUX on 24 GB cards; fp8 needs an Ada or Hopper GPU)')
     .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
     .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
+    .option('--sample-prompt <text>', 'prompt of the samples, repeatable (one image per prompt per sample step, a fixed seed per prompt); "[trigger]" stands for the trigger word (default: the trigger word alone)', (v: string, all: string[] = []) => [...all, v])
+    .option('--save-every <n>', 'also keep the LoRA every n steps, published as lora-step<n>.safetensors (`loraflow promote` picks one; default: only the final one)', int)
     .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num)
     .option('--hub-existing-repo', 'let the Hugging Face push write into an existing repo loraflow did not create (it replaces README.md and lora.safetensors and deletes samples/ there)');
 }
@@ -85,6 +88,8 @@ const requestFrom = (o: any, config: Config) =>
         baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
         format: o.format,
         sampleEvery: o.sampleEvery,
+        samplePrompts: o.samplePrompt,
+        saveEvery: o.saveEvery,
         params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed, quantizeBase: o.quantizeBase },
       },
     },
@@ -222,6 +227,17 @@ program
     });
     const files = o.out ? await downloadGeneration(config, result, o.out) : undefined;
     print(o.json, { ...info, result, ...(files ? { files } : {}) }, files ? files.join('\n') : `${result.contactSheet.uri}\n  ${result.images.length} images at ${result.uri}`);
+  });
+
+program
+  .command('promote <name@version>')
+  .description("make a kept step (--save-every) the version's LoRA and the name's latest, recorded in metadata.json; the final LoRA stays as lora-step<final>.safetensors (promote the final step to undo)")
+  .requiredOption('--step <n>', 'the step whose LoRA to promote (see the report\'s sample grid)', int)
+  .option('--json', 'machine-readable output')
+  .action(async (ref: string, o) => {
+    const { promote } = await import('./cli/promote.js');
+    const done = await promote(makeStorage(loadConfig()), ref, o.step);
+    print(o.json, done, `${done.name}@${done.version}: step ${done.step} is its LoRA now${done.latest ? ' (and latest)' : ''}\n  ${done.uri}\n  final LoRA (step ${done.final.step}): ${done.final.uri}`);
   });
 
 const schedule = program.command('schedule').description('cron-triggered retraining: a run retrains only when the dataset changed since the last published version');

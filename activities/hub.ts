@@ -55,7 +55,8 @@ export async function pushToHub(deps: ActivityDeps, raw: HubPushInput): Promise<
     );
   }
   const samples: { step: number; key: string; bytes: number }[] = [];
-  for (const sample of meta.samples) {
+  // The first prompt's samples (the one the card describes; samplePath has no room for more).
+  for (const sample of meta.samples.filter((x) => !x.prompt)) {
     const key = keys.sample(sample.step);
     const head = await exists(deps.storage, key);
     if (head) samples.push({ step: sample.step, key, bytes: head.bytes });

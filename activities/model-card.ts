@@ -13,7 +13,7 @@ export const HubMetadata = z.object({
   format: z.string().min(1).optional(),
   params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])),
   lora: z.object({ sha256: Sha256, bytes: z.int().nonnegative() }),
-  samples: z.array(z.object({ step: z.int().nonnegative(), sha256: Sha256.optional() })),
+  samples: z.array(z.object({ step: z.int().nonnegative(), prompt: z.int().nonnegative().optional(), sha256: Sha256.optional() })),
   dataset: z.object({ manifestSha256: Sha256, images: z.int().nonnegative() }),
   metrics: z.object({ steps: z.int().nonnegative(), finalLoss: z.number() }).optional(),
   hub: z.object({ allowExistingRepo: z.literal(true) }).optional(),

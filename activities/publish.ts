@@ -6,6 +6,7 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import { z } from 'zod';
 import { type CaptionResult, type IngestResult, type LatestPublished, type LoraMetadata, LoraName, type PublishedLora, type TrainRequest, type TrainResult } from '../contract/pipeline.js';
 import { latestKey, loraKeys } from '../lib/keys.js';
+import { expandPrompts } from '../lib/prompts.js';
 import { copyObject, getBytesIfExists, putBytes, s3Uri, sha256OfObject, SourceChanged } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 import { parseInput } from './input.js';
@@ -47,6 +48,18 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     }
     verified.push({ ...sample, etag: stored.etag });
   }
+  // Intermediate LoRAs likewise: sha256 and size as the worker reported them.
+  const savesVerified = [];
+  for (const save of trained.saves ?? []) {
+    const stored = await sha256OfObject(deps.storage, save.key);
+    if (!stored || stored.sha256 !== save.sha256 || stored.bytes !== save.bytes) {
+      throw ApplicationFailure.nonRetryable(
+        `GPU job ${trained.gpuJobId}: the LoRA of step ${save.step} at ${s3Uri(deps.storage, save.key)} is ${stored ? `sha256 ${stored.sha256}, ${stored.bytes} bytes` : 'missing'}, the worker reported sha256 ${save.sha256}, ${save.bytes} bytes`,
+        'ArtifactNotVerified',
+      );
+    }
+    savesVerified.push({ ...save, etag: stored.etag });
+  }
 
   const keys = loraKeys(request.name, version);
   // Only the bytes just verified: a late writer (a job cancelled or timed out but still running)
@@ -59,8 +72,14 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
   await copyVerified(trained.stagingKey, keys.lora, staged.etag);
   const samples = [];
   for (const sample of verified) {
-    await copyVerified(sample.key, keys.sample(sample.step), sample.etag);
-    samples.push({ step: sample.step, sha256: sample.sha256, uri: s3Uri(deps.storage, keys.sample(sample.step)) });
+    const to = keys.sample(sample.step, sample.prompt);
+    await copyVerified(sample.key, to, sample.etag);
+    samples.push({ step: sample.step, prompt: sample.prompt, sha256: sample.sha256, uri: s3Uri(deps.storage, to) });
+  }
+  const savedSteps = [];
+  for (const save of savesVerified) {
+    await copyVerified(save.key, keys.stepLora(save.step), save.etag);
+    savedSteps.push({ step: save.step, sha256: save.sha256, bytes: save.bytes, uri: s3Uri(deps.storage, keys.stepLora(save.step)) });
   }
   const skippedFiles = input.dataset.skippedCount ? { count: input.dataset.skippedCount, files: input.dataset.skipped ?? [] } : undefined;
   const metadata: LoraMetadata = {
@@ -69,6 +88,8 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     ...request.training,
     lora: trained.lora,
     samples,
+    prompts: expandPrompts(request.training.samplePrompts, request.training.triggerWord),
+    ...(savedSteps.length ? { savedSteps } : {}),
     dataset: { manifestSha256: input.dataset.manifestSha256, images: input.dataset.imageCount, captions: input.captions, ...(skippedFiles ? { skippedFiles } : {}) },
     gpuJobIds: trained.gpuJobIds,
     metrics: trained.metrics,
@@ -85,13 +106,13 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
 
 /** loras/<name>/latest.json names the newest version (versions sort by start time): an older run
  * finishing late does not take it back. */
-async function recordLatest(deps: ActivityDeps, latest: LatestPublished): Promise<void> {
+export async function recordLatest(deps: Pick<ActivityDeps, 'storage'>, latest: LatestPublished, opts: { force?: boolean } = {}): Promise<void> {
   const current = await readLatest(deps, latest.name);
-  if (current && current.version > latest.version) return;
+  if (!opts.force && current && current.version > latest.version) return;
   await putBytes(deps.storage, latestKey(latest.name), JSON.stringify(latest, null, 2), 'application/json');
 }
 
-async function readLatest(deps: ActivityDeps, name: string): Promise<LatestPublished | undefined> {
+export async function readLatest(deps: Pick<ActivityDeps, 'storage'>, name: string): Promise<LatestPublished | undefined> {
   const bytes = await getBytesIfExists(deps.storage, latestKey(name));
   return bytes ? (JSON.parse(bytes.toString('utf8')) as LatestPublished) : undefined;
 }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { TrainJobOutput } from '../contract/gpu-job.js';
 import { Budget, type Captions, type DatasetManifest, type TrainResult, TrainingSettings } from '../contract/pipeline.js';
 import { sha256 } from '../lib/hash.js';
+import { expandPrompts } from '../lib/prompts.js';
 import { runKeys } from '../lib/keys.js';
 import { getJson, presignGet, presignPut, urlLifetime } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
@@ -25,9 +26,11 @@ export const TrainInput = z.object({
 
 export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainInput>): Promise<TrainResult> {
   const { runKey, manifestKey, captionsKey, training, budget } = parseInput(TrainInput, raw);
-  const { sampleEvery, ...lora } = training;
+  const { sampleEvery, samplePrompts, saveEvery, ...lora } = training;
   const keys = runKeys(runKey);
   const sampleSteps = stepsToSample(lora.params.steps, sampleEvery);
+  const saveSteps = stepsToSave(lora.params.steps, saveEvery ?? 0);
+  const prompts = samplePromptsOf(samplePrompts, lora.triggerWord);
   const [manifest, captions] = await Promise.all([getJson<DatasetManifest>(deps.storage, manifestKey), getJson<Captions>(deps.storage, captionsKey)]);
   const images = manifest.images.map((i) => ({ id: i.id, key: i.key, caption: captions[i.id] ?? lora.triggerWord }));
 
@@ -47,9 +50,11 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
         output: { loraUrl: await presignPut(deps.storage, files.lora) },
         stopAfterSeconds: deps.gpuJobs.segmentSeconds,
         samples: {
-          prompt: lora.triggerWord,
-          urls: Object.fromEntries(await Promise.all(sampleSteps.map(async (step) => [String(step), await presignPut(deps.storage, files.sample(step))]))),
+          prompts,
+          urls: Object.fromEntries(await Promise.all(sampleSteps.map(async (step) => [String(step), await Promise.all(prompts.map((_, i) => presignPut(deps.storage, files.sample(step, i))))]))),
         },
+        ...(saveSteps.length ? { saves: { urls: Object.fromEntries(await Promise.all(saveSteps.map(async (step) => [String(step), await presignPut(deps.storage, files.save(step))]))) } } : {}),
+        filesTag: files.prefix,
         claim,
         result: { url: resultUrl },
         ...(checkpoint ? { checkpoint: { ...checkpoint, everySteps: deps.gpuJobs.checkpointEvery } } : {}),
@@ -69,9 +74,16 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
   );
 
   // Each generation wrote its own files: a late writer of an earlier job cannot touch the last one's.
-  const samples = new Map<number, { key: string; sha256: string }>();
+  // The worker reports the samples and saves an earlier job made (carried in its checkpoints) under
+  // that job's files tag; a tag that is not one of this training's generation prefixes is refused.
+  const samples = new Map<string, { step: number; prompt: number; key: string; sha256: string }>();
+  const saves = new Map<number, { step: number; key: string; sha256: string; bytes: number }>();
   for (const { generation, output } of job.outputs) {
-    for (const sample of output.samples ?? []) samples.set(sample.step, { key: keys.generation('train', generation).sample(sample.step), sha256: sample.sha256 });
+    const filesOf = (tag: string | undefined) => generationFiles(tag ?? keys.generation('train', generation).prefix, job.gpuJobId);
+    for (const s of output.samples ?? []) {
+      if (sampleSteps.includes(s.step) && s.prompt < prompts.length) samples.set(`${s.step}/${s.prompt}`, { step: s.step, prompt: s.prompt, key: filesOf(s.filesTag).sample(s.step, s.prompt), sha256: s.sha256 });
+    }
+    for (const s of output.saves ?? []) if (saveSteps.includes(s.step)) saves.set(s.step, { step: s.step, key: filesOf(s.filesTag).save(s.step), sha256: s.sha256, bytes: s.bytes });
   }
   const last = job.outputs.at(-1)!;
   return {
@@ -79,7 +91,8 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     gpuJobIds: job.gpuJobIds,
     stagingKey: keys.generation('train', last.generation).lora,
     lora: job.output.lora!,
-    samples: [...samples].sort(([a], [b]) => a - b).map(([step, s]) => ({ step, ...s })),
+    samples: [...samples.values()].sort((a, b) => a.step - b.step || a.prompt - b.prompt),
+    ...(saves.size ? { saves: [...saves.values()].sort((a, b) => a.step - b.step) } : {}),
     metrics: { ...mergeMetrics(job.outputs.map((o) => o.output.metrics)), steps: job.output.step },
     usage: await gpuUsage(deps, runKey, job.timings),
   };
@@ -120,7 +133,7 @@ export function isTrainSegment(output: TrainJobOutput): boolean {
  * retried request, a reset, a resubmission) resumes from the newest one; the worker checks its own
  * fingerprint inside the checkpoint too.
  */
-export function trainingFingerprint(lora: Omit<TrainingSettings, 'sampleEvery'>, images: { id: string; caption: string }[]): string {
+export function trainingFingerprint(lora: Omit<TrainingSettings, 'sampleEvery' | 'samplePrompts' | 'saveEvery'>, images: { id: string; caption: string }[]): string {
   const { format: _format, ...trained } = lora; // the file layout is chosen at the end: not part of training
   return sha256(JSON.stringify({ ...trained, images: images.map((i) => [i.id, i.caption]) }));
 }
@@ -129,6 +142,27 @@ export function trainingFingerprint(lora: Omit<TrainingSettings, 'sampleEvery'>,
 export function stepsToSample(steps: number, every: number): number[] {
   const picked = every > 0 ? Array.from({ length: Math.floor(steps / every) }, (_, i) => (i + 1) * every) : [];
   return [...new Set([...picked, steps])];
+}
+
+/** Every `every` steps before the last (the last one is the LoRA itself). */
+export function stepsToSave(steps: number, every: number): number[] {
+  return every > 0 ? Array.from({ length: Math.ceil(steps / every) - 1 }, (_, i) => (i + 1) * every) : [];
+}
+
+/** expandPrompts, its error not retried: the request itself is wrong. */
+function samplePromptsOf(prompts: string[] | undefined, triggerWord: string): string[] {
+  try {
+    return expandPrompts(prompts, triggerWord);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`training.${(err as Error).message}`, 'InvalidInput');
+  }
+}
+
+/** A generation's files from the tag the worker echoed: only one of this run's or another run's train generations. */
+function generationFiles(tag: string, gpuJobId: string) {
+  const m = /^runs\/(.+)\/train\/(\d+)$/.exec(tag);
+  if (!m) throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} reported files under ${JSON.stringify(tag)}, not a train generation's prefix`, 'GpuOutputInvalid');
+  return runKeys(m[1]!).generation('train', Number(m[2]));
 }
 
 type Metrics = TrainResult['metrics'];

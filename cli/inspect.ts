@@ -5,7 +5,7 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import proto from '@temporalio/proto';
 import type { GpuProgress } from '../contract/gpu-job.js';
-import { isSkipped, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
+import { isSkipped, type LoraMetadata, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { sha256 } from '../lib/hash.js';
 import { keyOfUri } from '../lib/keys.js';
@@ -97,7 +97,10 @@ export async function download(client: Client, config: Config, id: string, out: 
   const published = await publishedOf(client, id, 'download');
   const storage = makeStorage(config);
   const [lora, metadata] = await Promise.all([getBytes(storage, keyOfUri(published.uri)), getBytes(storage, keyOfUri(published.metadataUri))]);
-  if (sha256(lora) !== published.sha256) throw new CliError(`${published.uri} does not match its published sha256; not writing it`);
+  // After `loraflow promote`, metadata.json records the promoted step's sha256.
+  const meta = JSON.parse(metadata.toString('utf8')) as Pick<LoraMetadata, 'lora' | 'promoted'>;
+  const expected = meta.promoted ? meta.lora.sha256 : published.sha256;
+  if (sha256(lora) !== expected) throw new CliError(`${published.uri} does not match its published sha256; not writing it`);
   await mkdir(out, { recursive: true });
   const files = { lora: path.join(out, 'lora.safetensors'), metadata: path.join(out, 'metadata.json') };
   // Write beside, then rename: never a half-written file under the final name.

@@ -5,6 +5,7 @@ import { familyOf, withFamilyDefaults } from '../contract/families.js';
 import { TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { sha256 } from '../lib/hash.js';
+import { expandPrompts } from '../lib/prompts.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
 import { CliError } from './connect.js';
 import { fingerprintDataset } from './fingerprint.js';
@@ -18,6 +19,8 @@ const FLAG: Record<string, string> = {
   'training.baseModel': '--base-model',
   'training.format': '--format',
   'training.sampleEvery': '--sample-every',
+  'training.samplePrompts': '--sample-prompt',
+  'training.saveEvery': '--save-every',
   'training.params.steps': '--steps',
   'training.params.rank': '--rank',
   'training.params.alpha': '--alpha',
@@ -46,7 +49,14 @@ export async function buildRequest(
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = issue.path.join('.');
-    throw new CliError(`${fieldName(field)}: ${issue.message}`);
+    // An item of a list flag (--sample-prompt given twice) is named by its flag and position.
+    const item = /^(.*)\.(\d+)$/.exec(field);
+    throw new CliError(`${item && !FLAG[field] && FLAG[item[1]!] ? `${fieldName(item[1]!)} #${Number(item[2]) + 1}` : fieldName(field)}: ${issue.message}`);
+  }
+  try {
+    expandPrompts(parsed.data.training.samplePrompts, parsed.data.training.triggerWord);
+  } catch (err) {
+    throw new CliError(`${fieldName('training.samplePrompts')}: ${(err as Error).message.replace(/^samplePrompts\./, '#')}`);
   }
   return parsed.data;
 }

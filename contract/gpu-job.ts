@@ -13,6 +13,13 @@ export const TriggerWord = z
   .max(40)
   .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" or "-" only');
 
+/** A step number as a JSON object key. */
+const StepKey = z.string().regex(/^[1-9]\d*$/);
+export const MAX_SAMPLE_PROMPTS = 8;
+export const SamplePrompt = z.string().min(1).max(500);
+/** See TrainJobInput.filesTag. */
+export const FilesTag = z.string().min(1).max(300);
+
 /** An image the worker fetches by presigned GET; `id` is its content sha256. */
 export const ImageRef = z.object({ id: Sha256, url: z.url() });
 
@@ -130,10 +137,22 @@ export const TrainJobInput = LoraSettings.extend({
   checkpoint: z.object({ url: z.url(), readUrl: z.url().optional(), everySteps: z.int().positive() }).optional(),
   /** Presigned GET of a checkpoint to continue from: training resumes at its step, not at 0. */
   resume: z.object({ url: z.url() }).optional(),
-  /** Sample images: presigned PUTs keyed by the step after which to render one (PNG). */
+  /** Sample images (PNG), one per prompt at each step, each with the seed `params.seed` + the
+   * prompt's index, so a prompt's samples differ only by the step. `urls`: presigned PUTs keyed by
+   * the step after which to render, one per prompt in `prompts`' order. */
   samples: z
-    .object({ prompt: z.string().min(1).max(500), urls: z.record(z.string().regex(/^[1-9]\d*$/), z.url()) })
+    .object({ prompts: z.array(SamplePrompt).min(1).max(MAX_SAMPLE_PROMPTS), urls: z.record(StepKey, z.array(z.url()).min(1).max(MAX_SAMPLE_PROMPTS)) })
     .optional(),
+  /** Intermediate LoRAs: presigned PUTs keyed by the step at which to save the LoRA as it is then
+   * (same format and header as the final one). */
+  saves: z.object({ urls: z.record(StepKey, z.url()) }).optional(),
+  /**
+   * Opaque label of this job's files (the orchestrator's key prefix for them), echoed with every
+   * sample and saved LoRA the job reports. Samples and saves are kept in the checkpoints with their
+   * label: a job that resumes reports those an earlier job made, under that job's label, so none is
+   * redone or lost when a training is split into segments or a worker dies.
+   */
+  filesTag: FilesTag.optional(),
 });
 
 /** Defaults of a generation, shared with the CLI's --help so it stays true. */
@@ -186,8 +205,11 @@ export const TrainJobOutput = z.object({
   lora: z.object({ sha256: Sha256, bytes: z.int().positive() }).optional(),
   /** The last checkpoint this job uploaded, if any. */
   checkpoint: z.object({ sha256: Sha256, bytes: z.int().positive(), step: z.int().positive() }).optional(),
-  /** Samples uploaded, by step. */
-  samples: z.array(z.object({ step: z.int().positive(), sha256: Sha256 })).max(1000).optional(),
+  /** Samples uploaded, by step and prompt (index into samples.prompts): this job's and those it
+   * carried over from the checkpoint it resumed (with the label of the job that made them). */
+  samples: z.array(z.object({ step: z.int().positive(), prompt: z.int().nonnegative(), sha256: Sha256, filesTag: FilesTag.optional() })).max(1000).optional(),
+  /** Intermediate LoRAs saved (see saves), this job's and those carried over, like samples. */
+  saves: z.array(z.object({ step: z.int().positive(), sha256: Sha256, bytes: z.int().positive(), filesTag: FilesTag.optional() })).max(1000).optional(),
   metrics: z.object({
     steps: z.int().nonnegative(),
     finalLoss: z.number(),
@@ -197,6 +219,9 @@ export const TrainJobOutput = z.object({
     seconds: z.record(z.string(), z.number().nonnegative()),
     device: z.string(),
     peakMemoryBytes: z.int().nonnegative().optional(),
+    /** Where the training (carried in its checkpoints) ended a segment, or resumed from a
+     * checkpoint after a job was lost before ending its segment (the steps after it were redone). */
+    events: z.array(z.object({ step: z.int().nonnegative(), kind: z.enum(['segment-end', 'resumed-after-loss']) })).max(1000).optional(),
     /** Images whose caption (trigger word included) is longer than a text encoder's window: the tail was cut. */
     truncatedCaptions: z.array(Sha256).max(100_000).optional(),
     /** The S3 cache of encodings in this job: images served from it, encoded here, and stored for the next job. */

@@ -1,7 +1,7 @@
 // Messages between the CLI, the workflow and its activities. Small metadata only:
 // keys, ids and hashes; never image bytes, presigned URLs or secrets (they would land in history).
 import { z } from 'zod';
-import { GenerateParams, LoraSettings, Sha256 } from './gpu-job.js';
+import { GenerateParams, LoraSettings, MAX_SAMPLE_PROMPTS, SamplePrompt, Sha256 } from './gpu-job.js';
 
 /** A run's GPU budget, in the price currency of LORAFLOW_GPU_PRICES. */
 export const Budget = z.number().positive().max(1_000_000);
@@ -17,6 +17,11 @@ export const LoraName = z
 export const TrainingSettings = LoraSettings.extend({
   /** Render a sample image every N steps (0: only after the last step). */
   sampleEvery: z.int().min(0).max(100_000).default(0),
+  /** The samples' prompts (`[trigger]` stands for the trigger word), one image each per sample
+   * step, each prompt with its own fixed seed. Absent: the trigger word alone. */
+  samplePrompts: z.array(SamplePrompt).min(1).max(MAX_SAMPLE_PROMPTS).optional(),
+  /** Keep the LoRA as it is every N steps (published as lora-step<N>.safetensors); absent or 0: only the final one. */
+  saveEvery: z.int().min(0).max(100_000).optional(),
 });
 export type TrainingSettings = z.infer<typeof TrainingSettings>;
 
@@ -189,11 +194,24 @@ export interface TrainResult {
   gpuJobIds: string[];
   stagingKey: string;
   lora: { sha256: string; bytes: number };
-  samples: { step: number; key: string; sha256: string }[];
+  /** `prompt`: index into the expanded sample prompts (absent: 0). */
+  samples: { step: number; prompt?: number; key: string; sha256: string }[];
+  /** Intermediate LoRAs (saveEvery), staged: verified and published beside the final one. */
+  saves?: { step: number; key: string; sha256: string; bytes: number }[];
   /** steps: the training's length; stepsPaid: steps the GPU jobs ran (redone ones included). */
   /** GPU time of every job the run used (caption and training, failed ones included) and its price. */
   usage?: GpuUsage;
-  metrics: { steps: number; stepsPaid?: number; finalLoss: number; lossCurve: number[]; seconds: Record<string, number>; device: string; peakMemoryBytes?: number };
+  metrics: {
+    steps: number;
+    stepsPaid?: number;
+    finalLoss: number;
+    lossCurve: number[];
+    seconds: Record<string, number>;
+    device: string;
+    peakMemoryBytes?: number;
+    /** Where a segment ended or the training resumed after a lost job (the report's chart marks them). */
+    events?: { step: number; kind: 'segment-end' | 'resumed-after-loss' }[];
+  };
 }
 
 /** `loras/<name>/<version>/metadata.json`, written by publish; read by the report and the Hub push. */
@@ -201,7 +219,15 @@ export interface LoraMetadata extends TrainingSettings {
   name: string;
   version: string;
   lora: { sha256: string; bytes: number };
-  samples: { step: number; sha256: string; uri: string }[];
+  /** `prompt`: index into `prompts` (absent: 0). */
+  samples: { step: number; prompt?: number; sha256: string; uri: string }[];
+  /** The sample prompts as rendered (`[trigger]` expanded). */
+  prompts?: string[];
+  /** Intermediate LoRAs (saveEvery): loras/<name>/<version>/lora-step<N>.safetensors, each verified. */
+  savedSteps?: { step: number; sha256: string; bytes: number; uri: string }[];
+  /** Set by `loraflow promote`: `lora` (and lora.safetensors) is then this step's LoRA; the one the
+   * training ended with stays available as `final.uri`. */
+  promoted?: { step: number; at: string; final: { step: number; sha256: string; bytes: number; uri: string } };
   dataset: { manifestSha256: string; images: number; captions: CaptionResult; skippedFiles?: { count: number; files: SkippedFile[] } };
   gpuJobIds: string[];
   metrics: TrainResult['metrics'];
@@ -217,6 +243,8 @@ export interface LatestPublished {
   manifestSha256: string;
   uri: string;
   metadataUri: string;
+  /** The step promoted to this version's LoRA (`loraflow promote`); absent: the final one. */
+  step?: number;
 }
 
 /** What a scheduled run (onlyIfChanged) returns when the dataset has not changed. */

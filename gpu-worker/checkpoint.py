@@ -2,8 +2,10 @@
 
 Contents: the trainable LoRA parameters, the optimizer, lr-scheduler and grad-scaler states,
 the step, the loss history (so the final loss curve covers the whole training), the noise
-generator's and the global RNG states, and a fingerprint of the training (base model,
-parameters, images) so a checkpoint cannot be resumed into a different training.
+generator's and the global RNG states, a fingerprint of the training (base model,
+parameters, images) so a checkpoint cannot be resumed into a different training, and the
+training's history so far (samples and intermediate LoRAs uploaded, segment ends: plain lists
+of dicts), so a job that resumes reports them instead of redoing or losing them.
 
 Written with torch.save, read with torch.load(weights_only=True): tensors and plain
 containers only, nothing that could run code.
@@ -50,7 +52,8 @@ def _restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(path: Path, *, step: int, fingerprint: dict[str, Any], params: dict[str, torch.nn.Parameter],
-         optimizer, lr_scheduler, scaler, noise_gen: torch.Generator, losses: list[float]) -> None:
+         optimizer, lr_scheduler, scaler, noise_gen: torch.Generator, losses: list[float],
+         history: dict[str, list[dict[str, Any]]] | None = None) -> None:
     payload = {
         "format": FORMAT,
         "step": step,
@@ -62,6 +65,7 @@ def save(path: Path, *, step: int, fingerprint: dict[str, Any], params: dict[str
         "noise_generator": {"device": noise_gen.device.type, "state": noise_gen.get_state()},
         "rng": _rng_state(),
         "losses": torch.tensor(losses, dtype=torch.float64),
+        "history": history or {},
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -108,3 +112,8 @@ def restore(ckpt: dict[str, Any], *, params: dict[str, torch.nn.Parameter], opti
     else:  # resumed on another kind of device: still deterministic, just not the same stream
         noise_gen.manual_seed(seed + ckpt["step"])
     return int(ckpt["step"]), [float(x) for x in ckpt["losses"].tolist()]
+
+
+def history(ckpt: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The history saved with `save` (empty for a checkpoint written before it was kept)."""
+    return {k: [dict(r) for r in v] for k, v in (ckpt.get("history") or {}).items()}

@@ -100,9 +100,17 @@ def check_train_input(job_input: dict[str, Any]) -> None:
     steps = job_input["params"]["steps"]
     if ("stopAtStep" in job_input or "stopAfterSeconds" in job_input) and "checkpoint" not in job_input:
         raise InputError("checkpoint: required when stopAtStep or stopAfterSeconds can end the job before params.steps")
-    for key in (job_input.get("samples") or {}).get("urls", {}):
+    samples = job_input.get("samples") or {}
+    if len(set(samples.get("prompts", []))) != len(samples.get("prompts", [])):
+        raise InputError("samples.prompts: each prompt once (a prompt's samples are told apart by its text)")
+    for key, urls in samples.get("urls", {}).items():
         if int(key) > steps:
             raise InputError(f"samples.urls.{key}: step {key} is after params.steps ({steps})")
+        if len(urls) != len(samples["prompts"]):
+            raise InputError(f"samples.urls.{key}: {len(urls)} URLs for {len(samples['prompts'])} prompts (one per prompt)")
+    for key in (job_input.get("saves") or {}).get("urls", {}):
+        if int(key) > steps:
+            raise InputError(f"saves.urls.{key}: step {key} is after params.steps ({steps})")
     if "checkpoint" in job_input and "resume" in job_input:
         if urlsplit(job_input["checkpoint"]["url"])[:3] == urlsplit(job_input["resume"]["url"])[:3]:
             raise InputError("checkpoint.url: must not overwrite the checkpoint this job resumes from (resume.url)")

@@ -8,8 +8,9 @@ is generated from contract/gpu-job.ts (the reference for every field):
   train:   {"task": "train", "baseModel", "triggerWord", "images": [{"id", "url", "caption"}],
             "params": {...}, "output": {"loraUrl"}, "format", "claim"?, "result"?, "stopAtStep"?,
             "stopAfterSeconds"?, "checkpoint"?: {"url", "readUrl"?, "everySteps"},
-            "resume"?: {"url"}, "samples"?: {"prompt", "urls": {"<step>": url}}}
-    -> {"step", "lora"? (only when finished), "checkpoint"?, "samples"?, "metrics"}
+            "resume"?: {"url"}, "samples"?: {"prompts", "urls": {"<step>": [url per prompt]}},
+            "saves"?: {"urls": {"<step>": url}}, "filesTag"?}
+    -> {"step", "lora"? (only when finished), "checkpoint"?, "samples"?, "saves"?, "metrics"}
   generate: {"task": "generate", "baseModel", "loras": [{"url", "sha256", "weight"}], "prompts",
             "negativePrompt"?, "n", "seed", "steps", "guidance"?, "width"?, "height"?,
             "output": {"images": [url per prompt x n], "contactSheet"}, "claim"?, "result"?}

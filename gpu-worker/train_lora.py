@@ -8,7 +8,10 @@ embeddings are computed once per job and reused every step, so a step only runs 
 A job trains from step 0 or from a resumed checkpoint up to params.steps, or ends a segment
 early (stopAtStep, stopAfterSeconds, cancel, SIGTERM) with a checkpoint and no LoRA. The batch
 order is a function of (seed, step) and every RNG state is checkpointed, so a training split
-into segments ends with the same weights as an uninterrupted one.
+into segments ends with the same weights as an uninterrupted one. Samples (one per prompt, a
+fixed seed per prompt) and intermediate LoRAs (saves) are recorded in the checkpoints with the
+files tag of the job that made them: a resumed job reports them all, and makes up at its first
+step any that a stop skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import math
 import random
 import resource
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -130,7 +134,8 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     params, images = job_input["params"], job_input["images"]
     steps, seed, batch_size = params["steps"], params["seed"], params["batchSize"]
     accumulation = params.get("gradientAccumulation", 1)
-    ckpt_spec, sample_spec = job_input.get("checkpoint"), job_input.get("samples")
+    ckpt_spec, sample_spec, save_spec = job_input.get("checkpoint"), job_input.get("samples"), job_input.get("saves")
+    tag = {"filesTag": job_input["filesTag"]} if "filesTag" in job_input else {}
     timer = PhaseTimer()
     dev, dtype = models.device(), models.training_dtype(params.get("mixedPrecision", "auto"))
     if dev.type == "cuda":
@@ -219,44 +224,85 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     noise_gen = torch.Generator(dev).manual_seed(seed)  # VAE sampling, noise, timesteps
     plan = BatchPlan(sizes, batch_size, seed)
     start_step, losses = 0, []
+    # What the training made so far, kept in every checkpoint: samples {step, prompt (text), sha256,
+    # filesTag}, saves {step, sha256, bytes, filesTag}, events {step, kind}.
+    history: dict[str, list[dict[str, Any]]] = {"samples": [], "saves": [], "events": []}
     if resumed is not None:
         start_step, losses = checkpoint.restore(
             resumed, params=trainable, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
             noise_gen=noise_gen, seed=seed,
         )
+        history.update(checkpoint.history(resumed))
         del resumed
+        # A checkpoint not written at a segment's end: the job after it was lost, its later steps redone.
+        if start_step < steps and history["events"][-1:] != [{"step": start_step, "kind": "segment-end"}]:
+            history["events"].append({"step": start_step, "kind": "resumed-after-loss"})
     end_step = min(job_input.get("stopAtStep") or steps, steps)
     stop_after = job_input.get("stopAfterSeconds")
+    sample_prompts: list[str] = (sample_spec or {}).get("prompts", [])
     sample_urls = {int(k): v for k, v in (sample_spec or {}).get("urls", {}).items()}
-    samples_out: list[dict[str, Any]] = []
+    save_urls = {int(k): v for k, v in (save_spec or {}).get("urls", {}).items()}
     last_checkpoint: dict[str, Any] | None = None
+    checkpointed_events = 0  # events in the last uploaded checkpoint
+
+    def add_seconds(phase: str, t0: float) -> None:
+        timer.seconds[phase] = round(timer.seconds.get(phase, 0.0) + time.perf_counter() - t0, 3)
 
     def upload_checkpoint(step: int) -> None:
-        nonlocal last_checkpoint
+        nonlocal last_checkpoint, checkpointed_events
         t0 = time.perf_counter()
         path = workdir / "checkpoint.pt"
         checkpoint.save(path, step=step, fingerprint=fp, params=trainable, optimizer=optimizer,
-                        lr_scheduler=lr_scheduler, scaler=scaler, noise_gen=noise_gen, losses=losses)
+                        lr_scheduler=lr_scheduler, scaler=scaler, noise_gen=noise_gen, losses=losses, history=history)
         data = path.read_bytes()
         transfer.upload(ckpt_spec["url"], path, "checkpoint.url upload")
-        last_checkpoint = {"sha256": _sha256(data), "bytes": len(data), "step": step}
+        last_checkpoint, checkpointed_events = {"sha256": _sha256(data), "bytes": len(data), "step": step}, len(history["events"])
         path.unlink()
-        timer.seconds["checkpoint"] = round(timer.seconds.get("checkpoint", 0.0) + time.perf_counter() - t0, 3)
+        add_seconds("checkpoint", t0)
 
-    def render_sample(step: int) -> None:
+    def render_samples(step: int) -> None:
+        """One sample per prompt not yet rendered at this step, each prompt with its own fixed seed."""
+        done = {r["prompt"] for r in history["samples"] if r["step"] == step}
+        for i, text in enumerate(sample_prompts):
+            if text in done:
+                continue
+            t0 = time.perf_counter()
+            model.eval()
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), fam.onloaded():
+                image = fam.sample(model, text, resolution, resolution, seed + i)
+            model.train()
+            buf = io.BytesIO()
+            image.save(buf, format="PNG")
+            path = workdir / f"sample-{step}-{i}.png"
+            path.write_bytes(buf.getvalue())
+            transfer.upload(sample_urls[step][i], path, f"samples.urls.{step}.{i} upload")
+            history["samples"].append({"step": step, "prompt": text, "sha256": _sha256(buf.getvalue()), **tag})
+            path.unlink()
+            add_seconds("samples", t0)
+
+    def export_lora(out_dir: Path, step: int) -> Path:
+        """The LoRA as it is now, in the job's format, with its deterministic header."""
+        state = fold_lora_scale(get_peft_model_state_dict(model), rank, alpha)
+        if job_input.get("format", "diffusers") == "kohya":
+            out_dir.mkdir()
+            lora_path = out_dir / LORA_FILENAME
+            save_file(fam.to_kohya(state, model), lora_path)
+        else:
+            lora_path = fam.save_lora(state, out_dir)  # peft's lora_A/lora_B names, as diffusers saves them
+        header = lora_metadata.describe(fam, model, job_input, fp, resolution)
+        lora_metadata.write(lora_path, {**header, "ss_steps": str(step)})
+        return lora_path
+
+    def save_intermediate(step: int) -> None:
+        if any(r["step"] == step for r in history["saves"]):
+            return
         t0 = time.perf_counter()
-        model.eval()
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), fam.onloaded():
-            image = fam.sample(model, sample_spec["prompt"], resolution, resolution, seed)
-        model.train()
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        path = workdir / f"sample-{step}.png"
-        path.write_bytes(buf.getvalue())
-        transfer.upload(sample_urls[step], path, f"samples.urls.{step} upload")
-        samples_out.append({"step": step, "sha256": _sha256(buf.getvalue())})
-        path.unlink()
-        timer.seconds["samples"] = round(timer.seconds.get("samples", 0.0) + time.perf_counter() - t0, 3)
+        lora_path = export_lora(workdir / f"lora-step{step}", step)
+        data = lora_path.read_bytes()
+        transfer.upload(save_urls[step], lora_path, f"saves.urls.{step} upload")
+        history["saves"].append({"step": step, "sha256": _sha256(data), "bytes": len(data), **tag})
+        shutil.rmtree(lora_path.parent)
+        add_seconds("saves", t0)
 
     def should_stop(step: int) -> bool:
         if step >= end_step or stop.is_set():
@@ -276,6 +322,13 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
 
     model.train()
     step, loop_started = start_step, time.monotonic()
+    # A job stopped right after a step skips its samples and save (the checkpoint first, and fast):
+    # the job that resumes from that step makes them up, from the same weights.
+    if start_step and not stop.is_set():
+        if start_step in sample_urls:
+            render_samples(start_step)
+        if start_step in save_urls:
+            save_intermediate(start_step)
     progress.step("training", step, steps)
     while not should_stop(step):
         step += 1
@@ -303,11 +356,14 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         rate = (step - start_step) / max(time.monotonic() - loop_started, 1e-9)
         progress.step("training", step, steps, step_loss, it_per_sec=rate, eta_seconds=(steps - step) / rate)
         if step in sample_urls and not stop.is_set():  # stopping: the checkpoint first, and fast
-            render_sample(step)
-        if ckpt_spec and step % ckpt_spec["everySteps"] == 0:
+            render_samples(step)
+        if step in save_urls and not stop.is_set():
+            save_intermediate(step)
+        # A segment ending here uploads its checkpoint below, once, with its segment-end event.
+        if ckpt_spec and step % ckpt_spec["everySteps"] == 0 and not (step < steps and should_stop(step)):
             upload_checkpoint(step)
     model.eval()
-    training_seconds = timer.stop() - timer.seconds.get("checkpoint", 0.0) - timer.seconds.get("samples", 0.0)
+    training_seconds = timer.stop() - sum(timer.seconds.get(p, 0.0) for p in ("checkpoint", "samples", "saves"))
     timer.seconds["training"] = round(max(training_seconds, 0.0), 3)
 
     finished = step >= steps
@@ -317,7 +373,8 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
             raise TransientError(f"job stopped ({why}) before its first training step")
         if not ckpt_spec:
             raise TransientError(f"job stopped ({why}) at step {step} with no checkpoint URL to save it to")
-        if last_checkpoint is None or last_checkpoint["step"] != step:
+        history["events"].append({"step": step, "kind": "segment-end"})
+        if last_checkpoint is None or last_checkpoint["step"] != step or checkpointed_events != len(history["events"]):
             progress.phase("upload")
             upload_checkpoint(step)
 
@@ -325,23 +382,19 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     if finished:
         timer.start("upload")
         progress.phase("upload")
-        state = fold_lora_scale(get_peft_model_state_dict(model), rank, alpha)
-        out_dir = workdir / "lora"
-        if job_input.get("format", "diffusers") == "kohya":
-            out_dir.mkdir()
-            lora_path = out_dir / LORA_FILENAME
-            save_file(fam.to_kohya(state, model), lora_path)
-        else:
-            lora_path = fam.save_lora(state, out_dir)  # peft's lora_A/lora_B names, as diffusers saves them
-        lora_metadata.write(lora_path, lora_metadata.describe(fam, model, job_input, fp, resolution))
+        lora_path = export_lora(workdir / "lora", step)
         data = lora_path.read_bytes()
         transfer.upload(job_input["output"]["loraUrl"], lora_path)
         timer.stop()
         result["lora"] = {"sha256": _sha256(data), "bytes": len(data)}
     if last_checkpoint:
         result["checkpoint"] = last_checkpoint
-    if samples_out:
-        result["samples"] = samples_out
+    # Carried-over samples of a prompt this job does not render are left out (another run's prompts).
+    samples = [{**r, "prompt": sample_prompts.index(r["prompt"])} for r in history["samples"] if r["prompt"] in sample_prompts]
+    if samples:
+        result["samples"] = samples
+    if history["saves"]:
+        result["saves"] = history["saves"]
     result["metrics"] = {
         "steps": step - start_step,
         "finalLoss": losses[-1] if losses else 0.0,
@@ -350,6 +403,8 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         "device": models.device_label(),
         "peakMemoryBytes": _peak_memory_bytes(dev),
     }
+    if history["events"]:
+        result["metrics"]["events"] = history["events"]
     if truncated:
         result["metrics"]["truncatedCaptions"] = truncated
     result["metrics"]["encodings"] = cache_stats

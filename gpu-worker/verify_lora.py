@@ -1,10 +1,11 @@
 """Check that a trained LoRA loads into its base pipeline and changes what it generates.
 
-    python verify_lora.py --model MODELS_DIR/tiny-sd --lora lora.safetensors [--seed 0]
+    python verify_lora.py --model MODELS_DIR/tiny-sd --lora lora.safetensors [--lora more.safetensors …] [--seed 0]
 
 Works for SD, SDXL and FLUX base models, and for both the diffusers and the kohya key layout
 (diffusers' `load_lora_weights` reads both). Prints one JSON line
-{"loaded": bool, "changed": bool, "maxAbsDiff": float}; exits 1 if the LoRA cannot be loaded.
+{"loaded": bool, "changed": bool, "maxAbsDiff": float} per LoRA, in order (the pipeline is loaded
+once for all of them); exits 1 if any LoRA cannot be loaded.
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ def render(pipe, seed: int):
     return pipe(PROMPT, num_inference_steps=STEPS, generator=generator, output_type="np", **extra).images[0]
 
 
-def verify(model: Path, lora: Path, seed: int = 0) -> dict[str, Any]:
+def verify(model: Path, lora: Path, seed: int = 0, pipe=None) -> dict[str, Any]:
+    """`pipe`: a pipeline of `model` to reuse; the LoRA leaves it again afterwards."""
     import numpy as np
 
-    pipe = load_pipeline(model)
+    pipe = pipe or load_pipeline(model)
     before = render(pipe, seed)
     try:
         pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
@@ -57,6 +59,7 @@ def verify(model: Path, lora: Path, seed: int = 0) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any failure to load is the answer
         return {"loaded": False, "changed": False, "maxAbsDiff": 0.0, "error": f"{type(exc).__name__}: {exc}"}
     after = render(pipe, seed)
+    pipe.unload_lora_weights()
     diff = float(np.abs(after.astype(np.float64) - before.astype(np.float64)).max())
     return {"loaded": True, "changed": diff > 0.0, "maxAbsDiff": diff}
 
@@ -64,12 +67,14 @@ def verify(model: Path, lora: Path, seed: int = 0) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Load a LoRA and compare generations with and without it.")
     parser.add_argument("--model", required=True, type=Path, help="base model directory (diffusers layout)")
-    parser.add_argument("--lora", required=True, type=Path, help=".safetensors LoRA file")
+    parser.add_argument("--lora", required=True, type=Path, action="append", help=".safetensors LoRA file (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    report = verify(args.model, args.lora, args.seed)
-    print(json.dumps(report))
-    return 0 if report["loaded"] else 1
+    pipe = load_pipeline(args.model)
+    reports = [verify(args.model, lora, args.seed, pipe) for lora in args.lora]
+    for report in reports:
+        print(json.dumps(report))
+    return 0 if all(r["loaded"] for r in reports) else 1
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ export function runKeys(runKey: string) {
         attempt: (k: number) => `${g}/attempt-${k}.json`,
         result: `${g}/result.json`,
         lora: `${g}/lora.safetensors`,
-        sample: (step: number) => `${g}/samples/step-${step}.png`,
+        sample: (step: number, prompt = 0) => `${g}/samples/step-${step}-${prompt}.png`,
+        save: (step: number) => `${g}/steps/lora-step${step}.safetensors`,
         image: (k: number) => `${g}/images/${k}.png`,
         contactSheet: `${g}/contact-sheet.png`,
       };
@@ -62,7 +63,10 @@ export function loraKeys(name: string, version: string) {
     prefix,
     lora: `${prefix}/lora.safetensors`,
     metadata: `${prefix}/metadata.json`,
-    sample: (step: number) => `${prefix}/samples/step-${step}.png`,
+    /** The first prompt's keeps the plain name (the Hub push and older versions use it). */
+    sample: (step: number, prompt = 0) => `${prefix}/samples/step-${step}${prompt ? `-p${prompt}` : ''}.png`,
+    /** An intermediate LoRA (saveEvery), and after a promote the final one's copy. */
+    stepLora: (step: number) => `${prefix}/lora-step${step}.safetensors`,
     report: `${prefix}/report`,
   };
 }

@@ -2,12 +2,14 @@
 // server, versitygw, the local RunPod endpoint running the real GPU worker on the tiny offline
 // model, the Temporal worker process) driven through the `loraflow` CLI.
 import { execFile } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PipelineProgress, PublishedLora } from '../contract/pipeline.js';
-import { listKeys, makeStorage } from '../lib/s3.js';
+import sharp from 'sharp';
+import type { LatestPublished, LoraMetadata, PipelineProgress, PublishedLora } from '../contract/pipeline.js';
+import { keyOfUri } from '../lib/keys.js';
+import { getBytes, getJson, listKeys, makeStorage, sha256OfObject } from '../lib/s3.js';
 import { until } from '../testkit/wait.js';
 import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
@@ -26,7 +28,8 @@ beforeAll(async () => {
     LORAFLOW_POLL_MS: '500',
     LORAFLOW_CHECKPOINT_EVERY: '10',
   };
-  stack = await startStack({ env });
+  // Samples are counted and laid out here, not judged: two denoising steps keep them cheap on CPU.
+  stack = await startStack({ env, endpoint: { workerEnv: { LORAFLOW_SAMPLE_STEPS: '2' } } });
   dataset = await makeDataset(path.join(tmp.dir, 'dataset'), { images: 4, captioned: 2, size: 48 });
 });
 
@@ -94,6 +97,41 @@ describe('loraflow end to end', () => {
     });
     expect(json<{ loaded: boolean; changed: boolean }>(verify.stdout.trim().split('\n').pop()!)).toMatchObject({ loaded: true, changed: true });
   }, 300_000); // the stack's first pipeline: its GPU worker starts cold
+
+  it('keeps the LoRA every N steps with samples for two prompts, reports a prompts × steps grid, and promote moves latest', async () => {
+    const prompts = ['--sample-prompt', '[trigger], red', '--sample-prompt', 'a [trigger] on blue'];
+    const trained = await loraflow(...trainArgs('steps', 6), '--sample-every', '3', '--save-every', '2', ...prompts, '--wait');
+    expect(trained.code, trained.stderr).toBe(0);
+    const { workflowId, published } = json<{ workflowId: string; published: PublishedLora }>(trained.stdout);
+    const storage = makeStorage(stack.config);
+    const meta = await getJson<LoraMetadata>(storage, keyOfUri(published.metadataUri));
+    expect(meta.prompts).toEqual(['lfsquare, red', 'a lfsquare on blue']);
+    expect(meta.samples.map((s) => [s.step, s.prompt ?? 0])).toEqual([[3, 0], [3, 1], [6, 0], [6, 1]]);
+    expect(meta.savedSteps!.map((s) => s.uri.replace(/^.*\//, ''))).toEqual(['lora-step2.safetensors', 'lora-step4.safetensors']);
+    const files = [];
+    for (const saved of meta.savedSteps!) {
+      files.push(path.join(tmp.dir, `steps-${saved.step}.safetensors`));
+      await writeFile(files.at(-1)!, await getBytes(storage, keyOfUri(saved.uri)));
+    }
+    // Each kept LoRA loads into the pipeline and changes its output (one pipeline load for both).
+    const verify = await run(toolchain.python(), [path.join(repoRoot, 'gpu-worker/verify_lora.py'), '--model', path.join(toolchain.modelDir(), 'tiny-sd'), ...files.flatMap((f) => ['--lora', f])], { env: { ...process.env, HF_HUB_OFFLINE: '1' } });
+    expect(verify.stdout.trim().split('\n').slice(-2).map((line) => json<{ loaded: boolean; changed: boolean }>(line))).toEqual([1, 2].map(() => expect.objectContaining({ loaded: true, changed: true })));
+
+    const out = path.join(tmp.dir, 'steps-report');
+    expect((await loraflow('report', workflowId, '--out', out, '--json')).code).toBe(0);
+    // Rows: the two prompts; columns: steps 3 and 6 (a label column and a header row around them).
+    expect(await sharp(path.join(out, 'samples.png')).metadata()).toMatchObject({ width: 200 + 2 * 160, height: 28 + 2 * 160 });
+    expect(await readFile(path.join(out, 'index.html'), 'utf8')).toContain(`loraflow promote steps@${published.version} --step N`);
+
+    const promoted = await loraflow('promote', `steps@${published.version}`, '--step', '4', '--json');
+    expect(promoted.code, promoted.stderr).toBe(0);
+    const latest = await getJson<LatestPublished>(storage, 'loras/steps/latest.json');
+    expect(latest).toMatchObject({ version: published.version, step: 4 });
+    expect((await sha256OfObject(storage, keyOfUri(published.uri)))!.sha256).toBe(meta.savedSteps![1]!.sha256);
+    // The final LoRA stays available, and metadata.json says which step is the version's LoRA.
+    expect((await sha256OfObject(storage, `loras/steps/${published.version}/lora-step6.safetensors`))!.sha256).toBe(published.sha256);
+    expect(await getJson<LoraMetadata>(storage, keyOfUri(published.metadataUri))).toMatchObject({ lora: { sha256: meta.savedSteps![1]!.sha256 }, promoted: { step: 4, final: { step: 6, sha256: published.sha256 } } });
+  }, 600_000); // the stack's first pipeline when run alone: its GPU worker starts cold
 
   it('survives kill -9 of the Temporal worker mid-training with exactly one GPU job', async () => {
     const since = stack.runpod.ledger().length;

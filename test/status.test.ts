@@ -124,7 +124,8 @@ describe('honest status', () => {
     const html = readFileSync(written.index, 'utf8');
     for (const text of ['loss.png', 'samples.png', 'dataset.png', 'GPU seconds (billed)', formatCost(usage.cost), 'step 10, step 20', '2 images']) expect(html).toContain(text);
     expect(await sharp(path.join(out, 'loss.png')).metadata()).toMatchObject({ width: 640, height: 320, format: 'png' });
-    expect(await sharp(path.join(out, 'samples.png')).metadata()).toMatchObject({ width: 512, height: 256 });
+    // One prompt (a row) by steps 10 and 20, beside the prompt labels and under the step labels.
+    expect(await sharp(path.join(out, 'samples.png')).metadata()).toMatchObject({ width: 200 + 2 * 160, height: 28 + 160 });
     expect(await sharp(path.join(out, 'dataset.png')).metadata()).toMatchObject({ width: 192, height: 96 });
   });
 });

@@ -90,7 +90,7 @@ def test_flux_kohya_layout_is_the_same_lora(worker_env, store, progress_log, mod
 
 
 def test_samples_are_rendered_and_uploaded(worker_env, store, progress_log) -> None:
-    job = train_job(store, steps=4, extra={"samples": {"prompt": "zxq on a beach", "urls": {"2": store.url("s/2.png"), "4": store.url("s/4.png")}}})
+    job = train_job(store, steps=4, extra={"samples": {"prompts": ["zxq on a beach"], "urls": {"2": [store.url("s/2.png")], "4": [store.url("s/4.png")]}}})
     result = handler.run_job(job)
     assert "error" not in result, result
     assert [s["step"] for s in result["samples"]] == [2, 4]

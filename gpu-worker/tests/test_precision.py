@@ -57,7 +57,7 @@ def test_samples_are_decoded_outside_autocast(worker_env, store, progress_log, m
     monkeypatch.setattr(AutoencoderKL, "decode", decode)
     monkeypatch.setattr(UNet2DConditionModel, "forward", forward)
     job = train_job(store, base="tiny-sdxl", steps=1, mixedPrecision="bf16",
-                    extra={"samples": {"prompt": "zxq", "urls": {"1": store.url("s/1.png")}}})
+                    extra={"samples": {"prompts": ["zxq"], "urls": {"1": [store.url("s/1.png")]}}})
     result = handler.run_job(job)
     assert "error" not in result, result
     assert seen["unet"] and all(seen["unet"]), "the denoiser runs under the training's autocast"
