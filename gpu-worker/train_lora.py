@@ -6,7 +6,9 @@ LoRA weights in fp32), optional gradient checkpointing. VAE latent distributions
 embeddings are computed once per job and reused every step, so a step only runs the denoiser.
 
 A job trains from step 0 or from a resumed checkpoint up to params.steps, or ends a segment
-early (stopAtStep, stopAfterSeconds, cancel, SIGTERM) with a checkpoint and no LoRA. The batch
+early (stopAtStep, stopAfterSeconds, cancel, SIGTERM) with a checkpoint and no LoRA. A training
+may start from earlier weights (initFrom): a published LoRA's, or a finished training's final
+checkpoint, which it then continues to its own, larger params.steps. The batch
 order is a function of (seed, step) and every RNG state is checkpointed, so a training split
 into segments ends with the same weights as an uninterrupted one.
 """
@@ -90,10 +92,45 @@ def fold_lora_scale(state: dict[str, torch.Tensor], rank: int, alpha: float) -> 
     return {k: v * scale if "lora_B" in k else v for k, v in state.items()}
 
 
+KOHYA_PREFIXES = ("lora_unet_", "lora_te", "lora_transformer_")
+
+
+def load_init_lora(trainable: dict[str, torch.nn.Parameter], state: dict[str, torch.Tensor], denoiser: str,
+                   rank: int, alpha: float) -> None:
+    """Copy a published LoRA (diffusers layout, `<denoiser>.<module>.lora_A.weight`, alpha/rank folded
+    into lora_B by fold_lora_scale) into the fresh adapter, undoing this training's own scale so the
+    model starts out computing exactly what the published file does."""
+    if any(k.startswith(KOHYA_PREFIXES) for k in state):
+        raise InputError("initFrom: the LoRA is in kohya layout; only diffusers-layout LoRAs (the default --format) can be continued")
+    prefix = f"{denoiser}."
+    published = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    # peft names the trainable weights `<module>.lora_A.<adapter>.weight`; the file has no adapter name.
+    ours = {name.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."): p for name, p in trainable.items()}
+    if set(published) != set(ours):
+        missing, extra = len(set(ours) - set(published)), len(set(published) - set(ours))
+        raise InputError(f"initFrom: the LoRA's layers do not match this model's ({missing} missing, {extra} not in this model): another base model?")
+    scale = alpha / rank
+    with torch.no_grad():
+        for key, p in ours.items():
+            value = published[key]
+            if value.shape != p.shape:
+                raise InputError(f"initFrom: {key} has shape {tuple(value.shape)}, this training's is {tuple(p.shape)}: another rank?")
+            p.copy_((value / scale if ".lora_B." in key else value).to(p.device, p.dtype))
+
+
 def _peak_memory_bytes(dev: torch.device) -> int:
     if dev.type == "cuda":
         return int(torch.cuda.max_memory_allocated(dev))
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except Exception as exc:
+        raise InputError(f"initFrom: not a .safetensors LoRA ({type(exc).__name__})") from exc
 
 
 def _sha256(data: bytes) -> str:
@@ -149,6 +186,15 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     elif "resume" in job_input:
         transfer.download(job_input["resume"]["url"], workdir / "resume.ckpt", "resume download")
         resumed = checkpoint.load(workdir / "resume.ckpt")
+    # No checkpoint of this training yet: its first job starts from the weights it was given.
+    continuing, init_lora = False, None
+    if resumed is None and "initFrom" in job_input:
+        spec = job_input["initFrom"]
+        transfer.download(spec["url"], workdir / "init-from.bin", "initFrom download")
+        if spec["kind"] == "checkpoint":
+            resumed, continuing = checkpoint.load(workdir / "init-from.bin", "initFrom"), True
+        else:
+            init_lora = _load_safetensors(workdir / "init-from.bin")
     # Every image is decoded now, one at a time, so a bad one fails the job before any model loads;
     # only its size is kept (the cache decodes again, a chunk at a time).
     image_sizes = [open_rgb(p, img["id"], f"images.{i}").size for i, (p, img) in enumerate(zip(paths, images))]
@@ -169,7 +215,10 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     resolution = max(multiple, (params.get("resolution") or fam.native_resolution) // multiple * multiple)
     fp = fingerprint(job_input, fam, resolution)
     if resumed is not None:
-        checkpoint.check_fingerprint(resumed, fp)
+        # A continued training is the same one made longer: everything but params.steps must match.
+        checkpoint.check_fingerprint(resumed, fp, ignore=("steps",) if continuing else (), field="initFrom" if continuing else "resume")
+        if continuing and resumed["step"] >= steps:
+            raise InputError(f"params.steps: {steps} is not past the continued training's step {resumed['step']}")
     if params.get("aspectBuckets"):
         choices = bucket_sizes(resolution, multiple)
         sizes = [nearest_bucket(w, h, choices) for w, h in image_sizes]
@@ -197,6 +246,9 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     if dtype != torch.float32:
         cast_training_params(model, dtype=torch.float32)  # trainable LoRA weights stay in fp32
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if init_lora is not None:
+        load_init_lora(trainable, init_lora, fam.denoiser, rank, alpha)
+        del init_lora
     lora_params = list(trainable.values())
     optimizer = torch.optim.AdamW(lora_params, lr=params["learningRate"])
     lr_scheduler = get_scheduler(
@@ -219,17 +271,20 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     samples_out: list[dict[str, Any]] = []
     last_checkpoint: dict[str, Any] | None = None
 
-    def upload_checkpoint(step: int) -> None:
+    def upload_checkpoint(step: int, field: str = "url") -> dict[str, Any]:
         nonlocal last_checkpoint
         t0 = time.perf_counter()
         path = workdir / "checkpoint.pt"
         checkpoint.save(path, step=step, fingerprint=fp, params=trainable, optimizer=optimizer,
                         lr_scheduler=lr_scheduler, scaler=scaler, noise_gen=noise_gen, losses=losses)
         data = path.read_bytes()
-        transfer.upload(ckpt_spec["url"], path, "checkpoint.url upload")
-        last_checkpoint = {"sha256": _sha256(data), "bytes": len(data), "step": step}
+        transfer.upload(ckpt_spec[field], path, f"checkpoint.{field} upload")
+        uploaded = {"sha256": _sha256(data), "bytes": len(data), "step": step}
+        if field == "url":
+            last_checkpoint = uploaded
         path.unlink()
         timer.seconds["checkpoint"] = round(timer.seconds.get("checkpoint", 0.0) + time.perf_counter() - t0, 3)
+        return uploaded
 
     def render_sample(step: int) -> None:
         t0 = time.perf_counter()
@@ -326,6 +381,8 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         transfer.upload(job_input["output"]["loraUrl"], lora_path)
         timer.stop()
         result["lora"] = {"sha256": _sha256(data), "bytes": len(data)}
+        if ckpt_spec and ckpt_spec.get("finalUrl"):
+            result["finalCheckpoint"] = upload_checkpoint(step, "finalUrl")
     if last_checkpoint:
         result["checkpoint"] = last_checkpoint
     if samples_out:
