@@ -4,6 +4,7 @@ import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
 import { pushToHub } from './hub.js';
 import { ingestDataset } from './ingest.js';
+import { resolveInitFrom } from './init-from.js';
 import { cancelOrphanGpuJobs } from './janitor.js';
 import { latestPublished, publishLora } from './publish.js';
 import { writeReport } from './report.js';
@@ -11,7 +12,7 @@ import { trainOnGpu } from './train.js';
 import { watchSchedule } from './schedule-webhooks.js';
 import { deliverWebhook, watchTraining } from './webhooks.js';
 
-const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook, watchSchedule };
+const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, resolveInitFrom, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook, watchSchedule };
 
 type Bound<F> = F extends (deps: ActivityDeps, input: infer I) => infer R ? (input: I) => R : never;
 export type Activities = { [K in keyof typeof STAGES]: Bound<(typeof STAGES)[K]> };

@@ -36,6 +36,8 @@ export function runKeys(runKey: string) {
         attempt: (k: number) => `${g}/attempt-${k}.json`,
         result: `${g}/result.json`,
         lora: `${g}/lora.safetensors`,
+        /** The finished training's last state (checkpoint.finalUrl). */
+        finalCheckpoint: `${g}/final.ckpt`,
         sample: (step: number) => `${g}/samples/step-${step}.png`,
       };
     },
@@ -57,6 +59,10 @@ export function loraKeys(name: string, version: string) {
     prefix,
     lora: `${prefix}/lora.safetensors`,
     metadata: `${prefix}/metadata.json`,
+    /** The captions it was trained on (image id → caption). */
+    captions: `${prefix}/captions.json`,
+    /** Its training's final checkpoint: `loraflow extend` continues from it. */
+    checkpoint: `${prefix}/checkpoint.ckpt`,
     sample: (step: number) => `${prefix}/samples/step-${step}.png`,
     report: `${prefix}/report`,
   };
