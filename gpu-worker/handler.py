@@ -3,13 +3,13 @@
 Jobs (`job["input"]`) are validated against contract/schema/gpu-job-input.schema.json, which
 is generated from contract/gpu-job.ts (the reference for every field):
 
-  caption: {"task": "caption", "triggerWord", "images": [{"id", "url"}], "claim"?, "result"?}
+  caption: {"task": "caption", "triggerWord", "images": [{"id", "url"}], "captioner"?, "prompt"?, "claim"?, "result"?}
     -> {"captioner", "captions": [{"id", "caption": "<trigger>, ..."}]}
   train:   {"task": "train", "baseModel", "triggerWord", "images": [{"id", "url", "caption"}],
             "params": {...}, "output": {"loraUrl"}, "format", "claim"?, "result"?, "stopAtStep"?,
-            "stopAfterSeconds"?, "checkpoint"?: {"url", "readUrl"?, "everySteps"},
-            "resume"?: {"url"}, "samples"?: {"prompt", "urls": {"<step>": url}}}
-    -> {"step", "lora"? (only when finished), "checkpoint"?, "samples"?, "metrics"}
+            "stopAfterSeconds"?, "checkpoint"?: {"url", "readUrl"?, "everySteps", "finalUrl"?},
+            "resume"?: {"url"}, "initFrom"?: {"url", "kind"}, "samples"?: {"prompt", "urls": {"<step>": url}}}
+    -> {"step", "lora"? (only when finished), "checkpoint"?, "finalCheckpoint"?, "samples"?, "metrics"}
 
 Both kinds claim their work first ("claim": {"url", "readUrl", "attemptUrls"}: a job the service
 retries under its id continues, a duplicate stops) and PUT their output to "result.url" before

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 import checkpoint
+import init_from
 import lora_metadata
 import models
 import settings
@@ -92,45 +93,10 @@ def fold_lora_scale(state: dict[str, torch.Tensor], rank: int, alpha: float) -> 
     return {k: v * scale if "lora_B" in k else v for k, v in state.items()}
 
 
-KOHYA_PREFIXES = ("lora_unet_", "lora_te", "lora_transformer_")
-
-
-def load_init_lora(trainable: dict[str, torch.nn.Parameter], state: dict[str, torch.Tensor], denoiser: str,
-                   rank: int, alpha: float) -> None:
-    """Copy a published LoRA (diffusers layout, `<denoiser>.<module>.lora_A.weight`, alpha/rank folded
-    into lora_B by fold_lora_scale) into the fresh adapter, undoing this training's own scale so the
-    model starts out computing exactly what the published file does."""
-    if any(k.startswith(KOHYA_PREFIXES) for k in state):
-        raise InputError("initFrom: the LoRA is in kohya layout; only diffusers-layout LoRAs (the default --format) can be continued")
-    prefix = f"{denoiser}."
-    published = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    # peft names the trainable weights `<module>.lora_A.<adapter>.weight`; the file has no adapter name.
-    ours = {name.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."): p for name, p in trainable.items()}
-    if set(published) != set(ours):
-        missing, extra = len(set(ours) - set(published)), len(set(published) - set(ours))
-        raise InputError(f"initFrom: the LoRA's layers do not match this model's ({missing} missing, {extra} not in this model): another base model?")
-    scale = alpha / rank
-    with torch.no_grad():
-        for key, p in ours.items():
-            value = published[key]
-            if value.shape != p.shape:
-                raise InputError(f"initFrom: {key} has shape {tuple(value.shape)}, this training's is {tuple(p.shape)}: another rank?")
-            p.copy_((value / scale if ".lora_B." in key else value).to(p.device, p.dtype))
-
-
 def _peak_memory_bytes(dev: torch.device) -> int:
     if dev.type == "cuda":
         return int(torch.cuda.max_memory_allocated(dev))
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path)
-    except Exception as exc:
-        raise InputError(f"initFrom: not a .safetensors LoRA ({type(exc).__name__})") from exc
 
 
 def _sha256(data: bytes) -> str:
@@ -189,12 +155,8 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     # No checkpoint of this training yet: its first job starts from the weights it was given.
     continuing, init_lora = False, None
     if resumed is None and "initFrom" in job_input:
-        spec = job_input["initFrom"]
-        transfer.download(spec["url"], workdir / "init-from.bin", "initFrom download")
-        if spec["kind"] == "checkpoint":
-            resumed, continuing = checkpoint.load(workdir / "init-from.bin", "initFrom"), True
-        else:
-            init_lora = _load_safetensors(workdir / "init-from.bin")
+        resumed, init_lora = init_from.fetch(job_input["initFrom"], workdir)
+        continuing = resumed is not None
     # Every image is decoded now, one at a time, so a bad one fails the job before any model loads;
     # only its size is kept (the cache decodes again, a chunk at a time).
     image_sizes = [open_rgb(p, img["id"], f"images.{i}").size for i, (p, img) in enumerate(zip(paths, images))]
@@ -247,7 +209,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         cast_training_params(model, dtype=torch.float32)  # trainable LoRA weights stay in fp32
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if init_lora is not None:
-        load_init_lora(trainable, init_lora, fam.denoiser, rank, alpha)
+        init_from.load_lora(trainable, init_lora, fam.denoiser, rank, alpha)
         del init_lora
     lora_params = list(trainable.values())
     optimizer = torch.optim.AdamW(lora_params, lr=params["learningRate"])
