@@ -50,9 +50,10 @@ def test_a_continued_training_must_be_the_same_training_made_longer(worker_env, 
 
 
 def test_a_training_from_a_published_lora_starts_with_its_weights(worker_env, store, progress_log):
-    # alpha != rank: the published file has alpha/rank folded into lora_B, which loading must undo.
+    # alpha != rank: the published file has alpha/rank folded into lora_B, which loading must undo
+    # (the child's own scale is folded in again when it is saved).
     assert "error" not in run(store, "parent", alpha=8)
-    child = run(store, "child", init=("lora", "out/parent.safetensors"), steps=1, learningRate=1e-12)
+    child = run(store, "child", init=("lora", "out/parent.safetensors"), steps=1, learningRate=1e-12, alpha=8)
     assert "error" not in child, child
     parent_w, child_w = weights(store, "parent"), weights(store, "child")
     assert parent_w.keys() == child_w.keys()
