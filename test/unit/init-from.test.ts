@@ -4,7 +4,7 @@ import { checkCompatible } from '../../activities/init-from.js';
 import { TrainingSettings } from '../../contract/pipeline.js';
 
 const training = TrainingSettings.parse({ baseModel: 'tiny-sd', triggerWord: 'lfx', params: { steps: 30, rank: 8 } });
-const parent = { baseModel: 'tiny-sd', params: training.params, format: 'diffusers' as const, checkpoint: { sha256: 'c'.repeat(64), bytes: 1, step: 20, uri: 's3://b/k' } };
+const parent = { baseModel: 'tiny-sd', params: training.params, format: 'diffusers' as 'diffusers' | 'kohya', checkpoint: { sha256: 'c'.repeat(64), bytes: 1, step: 20, uri: 's3://b/k' } };
 const check = (meta: Partial<typeof parent>, mode: 'weights' | 'continue' = 'weights') => () => checkCompatible('p@v1', { ...parent, ...meta }, training, mode);
 
 describe('checkCompatible', () => {
