@@ -7,7 +7,7 @@ import { type Config, loadConfig } from './lib/config.js';
 import { formatCost } from './lib/pricing.js';
 import { makeStorage } from './lib/s3.js';
 import { CliError, connect, webUiLink } from './cli/connect.js';
-import { cancel, download, list, report, status } from './cli/inspect.js';
+import { cancel, download, list, publishedOf, report, status } from './cli/inspect.js';
 import { buildGenerateRequest, downloadGeneration, GENERATE_FLAG, parseLoraRef, parseSize, startGeneration } from './cli/generate.js';
 import { describeLogs, pipelineLogs } from './cli/logs.js';
 import {
@@ -22,7 +22,8 @@ import {
   triggerSchedule,
   unpauseSchedule,
 } from './cli/schedule.js';
-import { buildRequest, startTraining } from './cli/train.js';
+import { continueRun, pullCaptions, pushCaptions } from './cli/captions.js';
+import { buildExtendRequest, buildRequest, parseInitFrom, startTraining } from './cli/train.js';
 import { progressDetails, watch } from './cli/watch.js';
 
 const int = (v: string) => {
@@ -72,17 +73,26 @@ function trainingFlags(command: Command): Command {
     .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
     .option('--sample-prompt <text>', 'prompt of the samples, repeatable (one image per prompt per sample step, a fixed seed per prompt); "[trigger]" stands for the trigger word (default: the trigger word alone)', (v: string, all: string[] = []) => [...all, v])
     .option('--save-every <n>', 'also keep the LoRA every n steps, published as lora-step<n>.safetensors (`loraflow promote` picks one; default: only the final one)', int)
+    .option('--init-from <name@version>', "start from a published LoRA's weights (same base model and rank): NAME@VERSION, NAME@latest, or latest (this name's newest; a first run starts fresh)")
+    .option('--captioner <name>', 'captioner for images without a sidecar .txt, one the GPU worker has (default: $LORAFLOW_CAPTIONER)')
+    .option('--caption-prompt <text>', 'text the captioner continues, for captioners that take one (BLIP: "a photo of")')
+    .option('--caption-prefix <text>', 'put after the trigger word in front of every caption')
+    .option('--caption-suffix <text>', 'put at the end of every caption')
+    .option('--caption-dropout <p>', 'probability that an image trains with the empty caption (default: 0)', num)
     .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num)
     .option('--hub-existing-repo', 'let the Hugging Face push write into an existing repo loraflow did not create (it replaces README.md and lora.safetensors and deletes samples/ there)');
 }
 
-const requestFrom = (o: any, config: Config) =>
-  buildRequest(
+const requestFrom = (o: any, config: Config) => {
+  const captions = { captioner: o.captioner, prompt: o.captionPrompt, prefix: o.captionPrefix, suffix: o.captionSuffix, ...(o.reviewCaptions ? { review: true as const } : {}) };
+  return buildRequest(
     {
       name: o.name,
       images: o.images,
       budget: o.budget,
       ...(o.hubExistingRepo ? { hub: { allowExistingRepo: true as const } } : {}),
+      ...(o.initFrom ? { initFrom: parseInitFrom(o.initFrom, o.name) } : {}),
+      ...(Object.values(captions).some((v) => v !== undefined) ? { captions } : {}),
       training: {
         triggerWord: o.trigger,
         baseModel: o.baseModel ?? config.LORAFLOW_BASE_MODEL,
@@ -90,26 +100,83 @@ const requestFrom = (o: any, config: Config) =>
         sampleEvery: o.sampleEvery,
         samplePrompts: o.samplePrompt,
         saveEvery: o.saveEvery,
-        params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed, quantizeBase: o.quantizeBase },
+        params: { steps: o.steps, rank: o.rank, alpha: o.alpha, learningRate: o.lr, batchSize: o.batchSize, resolution: o.resolution, seed: o.seed, quantizeBase: o.quantizeBase, captionDropout: o.captionDropout },
       },
     },
     config,
   );
+};
+
+/** Starts (or attaches to) a run and prints it; with --wait, follows it until published. */
+async function startAndReport(o: { json?: boolean; wait?: boolean; priority?: number }, config: Config, request: Awaited<ReturnType<typeof requestFrom>>) {
+  const client = await connect(config);
+  const { handle, attached } = await startTraining(client, config, request, { priority: o.priority });
+  const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };
+  if (!o.json) console.error(`${attached ? 'attached to existing' : 'started'} pipeline ${handle.workflowId}\n  Web UI: ${info.webUi}`);
+  if (!o.wait) return print(!!o.json, info, handle.workflowId);
+  const published = await watch(client, handle); // progress goes to stderr, so --json stdout stays clean
+  print(!!o.json, { ...info, published }, published.uri);
+}
 
 trainingFlags(program.command('train').description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)'))
+  .option('--review-captions', 'pause after captioning (stage awaiting-captions) for `loraflow captions pull|push` and `loraflow continue`')
   .option('--priority <1-5>', 'GPU queue priority when more runs wait than LORAFLOW_MAX_GPU_JOBS allow: 1 goes first', priority, 3)
   .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     const config = loadConfig();
-    const request = await requestFrom(o, config);
-    const client = await connect(config);
-    const { handle, attached } = await startTraining(client, config, request, { priority: o.priority });
-    const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };
-    if (!o.json) console.error(`${attached ? 'attached to existing' : 'started'} pipeline ${handle.workflowId}\n  Web UI: ${info.webUi}`);
-    if (!o.wait) return print(o.json, info, handle.workflowId);
-    const published = await watch(client, handle); // progress goes to stderr, so --json stdout stays clean
-    print(o.json, { ...info, published }, published.uri);
+    await startAndReport(o, config, await requestFrom(o, config));
+  });
+
+const added = (v: string) => {
+  if (!/^\+[1-9]\d*$/.test(v)) throw new InvalidArgumentError('expected +N, the number of steps to add (e.g. +200)');
+  return Number(v.slice(1));
+};
+
+program
+  .command('extend <id>')
+  .description("continue a published run's training from its final checkpoint into a new version (same images, captions and settings; no step redone)")
+  .requiredOption('--steps <+n>', 'steps to add, e.g. +200', added)
+  .option('--budget <amount>', "most the new run may spend on GPU time (default: the parent run's budget)", num)
+  .option('--priority <1-5>', 'GPU queue priority (1 goes first)', priority, 3)
+  .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    const config = loadConfig();
+    const parent = await publishedOf(await connect(config), id, 'extend');
+    await startAndReport(o, config, await buildExtendRequest(config, parent, o.steps, o.budget));
+  });
+
+const captions = program.command('captions').description('the caption review of a run started with --review-captions (stage awaiting-captions)');
+
+captions
+  .command('pull <id>')
+  .description("write the run's captions as <image>.txt files (trigger word first) to edit")
+  .requiredOption('--out <dir>', 'directory to write into')
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    const config = loadConfig();
+    const pulled = await pullCaptions(await connect(config), config, id, o.out);
+    print(o.json, pulled, `${pulled.files} captions in ${pulled.dir}; edit them, then \`loraflow captions push ${id} ${pulled.dir}\` and \`loraflow continue ${id}\``);
+  });
+
+captions
+  .command('push <id> <dir>')
+  .description("replace the run's captions with the <image>.txt files in dir (all checked first; the trigger word is kept first)")
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, dir: string, o) => {
+    const config = loadConfig();
+    const pushed = await pushCaptions(await connect(config), config, id, dir);
+    print(o.json, pushed, `${pushed.changed} of ${pushed.images} captions changed; \`loraflow continue ${id}\` trains on them`);
+  });
+
+program
+  .command('continue <id>')
+  .description('let a run awaiting caption review go on to train on its (edited) captions')
+  .option('--json', 'machine-readable output')
+  .action(async (id: string, o) => {
+    await continueRun(await connect(loadConfig()), id);
+    print(o.json, { workflowId: id, continued: true }, `${id}: continued`);
   });
 
 /** The Hugging Face push, when the worker has HF_TOKEN. */

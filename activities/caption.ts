@@ -1,11 +1,13 @@
 // caption: sidecar captions win; then captions cached from earlier runs, keyed by image content
 // hash and captioner (lib/keys.ts); only the remaining images are captioned by a GPU job, whose
 // captions are cached in turn. The trigger word is put in front of every caption exactly once
-// (the cache holds captions without it, so any trigger can reuse them).
+// (the cache holds captions without it, so any trigger can reuse them). A run may name its
+// captioner and prompt (each has its own cache) and a prefix and suffix for every caption.
 import { log } from '@temporalio/activity';
 import { z } from 'zod';
 import { CaptionJobOutput, TriggerWord } from '../contract/gpu-job.js';
-import { Budget, type CaptionResult, type Captions, type DatasetManifest, type DatasetManifestImage } from '../contract/pipeline.js';
+import { Budget, type CaptionResult, type Captions, CaptionSettings, type DatasetManifest, type DatasetManifestImage } from '../contract/pipeline.js';
+import { sha256 } from '../lib/hash.js';
 import { captionCacheKey, runKeys } from '../lib/keys.js';
 import { getBytesIfExists, getJson, presignGet, putBytes } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
@@ -19,6 +21,7 @@ export const CaptionInput = z.object({
   triggerWord: TriggerWord,
   /** The run's GPU budget (see TrainInput.budget). */
   budget: Budget.optional(),
+  settings: CaptionSettings.optional(),
 });
 
 /** S3 requests in flight at once when reading or writing the caption cache. */
@@ -26,14 +29,19 @@ const CACHE_CONCURRENCY = 16;
 
 export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof CaptionInput>): Promise<CaptionResult> {
   const input = parseInput(CaptionInput, raw);
+  const settings = input.settings ?? {};
+  const captioner = settings.captioner ?? deps.captioner;
+  // A prompt steers what the captioner writes: its captions are cached apart from the plain ones.
+  const cacheName = cacheNameOf(captioner, settings.prompt);
+  const final = (caption: string) => withTrigger(input.triggerWord, [settings.prefix, caption, settings.suffix].filter(Boolean).join(', '));
   const manifest = await getJson<DatasetManifest>(deps.storage, input.manifestKey);
   const captions: Captions = {};
-  for (const image of manifest.images) if (image.caption) captions[image.id] = withTrigger(input.triggerWord, image.caption);
+  for (const image of manifest.images) if (image.caption) captions[image.id] = final(image.caption);
 
   const uncaptioned = manifest.images.filter((image) => !image.caption);
-  // Captions paid for by earlier runs of the endpoint's captioner.
-  const cached = await readCache(deps, deps.captioner, uncaptioned);
-  for (const [id, caption] of cached) captions[id] = withTrigger(input.triggerWord, caption);
+  // Captions paid for by earlier runs of the same captioner (and prompt).
+  const cached = await readCache(deps, cacheName, uncaptioned);
+  for (const [id, caption] of cached) captions[id] = final(caption);
   const missing = uncaptioned.filter((image) => !cached.has(image.id));
 
   let gpuJobId: string | undefined;
@@ -44,6 +52,8 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
         task: 'caption',
         triggerWord: input.triggerWord,
         images: await Promise.all(missing.map(async (i) => ({ id: i.id, url: await presignGet(deps.storage, i.key, 12 * 3600) }))),
+        ...(settings.captioner ? { captioner: settings.captioner } : {}),
+        ...(settings.prompt ? { prompt: settings.prompt } : {}),
         // Claimed like a training: a duplicate caption job stops before it pays for the captioner.
         claim,
         result: { url: resultUrl },
@@ -52,21 +62,24 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
       { runKey: input.runKey, stage: 'caption', budget: budgetOf(deps, input.runKey, input.budget) },
     );
     gpuJobId = job.gpuJobId;
-    for (const { id, caption } of job.output.captions) captions[id] = withTrigger(input.triggerWord, caption);
+    for (const { id, caption } of job.output.captions) captions[id] = final(caption);
     const unanswered = missing.filter((i) => !captions[i.id]).map((i) => i.source);
     if (unanswered.length) throw new Error(`GPU job ${gpuJobId} returned no caption for: ${unanswered.join(', ')}`);
-    if (job.output.captioner !== deps.captioner) {
-      log.warn('the endpoint captions with a different captioner than configured: cached captions will not be found', { configured: deps.captioner, endpoint: job.output.captioner });
+    if (job.output.captioner !== captioner) {
+      log.warn('the endpoint captions with a different captioner than configured: cached captions will not be found', { configured: captioner, endpoint: job.output.captioner });
     }
-    await writeCache(deps, job.output.captioner, input.triggerWord, job.output.captions, new Set(missing.map((i) => i.id)));
+    await writeCache(deps, cacheNameOf(job.output.captioner, settings.prompt), input.triggerWord, job.output.captions, new Set(missing.map((i) => i.id)));
   }
 
   const { captions: captionsKey } = runKeys(input.runKey);
   await putBytes(deps.storage, captionsKey, JSON.stringify(captions, null, 1), 'application/json');
   const sidecar = manifest.images.length - uncaptioned.length;
   log.info('captions stored', { sidecar, cached: cached.size, gpu: missing.length });
-  return { captionsKey, sidecar, gpuCaptioned: missing.length, cached: cached.size, gpuJobId };
+  return { captionsKey, sidecar, gpuCaptioned: missing.length, cached: cached.size, gpuJobId, ...(settings.captioner ? { captioner: settings.captioner } : {}) };
 }
+
+/** The caption cache's folder: a captioner's plain captions, or those it wrote after one prompt. */
+const cacheNameOf = (captioner: string, prompt?: string) => (prompt ? `${captioner}.prompt-${sha256(prompt).slice(0, 16)}` : captioner);
 
 /** Runs `fn` over `items`, CACHE_CONCURRENCY at a time. */
 async function inBatches<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {

@@ -5,6 +5,7 @@ import type { ActivityDeps } from './deps.js';
 import { generateOnGpu, resolveLoras, storeGeneration } from './generate.js';
 import { pushToHub } from './hub.js';
 import { ingestDataset } from './ingest.js';
+import { resolveInitFrom } from './init-from.js';
 import { cancelOrphanGpuJobs } from './janitor.js';
 import { latestPublished, publishLora } from './publish.js';
 import { writeReport } from './report.js';
@@ -12,7 +13,7 @@ import { trainOnGpu } from './train.js';
 import { watchSchedule } from './schedule-webhooks.js';
 import { deliverWebhook, watchTraining } from './webhooks.js';
 
-const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook, watchSchedule, resolveLoras, generateOnGpu, storeGeneration };
+const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestPublished, resolveInitFrom, writeReport, pushToHub, cancelGpuJobs, cancelOrphanGpuJobs, watchTraining, deliverWebhook, watchSchedule, resolveLoras, generateOnGpu, storeGeneration };
 
 type Bound<F> = F extends (deps: ActivityDeps, input: infer I) => infer R ? (input: I) => R : never;
 export type Activities = { [K in keyof typeof STAGES]: Bound<(typeof STAGES)[K]> };

@@ -4,7 +4,7 @@
 // dataset's manifest sha256). Re-running it writes the same objects: idempotent.
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { z } from 'zod';
-import { type CaptionResult, type IngestResult, type LatestPublished, type LoraMetadata, LoraName, type PublishedLora, type TrainRequest, type TrainResult } from '../contract/pipeline.js';
+import { type CaptionResult, type IngestResult, type LatestPublished, type LoraMetadata, LoraName, type PublishedLora, type ResolvedInitFrom, type TrainRequest, type TrainResult } from '../contract/pipeline.js';
 import { latestKey, loraKeys } from '../lib/keys.js';
 import { expandPrompts } from '../lib/prompts.js';
 import { copyObject, getBytesIfExists, putBytes, s3Uri, sha256OfObject, SourceChanged } from '../lib/s3.js';
@@ -17,6 +17,8 @@ export interface PublishInput {
   dataset: IngestResult;
   captions: CaptionResult;
   trained: TrainResult;
+  /** The version the training started from (resolveInitFrom). */
+  initFrom?: ResolvedInitFrom['parent'];
 }
 
 export async function publishLora(deps: ActivityDeps, input: PublishInput): Promise<PublishedLora> {
@@ -60,6 +62,12 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     }
     savesVerified.push({ ...save, etag: stored.etag });
   }
+  // The final checkpoint (for `loraflow extend`) likewise; a training without one publishes without it.
+  const final = trained.finalCheckpoint;
+  const finalStored = final ? await sha256OfObject(deps.storage, final.key) : undefined;
+  if (final && (!finalStored || finalStored.sha256 !== final.sha256)) {
+    throw ApplicationFailure.nonRetryable(`GPU job ${trained.gpuJobId}: the final checkpoint at ${s3Uri(deps.storage, final.key)} is ${finalStored ? `sha256 ${finalStored.sha256}` : 'missing'}, the worker reported sha256 ${final.sha256}`, 'ArtifactNotVerified');
+  }
 
   const keys = loraKeys(request.name, version);
   // Only the bytes just verified: a late writer (a job cancelled or timed out but still running)
@@ -81,6 +89,9 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     await copyVerified(save.key, keys.stepLora(save.step), save.etag);
     savedSteps.push({ step: save.step, sha256: save.sha256, bytes: save.bytes, uri: s3Uri(deps.storage, keys.stepLora(save.step)) });
   }
+  if (final && finalStored) await copyVerified(final.key, keys.checkpoint, finalStored.etag);
+  // The captions it was trained on, beside it: what a review changed, and what extend trains on.
+  await copyObject(deps.storage, input.captions.captionsKey, keys.captions);
   const skippedFiles = input.dataset.skippedCount ? { count: input.dataset.skippedCount, files: input.dataset.skipped ?? [] } : undefined;
   const metadata: LoraMetadata = {
     name: request.name,
@@ -96,6 +107,9 @@ export async function publishLora(deps: ActivityDeps, input: PublishInput): Prom
     ...(trained.usage ? { usage: trained.usage } : {}),
     ...(request.budget !== undefined ? { budget: request.budget } : {}),
     ...(request.hub ? { hub: request.hub } : {}),
+    ...(input.initFrom ? { initFrom: input.initFrom } : {}),
+    ...(request.captions ? { captionSettings: request.captions } : {}),
+    ...(final ? { checkpoint: { sha256: final.sha256, bytes: final.bytes, step: final.step, uri: s3Uri(deps.storage, keys.checkpoint) } } : {}),
   };
   await putBytes(deps.storage, keys.metadata, JSON.stringify(metadata, null, 2), 'application/json');
   const published = { uri: s3Uri(deps.storage, keys.lora), metadataUri: s3Uri(deps.storage, keys.metadata) };

@@ -3,7 +3,7 @@
 // history. A job that ends a segment or dies is continued from its last checkpoint (gpu-job.ts).
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { z } from 'zod';
-import { TrainJobOutput } from '../contract/gpu-job.js';
+import { Sha256, TrainJobOutput } from '../contract/gpu-job.js';
 import { Budget, type Captions, type DatasetManifest, type TrainResult, TrainingSettings } from '../contract/pipeline.js';
 import { sha256 } from '../lib/hash.js';
 import { expandPrompts } from '../lib/prompts.js';
@@ -22,10 +22,12 @@ export const TrainInput = z.object({
   training: TrainingSettings,
   /** The run's GPU budget (price currency): its jobs are cancelled once their cost passes it. */
   budget: Budget.optional(),
+  /** Start from these weights (resolveInitFrom): a published LoRA, or a final checkpoint to continue. */
+  initFrom: z.object({ key: z.string().min(1), kind: z.enum(['lora', 'checkpoint']), sha256: Sha256 }).optional(),
 });
 
 export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainInput>): Promise<TrainResult> {
-  const { runKey, manifestKey, captionsKey, training, budget } = parseInput(TrainInput, raw);
+  const { runKey, manifestKey, captionsKey, training, budget, initFrom } = parseInput(TrainInput, raw);
   const { sampleEvery, samplePrompts, saveEvery, ...lora } = training;
   const keys = runKeys(runKey);
   const sampleSteps = stepsToSample(lora.params.steps, sampleEvery);
@@ -57,15 +59,17 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
         filesTag: files.prefix,
         claim,
         result: { url: resultUrl },
-        ...(checkpoint ? { checkpoint: { ...checkpoint, everySteps: deps.gpuJobs.checkpointEvery } } : {}),
+        // The final state too, so the published version can be extended without redoing a step.
+        ...(checkpoint ? { checkpoint: { ...checkpoint, everySteps: deps.gpuJobs.checkpointEvery, finalUrl: await presignPut(deps.storage, files.finalCheckpoint, URL_LIFETIME_S) } } : {}),
         ...(resumeUrl ? { resume: { url: resumeUrl } } : {}),
+        ...(initFrom ? { initFrom: { url: await presignGet(deps.storage, initFrom.key, URL_LIFETIME_S), kind: initFrom.kind } } : {}),
       };
     },
     TrainJobOutput,
     {
       runKey,
       stage: 'train',
-      fingerprint: trainingFingerprint(lora, images),
+      fingerprint: trainingFingerprint(lora, images, initFrom),
       isSegment: isTrainSegment,
       // Progress is what the next job can resume from: the checkpoint's step.
       stepOf: (output) => output.checkpoint?.step ?? output.step,
@@ -86,11 +90,13 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
     for (const s of output.saves ?? []) if (saveSteps.includes(s.step)) saves.set(s.step, { step: s.step, key: filesOf(s.filesTag).save(s.step), sha256: s.sha256, bytes: s.bytes });
   }
   const last = job.outputs.at(-1)!;
+  const final = job.output.finalCheckpoint;
   return {
     gpuJobId: job.gpuJobId,
     gpuJobIds: job.gpuJobIds,
     stagingKey: keys.generation('train', last.generation).lora,
     lora: job.output.lora!,
+    ...(final ? { finalCheckpoint: { key: keys.generation('train', last.generation).finalCheckpoint, ...final } } : {}),
     samples: [...samples.values()].sort((a, b) => a.step - b.step || a.prompt - b.prompt),
     ...(saves.size ? { saves: [...saves.values()].sort((a, b) => a.step - b.step) } : {}),
     metrics: { ...mergeMetrics(job.outputs.map((o) => o.output.metrics)), steps: job.output.step },
@@ -133,9 +139,11 @@ export function isTrainSegment(output: TrainJobOutput): boolean {
  * retried request, a reset, a resubmission) resumes from the newest one; the worker checks its own
  * fingerprint inside the checkpoint too.
  */
-export function trainingFingerprint(lora: Omit<TrainingSettings, 'sampleEvery' | 'samplePrompts' | 'saveEvery'>, images: { id: string; caption: string }[]): string {
+export function trainingFingerprint(lora: Omit<TrainingSettings, 'sampleEvery' | 'samplePrompts' | 'saveEvery'>, images: { id: string; caption: string }[], initFrom?: { kind: string; sha256: string }): string {
   const { format: _format, ...trained } = lora; // the file layout is chosen at the end: not part of training
-  return sha256(JSON.stringify({ ...trained, images: images.map((i) => [i.id, i.caption]) }));
+  // The weights it starts from are part of it (absent for a fresh start, so older fingerprints hold).
+  const from = initFrom ? { initFrom: [initFrom.kind, initFrom.sha256] } : {};
+  return sha256(JSON.stringify({ ...trained, ...from, images: images.map((i) => [i.id, i.caption]) }));
 }
 
 /** Every `every` steps, and always the last one. */

@@ -75,17 +75,18 @@ export async function cancel(client: Client, id: string): Promise<string> {
 }
 
 /** A published pipeline's outcome; a clear error for one that is missing, not finished or skipped. */
-export async function publishedOf(client: Client, id: string, what: 'download' | 'report'): Promise<PublishedLora> {
+export async function publishedOf(client: Client, id: string, what: 'download' | 'report' | 'extend'): Promise<PublishedLora> {
   const handle = client.workflow.getHandle(id);
   const description = await handle.describe().catch(() => undefined);
   if (!description) throw new CliError(`no pipeline with id ${id}`, 'not-found');
   if (description.status.name !== 'COMPLETED') {
-    throw new CliError(what === 'download' ? `pipeline ${id} is ${description.status.name}, nothing published to download` : `pipeline ${id} is ${description.status.name}: a report is written once it is published`, 'conflict');
+    const why = { download: 'nothing published to download', report: 'a report is written once it is published', extend: 'only a published run can be extended' }[what];
+    throw new CliError(`pipeline ${id} is ${description.status.name}: ${why}`, 'conflict');
   }
   const outcome = (await handle.result()) as TrainOutcome;
   if (isSkipped(outcome)) {
     throw new CliError(
-      what === 'download' ? `pipeline ${id} was skipped (dataset unchanged); download ${outcome.latestVersion} from the run that published it (${outcome.latestUri})` : `pipeline ${id} was skipped (dataset unchanged): see the report of ${outcome.latestVersion}`,
+      what !== 'report' ? `pipeline ${id} was skipped (dataset unchanged); download ${outcome.latestVersion} from the run that published it (${outcome.latestUri})` : `pipeline ${id} was skipped (dataset unchanged): see the report of ${outcome.latestVersion}`,
       'conflict',
     );
   }

@@ -2,8 +2,10 @@
 import path from 'node:path';
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
 import { familyOf, withFamilyDefaults } from '../contract/families.js';
-import { TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
+import { type LoraMetadata, TrainingSettings, TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
+import { keyOfUri } from '../lib/keys.js';
+import { getJson, makeStorage } from '../lib/s3.js';
 import { sha256 } from '../lib/hash.js';
 import { expandPrompts } from '../lib/prompts.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
@@ -29,7 +31,43 @@ const FLAG: Record<string, string> = {
   'training.params.resolution': '--resolution',
   'training.params.seed': '--seed',
   'training.params.quantizeBase': '--quantize-base',
+  'training.params.captionDropout': '--caption-dropout',
+  'initFrom.name': '--init-from',
+  'initFrom.version': '--init-from',
+  'captions.captioner': '--captioner',
+  'captions.prompt': '--caption-prompt',
+  'captions.prefix': '--caption-prefix',
+  'captions.suffix': '--caption-suffix',
 };
+
+/** `--init-from`: NAME@VERSION, NAME@latest, or `latest` (the run's own name's newest version). */
+export function parseInitFrom(value: string, ownName: string): { name: string; version: string } {
+  if (value === 'latest') return { name: ownName, version: 'latest' };
+  const at = value.lastIndexOf('@');
+  if (at <= 0 || at === value.length - 1) throw new CliError(`--init-from: expected NAME@VERSION, NAME@latest or latest, got ${JSON.stringify(value)}`);
+  return { name: value.slice(0, at), version: value.slice(at + 1) };
+}
+
+/**
+ * `loraflow extend`: the published run's own training, `added` steps longer, continued from its
+ * final checkpoint on its images and captions. The dataset field names the parent's metadata: the
+ * workflow reads neither it nor the parent's dataset source again.
+ */
+export async function buildExtendRequest(config: Config, parent: { metadataUri: string }, added: number, budget?: number): Promise<TrainRequest> {
+  const meta = await getJson<LoraMetadata>(makeStorage(config), keyOfUri(parent.metadataUri));
+  if (!meta.checkpoint) throw new CliError(`${meta.name}@${meta.version} has no final checkpoint (published before loraflow kept one); start a new training from its weights with \`loraflow train --init-from ${meta.name}@${meta.version}\``);
+  const training = TrainingSettings.parse(meta);
+  const parsed = TrainRequest.safeParse({
+    name: meta.name,
+    dataset: { path: parent.metadataUri, fingerprint: meta.dataset.manifestSha256 },
+    training: { ...training, params: { ...training.params, steps: meta.checkpoint.step + added } },
+    initFrom: { name: meta.name, version: meta.version, mode: 'continue' },
+    ...(budget ?? meta.budget ? { budget: budget ?? meta.budget } : {}),
+    ...(meta.hub ? { hub: meta.hub } : {}),
+  });
+  if (!parsed.success) throw new CliError(`--steps: ${parsed.error.issues[0]!.message}`);
+  return parsed.data;
+}
 
 /** `fieldName` says what the user wrote for a request field: a CLI flag here, a JSON field in the HTTP API. */
 export async function buildRequest(

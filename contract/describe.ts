@@ -6,6 +6,7 @@ const STAGE_TEXT: Record<Stage, string> = {
   queued: 'queued',
   ingest: 'ingesting the dataset',
   caption: 'captioning',
+  'awaiting-captions': 'awaiting caption review',
   train: 'training',
   publish: 'publishing',
   published: 'published',
@@ -19,6 +20,9 @@ export function describeState(p: PipelineProgress): string {
   if (p.stage === 'published' && p.result) return `published ${p.result.version} (${p.result.uri})${skippedText(p.result.skippedFiles)}`;
   if (p.stage === 'skipped' && p.skipped) return `skipped: dataset unchanged since version ${p.skipped.latestVersion}`;
   if (p.stage === 'failed' || p.stage === 'cancelled') return p.error ? `${p.stage}: ${p.error}` : p.stage;
+  if (p.stage === 'awaiting-captions') {
+    return `awaiting caption review since ${p.stageStartedAt['awaiting-captions'] ?? '?'}: \`loraflow captions pull\`, edit, \`loraflow captions push\`, then \`loraflow continue\``;
+  }
   if (p.stage !== 'caption' && p.stage !== 'train') return STAGE_TEXT[p.stage];
   const job = p.gpuJobId ? ` (GPU job ${p.gpuJobId})` : '';
   const why = p.gpuDetail ? `: ${p.gpuDetail}` : '';

@@ -86,10 +86,17 @@ export const JobClaim = z.object({
  * survives RunPod purging it from /status. */
 export const ResultUpload = z.object({ url: z.url() });
 
+/** A captioner installed in the worker's model directory (its directory name). */
+export const CaptionerName = z.string().min(1).max(100).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a captioner name: letters, digits, ".", "_" or "-"');
+
 export const CaptionJobInput = z.object({
   task: z.literal('caption'),
   triggerWord: TriggerWord,
   images: z.array(ImageRef).min(1).max(5000),
+  /** Which installed captioner; absent: the worker's LORAFLOW_CAPTIONER. */
+  captioner: CaptionerName.optional(),
+  /** Text the captioner continues (conditional captioning, e.g. "a photo of"); refused by a captioner that takes none. */
+  prompt: z.string().min(1).max(300).optional(),
   claim: JobClaim.optional(),
   result: ResultUpload.optional(),
 });
@@ -134,9 +141,25 @@ export const TrainJobInput = LoraSettings.extend({
   /** Presigned PUT for this job's checkpoint (LoRA weights, optimizer, scheduler, step, RNG state),
    * written every `everySteps`, at the end of a segment, and on cancel or SIGTERM before exiting.
    * `readUrl` reads the same object: a job the service retried resumes from its own last checkpoint. */
-  checkpoint: z.object({ url: z.url(), readUrl: z.url().optional(), everySteps: z.int().positive() }).optional(),
+  checkpoint: z
+    .object({
+      url: z.url(),
+      readUrl: z.url().optional(),
+      everySteps: z.int().positive(),
+      /** Presigned PUT for the finished training's last state (once, after the last step), so
+       * `loraflow extend` continues it later without redoing a step. */
+      finalUrl: z.url().optional(),
+    })
+    .optional(),
   /** Presigned GET of a checkpoint to continue from: training resumes at its step, not at 0. */
   resume: z.object({ url: z.url() }).optional(),
+  /**
+   * Start from earlier weights (`--init-from`, `loraflow extend`), when there is no checkpoint of
+   * this training itself to resume: `lora`, a published diffusers-layout .safetensors (scale
+   * folded into lora_B) loaded at step 0 with a fresh optimizer; `checkpoint`, the final checkpoint
+   * of a training that differs from this one only in params.steps, continued from its step.
+   */
+  initFrom: z.object({ url: z.url(), kind: z.enum(['lora', 'checkpoint']) }).optional(),
   /** Sample images (PNG), one per prompt at each step, each with the seed `params.seed` + the
    * prompt's index, so a prompt's samples differ only by the step. `urls`: presigned PUTs keyed by
    * the step after which to render, one per prompt in `prompts`' order. */
@@ -205,6 +228,8 @@ export const TrainJobOutput = z.object({
   lora: z.object({ sha256: Sha256, bytes: z.int().positive() }).optional(),
   /** The last checkpoint this job uploaded, if any. */
   checkpoint: z.object({ sha256: Sha256, bytes: z.int().positive(), step: z.int().positive() }).optional(),
+  /** The finished training's state, uploaded to checkpoint.finalUrl. */
+  finalCheckpoint: z.object({ sha256: Sha256, bytes: z.int().positive(), step: z.int().positive() }).optional(),
   /** Samples uploaded, by step and prompt (index into samples.prompts): this job's and those it
    * carried over from the checkpoint it resumed (with the label of the job that made them). */
   samples: z.array(z.object({ step: z.int().positive(), prompt: z.int().nonnegative(), sha256: Sha256, filesTag: FilesTag.optional() })).max(1000).optional(),

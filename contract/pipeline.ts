@@ -1,7 +1,7 @@
 // Messages between the CLI, the workflow and its activities. Small metadata only:
 // keys, ids and hashes; never image bytes, presigned URLs or secrets (they would land in history).
 import { z } from 'zod';
-import { GenerateParams, LoraSettings, MAX_SAMPLE_PROMPTS, SamplePrompt, Sha256 } from './gpu-job.js';
+import { CaptionerName, GenerateParams, LoraSettings, MAX_SAMPLE_PROMPTS, SamplePrompt, Sha256 } from './gpu-job.js';
 
 /** A run's GPU budget, in the price currency of LORAFLOW_GPU_PRICES. */
 export const Budget = z.number().positive().max(1_000_000);
@@ -25,6 +25,34 @@ export const TrainingSettings = LoraSettings.extend({
 });
 export type TrainingSettings = z.infer<typeof TrainingSettings>;
 
+/** A published version's name: `20261125-093012-1a2b3c4d`, or `latest` (resolved when the run starts). */
+export const LoraVersion = z.string().min(1).max(100).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a published version, or "latest"');
+
+/** What a training starts from instead of fresh weights (`--init-from`, `loraflow extend`). */
+export const InitFrom = z.object({
+  name: LoraName,
+  version: LoraVersion,
+  /** weights: a new training from that version's LoRA (same base model and rank). continue
+   * (`loraflow extend`): that version's own training made longer, from its final checkpoint, on
+   * the same images and captions; ingest and caption are skipped. */
+  mode: z.enum(['weights', 'continue']).default('weights'),
+});
+export type InitFrom = z.infer<typeof InitFrom>;
+
+/** How the captions are made (a sidecar .txt still wins over the captioner). */
+export const CaptionSettings = z.object({
+  /** A captioner the GPU worker has; absent: LORAFLOW_CAPTIONER. The caption cache is kept per captioner (and prompt). */
+  captioner: CaptionerName.optional(),
+  /** For a captioner that continues a prompt (BLIP: "a photo of"). */
+  prompt: z.string().min(1).max(300).optional(),
+  /** Put before / after every caption (after the trigger word / at the end). */
+  prefix: z.string().min(1).max(200).optional(),
+  suffix: z.string().min(1).max(200).optional(),
+  /** Pause after captioning (stage `awaiting-captions`) until `loraflow continue`; `loraflow captions pull/push` edit them meanwhile. */
+  review: z.literal(true).optional(),
+});
+export type CaptionSettings = z.infer<typeof CaptionSettings>;
+
 export const TrainRequest = z.object({
   name: LoraName,
   /** A directory or .zip on the machine the Temporal worker runs on, an http(s) URL of a .zip,
@@ -45,12 +73,13 @@ export const TrainRequest = z.object({
    * (it then replaces README.md and lora.safetensors and deletes samples/ there). Absent: only repos
    * loraflow created (their model card carries its marker). */
   hub: z.object({ allowExistingRepo: z.literal(true) }).optional(),
+  initFrom: InitFrom.optional(),
+  captions: CaptionSettings.optional(),
 });
 export type TrainRequest = z.infer<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;
 
-/** A published LoRA version (`loras/<name>/<version>/`); absent version: `latest.json`'s. */
-export const LoraVersion = z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, 'letters, digits, ".", "_" or "-"');
+/** A published LoRA (`loras/<name>/<version>/`) at a weight; absent version: `latest.json`'s. */
 export const LoraRef = z.object({ name: LoraName, version: LoraVersion.optional(), weight: z.number().min(-4).max(4).default(1) });
 export type LoraRef = z.infer<typeof LoraRef>;
 
@@ -97,7 +126,7 @@ export interface GenerationResult {
   usage: GpuUsage;
 }
 
-export const Stage = z.enum(['queued', 'ingest', 'caption', 'train', 'publish', 'published', 'skipped', 'failed', 'cancelled']);
+export const Stage = z.enum(['queued', 'ingest', 'caption', 'awaiting-captions', 'train', 'publish', 'published', 'skipped', 'failed', 'cancelled']);
 export type Stage = z.infer<typeof Stage>;
 
 /**
@@ -139,6 +168,8 @@ export interface PipelineProgress extends GpuJobProgress {
   result?: PublishedLora;
   /** Set when a scheduled run found its dataset unchanged and trained nothing. */
   skipped?: SkippedRun;
+  /** While the run waits in `awaiting-captions`: where `loraflow captions pull/push` read and write. */
+  captionReview?: { manifestKey: string; captionsKey: string; triggerWord: string };
 }
 
 /** Sent by GPU activities to their workflow (throttled), so the query can answer without I/O. */
@@ -186,6 +217,8 @@ export interface CaptionResult {
   /** Reused from the caption cache (captions/<captioner>/<image sha256>.txt): not paid for again. */
   cached?: number;
   gpuJobId?: string;
+  /** The captioner that made the GPU captions, when the run named one. */
+  captioner?: string;
 }
 
 export interface TrainResult {
@@ -201,6 +234,8 @@ export interface TrainResult {
   /** steps: the training's length; stepsPaid: steps the GPU jobs ran (redone ones included). */
   /** GPU time of every job the run used (caption and training, failed ones included) and its price. */
   usage?: GpuUsage;
+  /** The finished training's last state (loraflow extend continues from it), staged like the LoRA. */
+  finalCheckpoint?: { key: string; sha256: string; bytes: number; step: number };
   metrics: {
     steps: number;
     stepsPaid?: number;
@@ -234,6 +269,21 @@ export interface LoraMetadata extends TrainingSettings {
   usage?: GpuUsage;
   budget?: number;
   hub?: { allowExistingRepo: true };
+  /** The version this one started from, as resolved when the run started (never `latest`). */
+  initFrom?: ResolvedInitFrom['parent'];
+  captionSettings?: CaptionSettings;
+  /** The training's final state beside the LoRA: `loraflow extend` continues it. */
+  checkpoint?: { sha256: string; bytes: number; step: number; uri: string };
+}
+
+/** What resolveInitFrom found: the parent version and the object the GPU job starts from. */
+export interface ResolvedInitFrom {
+  parent: { name: string; version: string; mode: InitFrom['mode']; sha256: string };
+  /** lora: the published .safetensors; checkpoint: the version's final checkpoint. */
+  weights: { key: string; kind: 'lora' | 'checkpoint'; sha256: string };
+  /** continue: the parent's images and captions (its run's ingest and caption results). */
+  dataset?: IngestResult;
+  captions?: CaptionResult;
 }
 
 /** `loras/<name>/latest.json`: the newest published version of a LoRA name and its dataset. */

@@ -72,24 +72,25 @@ def save(path: Path, *, step: int, fingerprint: dict[str, Any], params: dict[str
     path.write_bytes(buf.getvalue())
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path, field: str = "resume") -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"resume: not a loraflow checkpoint ({type(exc).__name__})") from exc
+        raise InputError(f"{field}: not a loraflow checkpoint ({type(exc).__name__})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise InputError(f"resume: not a {FORMAT} file")
+        raise InputError(f"{field}: not a {FORMAT} file")
     return ckpt
 
 
-def check_fingerprint(ckpt: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+def check_fingerprint(ckpt: dict[str, Any], fingerprint: dict[str, Any], ignore: tuple[str, ...] = (), field: str = "resume") -> None:
+    """`ignore`: keys that may differ (a continued training changes params.steps, nothing else)."""
     saved = ckpt["fingerprint"]
-    diffs = [k for k in sorted(set(saved) | set(fingerprint)) if saved.get(k) != fingerprint.get(k)]
+    diffs = [k for k in sorted(set(saved) | set(fingerprint)) if k not in ignore and saved.get(k) != fingerprint.get(k)]
     if diffs:
         shown = ", ".join(f"{k}: {saved.get(k)!r} != {fingerprint.get(k)!r}" for k in diffs[:4])
-        raise InputError(f"resume: the checkpoint belongs to a different training ({shown})")
+        raise InputError(f"{field}: the checkpoint belongs to a different training ({shown})")
     if ckpt["step"] > fingerprint["steps"]:
-        raise InputError(f"resume: checkpoint step {ckpt['step']} is after params.steps ({fingerprint['steps']})")
+        raise InputError(f"{field}: checkpoint step {ckpt['step']} is after params.steps ({fingerprint['steps']})")
 
 
 def restore(ckpt: dict[str, Any], *, params: dict[str, torch.nn.Parameter], optimizer, lr_scheduler, scaler,

@@ -3,14 +3,14 @@
 Jobs (`job["input"]`) are validated against contract/schema/gpu-job-input.schema.json, which
 is generated from contract/gpu-job.ts (the reference for every field):
 
-  caption: {"task": "caption", "triggerWord", "images": [{"id", "url"}], "claim"?, "result"?}
+  caption: {"task": "caption", "triggerWord", "images": [{"id", "url"}], "captioner"?, "prompt"?, "claim"?, "result"?}
     -> {"captioner", "captions": [{"id", "caption": "<trigger>, ..."}]}
   train:   {"task": "train", "baseModel", "triggerWord", "images": [{"id", "url", "caption"}],
             "params": {...}, "output": {"loraUrl"}, "format", "claim"?, "result"?, "stopAtStep"?,
-            "stopAfterSeconds"?, "checkpoint"?: {"url", "readUrl"?, "everySteps"},
-            "resume"?: {"url"}, "samples"?: {"prompts", "urls": {"<step>": [url per prompt]}},
+            "stopAfterSeconds"?, "checkpoint"?: {"url", "readUrl"?, "everySteps", "finalUrl"?},
+            "resume"?: {"url"}, "initFrom"?: {"url", "kind"}, "samples"?: {"prompts", "urls": {"<step>": [url per prompt]}},
             "saves"?: {"urls": {"<step>": url}}, "filesTag"?}
-    -> {"step", "lora"? (only when finished), "checkpoint"?, "samples"?, "saves"?, "metrics"}
+    -> {"step", "lora"? (only when finished), "checkpoint"?, "finalCheckpoint"?, "samples"?, "saves"?, "metrics"}
   generate: {"task": "generate", "baseModel", "loras": [{"url", "sha256", "weight"}], "prompts",
             "negativePrompt"?, "n", "seed", "steps", "guidance"?, "width"?, "height"?,
             "output": {"images": [url per prompt x n], "contactSheet"}, "claim"?, "result"?}

@@ -6,7 +6,9 @@ LoRA weights in fp32), optional gradient checkpointing. VAE latent distributions
 embeddings are computed once per job and reused every step, so a step only runs the denoiser.
 
 A job trains from step 0 or from a resumed checkpoint up to params.steps, or ends a segment
-early (stopAtStep, stopAfterSeconds, cancel, SIGTERM) with a checkpoint and no LoRA. The batch
+early (stopAtStep, stopAfterSeconds, cancel, SIGTERM) with a checkpoint and no LoRA. A training
+may start from earlier weights (initFrom): a published LoRA's, or a finished training's final
+checkpoint, which it then continues to its own, larger params.steps. The batch
 order is a function of (seed, step) and every RNG state is checkpointed, so a training split
 into segments ends with the same weights as an uninterrupted one. Samples (one per prompt, a
 fixed seed per prompt) and intermediate LoRAs (saves) are recorded in the checkpoints with the
@@ -33,6 +35,7 @@ import torch
 
 import checkpoint
 import encoding_cache
+import init_from
 import lora_metadata
 import models
 import quantize
@@ -164,6 +167,11 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     elif "resume" in job_input:
         transfer.download(job_input["resume"]["url"], workdir / "resume.ckpt", "resume download")
         resumed = checkpoint.load(workdir / "resume.ckpt")
+    # No checkpoint of this training yet: its first job starts from the weights it was given.
+    continuing, init_lora = False, None
+    if resumed is None and "initFrom" in job_input:
+        resumed, init_lora = init_from.fetch(job_input["initFrom"], workdir)
+        continuing = resumed is not None
     # Every downloaded image is decoded now, one at a time, so a bad one fails the job before any
     # model loads; only its size is kept (the cache decodes again, a chunk at a time).
     image_sizes = {i: open_rgb(paths[i], images[i]["id"], f"images.{i}").size for i in missing}
@@ -183,7 +191,10 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     resolution = max(multiple, (params.get("resolution") or fam.native_resolution) // multiple * multiple)
     fp = fingerprint(job_input, fam, resolution)
     if resumed is not None:
-        checkpoint.check_fingerprint(resumed, fp)
+        # A continued training is the same one made longer: everything but params.steps must match.
+        checkpoint.check_fingerprint(resumed, fp, ignore=("steps",) if continuing else (), field="initFrom" if continuing else "resume")
+        if continuing and resumed["step"] >= steps:
+            raise InputError(f"params.steps: {steps} is not past the continued training's step {resumed['step']}")
     choices = bucket_sizes(resolution, multiple) if params.get("aspectBuckets") else None
     sizes = [cached[i].size if i in cached else
              (nearest_bucket(*image_sizes[i], choices) if choices else (resolution, resolution)) for i in range(len(images))]
@@ -214,6 +225,9 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     if dtype != torch.float32:
         cast_training_params(model, dtype=torch.float32)  # trainable LoRA weights stay in fp32
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if init_lora is not None:
+        init_from.load_lora(trainable, init_lora, fam.denoiser, rank, alpha)
+        del init_lora
     lora_params = list(trainable.values())
     optimizer = torch.optim.AdamW(lora_params, lr=params["learningRate"])
     lr_scheduler = get_scheduler(
@@ -248,17 +262,20 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
     def add_seconds(phase: str, t0: float) -> None:
         timer.seconds[phase] = round(timer.seconds.get(phase, 0.0) + time.perf_counter() - t0, 3)
 
-    def upload_checkpoint(step: int) -> None:
+    def upload_checkpoint(step: int, field: str = "url") -> dict[str, Any]:
         nonlocal last_checkpoint, checkpointed_events
         t0 = time.perf_counter()
         path = workdir / "checkpoint.pt"
         checkpoint.save(path, step=step, fingerprint=fp, params=trainable, optimizer=optimizer,
                         lr_scheduler=lr_scheduler, scaler=scaler, noise_gen=noise_gen, losses=losses, history=history)
         data = path.read_bytes()
-        transfer.upload(ckpt_spec["url"], path, "checkpoint.url upload")
-        last_checkpoint, checkpointed_events = {"sha256": _sha256(data), "bytes": len(data), "step": step}, len(history["events"])
+        transfer.upload(ckpt_spec[field], path, f"checkpoint.{field} upload")
+        uploaded = {"sha256": _sha256(data), "bytes": len(data), "step": step}
+        if field == "url":
+            last_checkpoint, checkpointed_events = uploaded, len(history["events"])
         path.unlink()
         add_seconds("checkpoint", t0)
+        return uploaded
 
     def render_samples(step: int) -> None:
         """One sample per prompt not yet rendered at this step, each prompt with its own fixed seed."""
@@ -387,6 +404,8 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         transfer.upload(job_input["output"]["loraUrl"], lora_path)
         timer.stop()
         result["lora"] = {"sha256": _sha256(data), "bytes": len(data)}
+        if ckpt_spec and ckpt_spec.get("finalUrl"):
+            result["finalCheckpoint"] = upload_checkpoint(step, "finalUrl")
     if last_checkpoint:
         result["checkpoint"] = last_checkpoint
     # Carried-over samples of a prompt this job does not render are left out (another run's prompts).

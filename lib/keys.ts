@@ -39,6 +39,8 @@ export function runKeys(runKey: string) {
         attempt: (k: number) => `${g}/attempt-${k}.json`,
         result: `${g}/result.json`,
         lora: `${g}/lora.safetensors`,
+        /** The finished training's last state (checkpoint.finalUrl). */
+        finalCheckpoint: `${g}/final.ckpt`,
         sample: (step: number, prompt = 0) => `${g}/samples/step-${step}-${prompt}.png`,
         save: (step: number) => `${g}/steps/lora-step${step}.safetensors`,
         image: (k: number) => `${g}/images/${k}.png`,
@@ -63,6 +65,10 @@ export function loraKeys(name: string, version: string) {
     prefix,
     lora: `${prefix}/lora.safetensors`,
     metadata: `${prefix}/metadata.json`,
+    /** The captions it was trained on (image id → caption). */
+    captions: `${prefix}/captions.json`,
+    /** Its training's final checkpoint: `loraflow extend` continues from it. */
+    checkpoint: `${prefix}/checkpoint.ckpt`,
     /** The first prompt's keeps the plain name (the Hub push and older versions use it). */
     sample: (step: number, prompt = 0) => `${prefix}/samples/step-${step}${prompt ? `-p${prompt}` : ''}.png`,
     /** An intermediate LoRA (saveEvery), and after a promote the final one's copy. */

@@ -209,11 +209,12 @@ describe('publishLora', () => {
   it('publishes a verified artifact with metadata, idempotently', async () => {
     const bytes = Buffer.from('lora-bytes');
     await putBytes(s3.storage, 'runs/r1/lora.safetensors', bytes, 'application/octet-stream');
+    await putBytes(s3.storage, 'c', '{}', 'application/json'); // the captions, copied beside the LoRA
     const args = input('runs/r1/lora.safetensors', { sha256: sha256(bytes), bytes: bytes.length });
     const first = await run(publishLora, args);
     expect(first.uri).toBe(`s3://${s3.storage.bucket}/loras/pub/20261125-000000-abcdef12/lora.safetensors`);
     expect(await run(publishLora, args)).toEqual(first);
-    expect(await listKeys(s3.storage, 'loras/pub/')).toEqual(['loras/pub/20261125-000000-abcdef12/lora.safetensors', 'loras/pub/20261125-000000-abcdef12/metadata.json', 'loras/pub/latest.json']);
+    expect(await listKeys(s3.storage, 'loras/pub/')).toEqual(['loras/pub/20261125-000000-abcdef12/captions.json', 'loras/pub/20261125-000000-abcdef12/lora.safetensors', 'loras/pub/20261125-000000-abcdef12/metadata.json', 'loras/pub/latest.json']);
     // latest.json names the newest version and its dataset, for scheduled retraining.
     expect(await getJson(s3.storage, 'loras/pub/latest.json')).toEqual({ name: 'pub', version: '20261125-000000-abcdef12', manifestSha256: 'e'.repeat(64), uri: first.uri, metadataUri: first.metadataUri });
     await run(publishLora, { ...args, version: '20251125-000000-00000000' }); // an older run finishing late

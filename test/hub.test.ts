@@ -76,6 +76,7 @@ async function published(name: string, version: string, loraBytes: Buffer, steps
   }
   const stagingKey = `runs/${name}-${version}/lora.safetensors`;
   await putBytes(s3.storage, stagingKey, loraBytes, 'application/octet-stream');
+  await putBytes(s3.storage, 'c', '{}', 'application/json'); // the captions, copied beside the LoRA
   const request = TrainRequest.parse({ name, dataset: { path: '/d', fingerprint: 'f'.repeat(64) }, training: { triggerWord: 'lfhub', baseModel: 'tiny-sd', params: { steps: 300, rank: 4 } }, ...(hubOptions ? { hub: hubOptions } : {}) });
   const quiet = capturingLogger().logger;
   const result = (await new MockActivityEnvironment({}, { logger: quiet }).run(publishLora, deps, {

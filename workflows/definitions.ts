@@ -1,7 +1,7 @@
 // Names shared by the workflow, its activities, the worker and the CLI.
 // Imports only what is safe inside the deterministic workflow sandbox.
 import { defineSearchAttributeKey } from '@temporalio/common';
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { GpuProgressSignal, PipelineProgress } from '../contract/pipeline.js';
 
 /** GPU stages run on their own task queue, whose worker slots cap concurrent GPU jobs (lib/workers.ts). */
@@ -11,6 +11,8 @@ export const GPU_STAGE_ACTIVITIES = ['captionDataset', 'trainOnGpu', 'generateOn
 
 export const progressQuery = defineQuery<PipelineProgress>('progress');
 export const gpuProgressSignal = defineSignal<[GpuProgressSignal]>('gpuProgress');
+/** `loraflow continue`: a run awaiting caption review goes on to train (refused in any other stage). */
+export const continueUpdate = defineUpdate<void>('continue');
 
 /** Registered on the server by the stack (`--search-attribute NAME=Keyword`) and by tests. */
 export const LoraStageKey = defineSearchAttributeKey('LoraStage', 'KEYWORD');

@@ -6,6 +6,7 @@ import {
   ActivityCancellationType,
   CancellationScope,
   CancelledFailure,
+  condition,
   isCancellation,
   log,
   metricMeter,
@@ -17,9 +18,9 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { describeState } from '../contract/describe.js';
-import type { PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
+import type { CaptionResult, IngestResult, PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
 import { keyOfUri, runKeyOf } from '../lib/keys.js';
-import { gpuProgressSignal, gpuTaskQueue, LoraBaseModelKey, LoraDatasetHashKey, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
+import { continueUpdate, gpuProgressSignal, gpuTaskQueue, LoraBaseModelKey, LoraDatasetHashKey, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
 
 const { ingestDataset } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
@@ -51,7 +52,7 @@ const { cancelGpuJobs } = proxyActivities<Activities>({
   retry: { maximumAttempts: 10, maximumInterval: '30 seconds' },
 });
 
-const { publishLora, latestPublished } = proxyActivities<Activities>({
+const { publishLora, latestPublished, resolveInitFrom } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['ArtifactNotVerified'] },
 });
@@ -82,29 +83,41 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
   const progress = trackProgress(request);
 
   try {
-    progress.enter('ingest');
-    const dataset = await ingestDataset({ dataset: request.dataset });
-    upsertSearchAttributes([{ key: LoraDatasetHashKey, value: dataset.manifestSha256 }]);
+    // The version this training starts from, checked (base model, rank, layout) before any GPU time.
+    const from = request.initFrom ? await resolveInitFrom({ name: request.name, initFrom: request.initFrom, training: request.training }) : undefined;
+    let dataset: IngestResult;
+    let captions: CaptionResult;
+    if (from?.dataset && from.captions) {
+      // loraflow extend: the parent's own images and captions, so its checkpoint fits.
+      ({ dataset, captions } = from);
+      upsertSearchAttributes([{ key: LoraDatasetHashKey, value: dataset.manifestSha256 }]);
+    } else {
+      progress.enter('ingest');
+      dataset = await ingestDataset({ dataset: request.dataset });
+      upsertSearchAttributes([{ key: LoraDatasetHashKey, value: dataset.manifestSha256 }]);
 
-    // Scheduled retraining: no new version when the latest one was trained on this same dataset.
-    if (request.onlyIfChanged) {
-      const { latest } = await latestPublished({ name: request.name });
-      if (latest && latest.manifestSha256 === dataset.manifestSha256) {
-        const skipped: SkippedRun = { skipped: true, reason: 'dataset unchanged', manifestSha256: dataset.manifestSha256, latestVersion: latest.version, latestUri: latest.uri };
-        log.info('skipped: dataset unchanged since the latest published version', { name: request.name, latestVersion: latest.version, manifestSha256: dataset.manifestSha256 });
-        progress.state.skipped = skipped;
-        return progress.finish('skipped', skipped);
+      // Scheduled retraining: no new version when the latest one was trained on this same dataset.
+      if (request.onlyIfChanged) {
+        const { latest } = await latestPublished({ name: request.name });
+        if (latest && latest.manifestSha256 === dataset.manifestSha256) {
+          const skipped: SkippedRun = { skipped: true, reason: 'dataset unchanged', manifestSha256: dataset.manifestSha256, latestVersion: latest.version, latestUri: latest.uri };
+          log.info('skipped: dataset unchanged since the latest published version', { name: request.name, latestVersion: latest.version, manifestSha256: dataset.manifestSha256 });
+          progress.state.skipped = skipped;
+          return progress.finish('skipped', skipped);
+        }
       }
+
+      progress.enter('caption');
+      captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.training.triggerWord, budget: request.budget, ...(request.captions ? { settings: request.captions } : {}) });
+      // The user edits the stored captions (`loraflow captions pull/push`); no GPU slot is held meanwhile.
+      if (request.captions?.review) await progress.awaitReview({ manifestKey: dataset.manifestKey, captionsKey: captions.captionsKey, triggerWord: request.training.triggerWord });
     }
 
-    progress.enter('caption');
-    const captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.training.triggerWord, budget: request.budget });
-
     progress.enter('train');
-    const trained = await trainOnGpu({ runKey, manifestKey: dataset.manifestKey, captionsKey: captions.captionsKey, training: request.training, budget: request.budget });
+    const trained = await trainOnGpu({ runKey, manifestKey: dataset.manifestKey, captionsKey: captions.captionsKey, training: request.training, budget: request.budget, ...(from?.weights ? { initFrom: from.weights } : {}) });
 
     progress.enter('publish');
-    let published = await publishLora({ request, version: versionOf(workflowInfo().startTime, workflowInfo().runId), dataset, captions, trained });
+    let published = await publishLora({ request, version: versionOf(workflowInfo().startTime, workflowInfo().runId), dataset, captions, trained, ...(from?.parent ? { initFrom: from.parent } : {}) });
     const metadataKey = keyOfUri(published.metadataUri);
 
     // The run's report (loss, samples, parameters, dataset, cost) next to the LoRA.
@@ -163,13 +176,26 @@ function trackProgress(request: TrainRequest) {
     upsertSearchAttributes([{ key: LoraStageKey, value: stage }]);
     updateMemo();
   };
+  // Waits as long as it takes: a run left waiting is still there, and `loraflow status` says so.
+  let continued = false;
+  setHandler(continueUpdate, () => void (continued = true), {
+    validator: () => {
+      if (state.stage !== 'awaiting-captions') throw new Error(`the run is not awaiting caption review (stage: ${state.stage})`);
+    },
+  });
+  const awaitReview = async (review: NonNullable<PipelineProgress['captionReview']>) => {
+    state.captionReview = review;
+    enter('awaiting-captions');
+    await condition(() => continued);
+    state.captionReview = undefined;
+  };
   /** Enters a final stage and counts the run; returns `outcome` for the caller to return. */
   const finish = <T>(stage: 'published' | 'skipped' | 'failed' | 'cancelled', outcome?: T): T => {
     enter(stage);
     countRun(request, stage);
     return outcome as T;
   };
-  return { state, enter, finish };
+  return { state, enter, finish, awaitReview };
 }
 
 /** An optional step: its failure is logged and returned, not thrown (a cancel still is). */

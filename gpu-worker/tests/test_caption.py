@@ -38,3 +38,16 @@ def test_trigger_word_placement() -> None:
     assert inject_trigger("zxq", "") == "zxq"
     assert ensure_trigger("zxq", "photo of zxq smiling") == "photo of zxq smiling"
     assert ensure_trigger("zxq", "photo of zxq2") == "zxq, photo of zxq2"
+
+
+def test_caption_job_names_its_captioner_and_prompt(worker_env, store, progress_log) -> None:
+    images = [store.put_image(f"img/{i}.png", png_bytes(i)) for i in range(2)]
+    job = {"task": "caption", "triggerWord": "zxq", "images": images, "captioner": "tiny-captioner"}
+    plain = handler.run_job({"id": "cap-3", "input": job})
+    prompted = handler.run_job({"id": "cap-4", "input": {**job, "prompt": "a photo of"}})
+    assert "error" not in prompted, prompted
+    # The captioner continues the prompt (conditional captioning) rather than starting afresh.
+    assert all(c["caption"].startswith("zxq, a photo of ") for c in prompted["captions"])
+    assert not any(c["caption"].startswith("zxq, a photo of ") for c in plain["captions"])
+    missing = handler.run_job({"id": "cap-5", "input": {**job, "captioner": "no-such-captioner"}})
+    assert missing["error"] == "[INPUT] captioner: 'no-such-captioner' is not installed on this worker (it has: tiny-captioner)"

@@ -12,7 +12,7 @@ import { type PipelineProgress, type Stage, TrainRequest } from '../../contract/
 import { toolchain } from '../../lib/toolchain.js';
 import { createWorkers } from '../../lib/workers.js';
 import { workflowCode } from '../../testkit/services.js';
-import { progressQuery, SEARCH_ATTRIBUTES } from '../../workflows/definitions.js';
+import { continueUpdate, progressQuery, SEARCH_ATTRIBUTES } from '../../workflows/definitions.js';
 import type { PublishingTrainLora } from '../../workflows/index.js';
 
 async function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
@@ -40,6 +40,7 @@ function stubs(overrides: Partial<Activities> = {}) {
   const base: Activities = {
     ingestDataset: async () => ({ manifestKey: `manifests/${MANIFEST}.json`, manifestSha256: MANIFEST, imageCount: 2, sidecarCaptions: 0, duplicatesDropped: 0 }),
     latestPublished: async () => ({}),
+    resolveInitFrom: async () => ({}),
     captionDataset: async () => ({ captionsKey: 'runs/x/captions.json', sidecar: 0, gpuCaptioned: 2, cached: 0, gpuJobId: 'caption-job' }),
     trainOnGpu: async () => ({
       gpuJobId: 'train-job',
@@ -132,6 +133,30 @@ describe('trainLora (stub activities, time-skipping server)', () => {
     expect(progress.stage).toBe('skipped');
     expect(s.called('captionDataset')).toHaveLength(0);
     expect(s.called('trainOnGpu')).toHaveLength(0);
+  });
+
+  it('a caption review pauses between caption and train until `continue`', async () => {
+    const s = stubs();
+    const { value, progress } = await run(s.activities, request({ captions: { review: true } }), async (handle) => {
+      await waitForStage(handle, 'awaiting-captions');
+      expect((await handle.query(progressQuery)).captionReview).toEqual({ manifestKey: `manifests/${MANIFEST}.json`, captionsKey: 'runs/x/captions.json', triggerWord: 'lfstub' });
+      expect(s.called('trainOnGpu')).toHaveLength(0);
+      await handle.executeUpdate(continueUpdate);
+    });
+    expect(value?.uri).toBeDefined();
+    expect(Object.keys(progress.stageStartedAt)).toEqual(['ingest', 'caption', 'awaiting-captions', 'train', 'publish', 'published']);
+  });
+
+  it('extend skips ingest and caption: it trains on the parent version’s images and captions from its checkpoint', async () => {
+    const dataset = { manifestKey: 'manifests/p.json', manifestSha256: 'p'.repeat(64), imageCount: 2, sidecarCaptions: 2, duplicatesDropped: 0 };
+    const weights = { key: 'loras/stub/v1/checkpoint.ckpt', kind: 'checkpoint' as const, sha256: 'c'.repeat(64) };
+    const parent = { name: 'stub', version: 'v1', mode: 'continue' as const, sha256: 'b'.repeat(64) };
+    const s = stubs({ resolveInitFrom: async () => ({ parent, weights, dataset, captions: { captionsKey: 'loras/stub/v1/captions.json', sidecar: 2, gpuCaptioned: 0 } }) });
+    const { value } = await run(s.activities, request({ initFrom: { name: 'stub', version: 'v1', mode: 'continue' } }));
+    expect(value?.uri).toBeDefined();
+    expect(s.calls.map((c) => c.name)).toEqual(['resolveInitFrom', 'trainOnGpu', 'publishLora', 'writeReport', 'pushToHub']);
+    expect(s.called('trainOnGpu')[0]!.input).toMatchObject({ manifestKey: 'manifests/p.json', captionsKey: 'loras/stub/v1/captions.json', initFrom: weights });
+    expect(s.called('publishLora')[0]!.input).toMatchObject({ initFrom: parent });
   });
 
   it('trains a scheduled run whose dataset changed', async () => {
