@@ -19,7 +19,9 @@ import {
   triggerSchedule,
   unpauseSchedule,
 } from './cli/schedule.js';
+import { describeEstimate, estimateRun } from './cli/estimate.js';
 import { buildRequest, startTraining } from './cli/train.js';
+import { makeStorage } from './lib/s3.js';
 import { progressDetails, watch } from './cli/watch.js';
 
 const int = (v: string) => {
@@ -60,6 +62,7 @@ function trainingFlags(command: Command): Command {
     .option('--format <layout>', 'key layout of the .safetensors: diffusers or kohya (ComfyUI, A1111)', 'diffusers')
     .option('--sample-every <n>', 'render a sample image every n steps (default: only after the last)', int)
     .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num)
+    .option('--gpu <type>', 'pin the run to endpoints of this GPU type (LORAFLOW_ENDPOINTS), e.g. "A100" (default: the first endpoint that fits)')
     .option('--hub-existing-repo', 'let the Hugging Face push write into an existing repo loraflow did not create (it replaces README.md and lora.safetensors and deletes samples/ there)');
 }
 
@@ -69,6 +72,7 @@ const requestFrom = (o: any, config: Config) =>
       name: o.name,
       images: o.images,
       budget: o.budget,
+      ...(o.gpu ? { gpu: o.gpu } : {}),
       ...(o.hubExistingRepo ? { hub: { allowExistingRepo: true as const } } : {}),
       training: {
         triggerWord: o.trigger,
@@ -84,10 +88,15 @@ const requestFrom = (o: any, config: Config) =>
 trainingFlags(program.command('train').description('train a LoRA on a directory or .zip of images (sidecar .txt files are used as captions)'))
   .option('--priority <1-5>', 'GPU queue priority when more runs wait than LORAFLOW_MAX_GPU_JOBS allow: 1 goes first', priority, 3)
   .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
+  .option('--dry-run', 'print the estimated GPU time and cost on each endpoint the run may use, and whether --budget fits; start nothing (a run over its budget is refused anyway)')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     const config = loadConfig();
     const request = await requestFrom(o, config);
+    if (o.dryRun) {
+      const estimate = await estimateRun(makeStorage(config), config, request);
+      return print(o.json, estimate, describeEstimate(estimate));
+    }
     const client = await connect(config);
     const { handle, attached } = await startTraining(client, config, request, { priority: o.priority });
     const info = { workflowId: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId) };

@@ -9,7 +9,7 @@ import { sha256 } from '../lib/hash.js';
 import { runKeys } from '../lib/keys.js';
 import { getJson, presignGet, presignPut, urlLifetime } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
-import { runGpuJob } from './gpu-job.js';
+import { runGpuJob, stageEndpoints } from './gpu-job.js';
 import { parseInput } from './input.js';
 import { budgetOf, gpuUsage } from './usage.js';
 
@@ -20,10 +20,14 @@ export const TrainInput = z.object({
   training: TrainingSettings,
   /** The run's GPU budget (price currency): its jobs are cancelled once their cost passes it. */
   budget: Budget.optional(),
+  /** The GPU type the run is pinned to (`--gpu`): only endpoints of that type are used. */
+  gpu: z.string().min(1).optional(),
 });
 
 export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainInput>): Promise<TrainResult> {
-  const { runKey, manifestKey, captionsKey, training, budget } = parseInput(TrainInput, raw);
+  const { runKey, manifestKey, captionsKey, training, budget, gpu } = parseInput(TrainInput, raw);
+  // Which endpoints fit this run (GPU memory for its model and settings, a pinned GPU type).
+  const endpoints = stageEndpoints(deps, { baseModel: training.baseModel, params: training.params }, gpu);
   const { sampleEvery, ...lora } = training;
   const keys = runKeys(runKey);
   const sampleSteps = stepsToSample(lora.params.steps, sampleEvery);
@@ -60,6 +64,7 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
       // Progress is what the next job can resume from: the checkpoint's step.
       stepOf: (output) => output.checkpoint?.step ?? output.step,
       budget: budgetOf(deps, runKey, budget),
+      endpoints,
     },
   );
 

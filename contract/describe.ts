@@ -20,7 +20,8 @@ export function describeState(p: PipelineProgress): string {
   if (p.stage === 'skipped' && p.skipped) return `skipped: dataset unchanged since version ${p.skipped.latestVersion}`;
   if (p.stage === 'failed' || p.stage === 'cancelled') return p.error ? `${p.stage}: ${p.error}` : p.stage;
   if (p.stage !== 'caption' && p.stage !== 'train') return STAGE_TEXT[p.stage];
-  const job = p.gpuJobId ? ` (GPU job ${p.gpuJobId})` : '';
+  const where = p.gpuEndpoint ? ` on ${p.gpuEndpoint}${p.gpuMoved ? `, moved: ${p.gpuMoved}` : ''}` : '';
+  const job = p.gpuJobId ? ` (GPU job ${p.gpuJobId}${where})` : where ? ` (${where.slice(1)})` : '';
   const why = p.gpuDetail ? `: ${p.gpuDetail}` : '';
   switch (p.gpuState) {
     case 'waiting-for-capacity':

@@ -2,6 +2,7 @@
 // docs/configuration.md is generated from this schema (`npm run docs`; a test fails on drift), and
 // activities/deps.ts maps it to the activities' dependencies: nothing else reads these variables.
 import { z } from 'zod';
+import { parseEndpoints } from './endpoints.js';
 import { parseGpuPrices } from './pricing.js';
 
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
@@ -39,6 +40,16 @@ const gpuPriceTable = (fallback: string) => z.string().default(fallback).transfo
   }
 });
 
+const endpointList = z.preprocess(emptyToUndefined, z.string().optional()).transform((text, ctx) => {
+  if (text === undefined) return undefined;
+  try {
+    return parseEndpoints(text);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
 /** Each variable with its default and a description (the docs table's "what" column). */
 const Env = z.object({
   // --- where things are ---------------------------------------------------------------------
@@ -62,6 +73,14 @@ const Env = z.object({
   RUNPOD_API_BASE: z.url().default('http://127.0.0.1:8300/v2').describe('RunPod API (`https://api.runpod.ai/v2` in production)'),
   RUNPOD_API_KEY: z.string().default('local-dev-key').describe('RunPod API key (the default is the local endpoint\'s)'),
   RUNPOD_ENDPOINT_ID: z.string().default('local').describe('the serverless endpoint running the GPU worker (`Dockerfile.gpu`)'),
+  LORAFLOW_ENDPOINTS: endpointList.describe(
+    '`id:GPU type:memory GB[:price per hour],…` (e.g. `ab12:RTX 4090:24:0.69,cd34:A100 80GB:80`): serverless endpoints in order of preference, all running the GPU worker; a GPU stage goes to the first whose GPU fits the run and moves on when its job waits too long for capacity; unset: `RUNPOD_ENDPOINT_ID` with `LORAFLOW_GPU_TYPE` alone',
+  ),
+  LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS: z.coerce
+    .number()
+    .positive()
+    .default(600)
+    .describe("a GPU job still queued for capacity after this long is cancelled (it never ran) and resubmitted to the next endpoint of `LORAFLOW_ENDPOINTS`; the last one is waited on"),
   RUNPOD_REST_BASE: z
     .url()
     .default('http://127.0.0.1:8300/rest')
@@ -107,7 +126,7 @@ const Env = z.object({
     .min(0)
     .default(10)
     .describe("every this many minutes the janitor schedule cancels GPU jobs whose run has closed (terminated runs skip their own cleanup); 0: the worker does not create it"),
-  LORAFLOW_MAX_GPU_JOBS: z.coerce.number().int().min(1).default(10).describe('GPU jobs one Temporal worker keeps on the endpoint at once; more GPU stages wait in priority order'),
+  LORAFLOW_MAX_GPU_JOBS: z.coerce.number().int().min(1).default(10).describe('GPU jobs kept on each endpoint at once, by all Temporal workers together (a lease workflow per endpoint counts them); more GPU stages wait'),
   LORAFLOW_MAX_ACTIVITIES: z.coerce
     .number()
     .int()

@@ -4,3 +4,4 @@ export type { PublishingTrainLora } from './train-lora.js';
 export { janitor } from './janitor.js';
 export { deliverWebhooks } from './webhooks.js';
 export { scheduleWebhooks } from './schedule-webhooks.js';
+export { gpuSlots } from './gpu-slots.js';
