@@ -40,6 +40,8 @@ export interface ActivityDeps {
     queueWaitMs: number;
     /** GPU jobs on one endpoint at once, across every worker (LORAFLOW_MAX_GPU_JOBS). */
     slots: number;
+    /** Workers poll as a Worker Deployment version (LORAFLOW_BUILD_ID). */
+    versioned?: boolean;
   };
   pricing: GpuPricing;
   /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
@@ -155,6 +157,7 @@ export function activityDepsFrom(config: Config, clients: { storage?: Storage; r
       attempts: config.LORAFLOW_GPU_JOB_ATTEMPTS,
       queueWaitMs: config.LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS * 1000,
       slots: config.LORAFLOW_MAX_GPU_JOBS,
+      versioned: config.LORAFLOW_BUILD_ID !== undefined,
     },
     pricing: {
       defaultPerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,

@@ -21,7 +21,7 @@ export interface GpuSlot {
 }
 
 /** Waits (heartbeating, cancellable) until `holder` holds one of the endpoint's `slots`. */
-export async function acquireGpuSlot(endpointId: string, holder: string, slots: number, beat: () => void): Promise<GpuSlot> {
+export async function acquireGpuSlot(endpointId: string, holder: string, slots: number, beat: () => void, versioned = false): Promise<GpuSlot> {
   const ctx = Context.current();
   const { client } = ctx;
   const taskQueue = pipelineQueue();
@@ -34,7 +34,9 @@ export async function acquireGpuSlot(endpointId: string, holder: string, slots: 
       if (err instanceof WorkflowUpdateFailedError) return false; // full: refused by the validator
       if (!(err instanceof WorkflowNotFoundError)) throw err;
       // The first stage on this endpoint starts the list; a racing twin's start is the same list.
-      await client.workflow.start(gpuSlots, { workflowId, taskQueue, args: [{ holders: {} }], workflowIdConflictPolicy: 'USE_EXISTING' });
+      // Under Worker Versioning the list outlives any one build: it moves to the current version
+      // instead of stalling pinned to one that was shut down.
+      await client.workflow.start(gpuSlots, { workflowId, taskQueue, args: [{ holders: {} }], workflowIdConflictPolicy: 'USE_EXISTING', ...(versioned ? { versioningOverride: 'AUTO_UPGRADE' as const } : {}) });
       return ask();
     }
   };

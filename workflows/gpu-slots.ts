@@ -12,7 +12,7 @@
 // A holder is a run's GPU stage (`runKey/stage`): a retried activity asks again under the same
 // name and keeps its slot. Holders renew their lease while their job runs; one not renewed for
 // LEASE_MS (its run was terminated, its worker is gone for good) is dropped.
-import { allHandlersFinished, condition, continueAsNew, defineQuery, defineSignal, defineUpdate, setHandler, setWorkflowOptions, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, defineQuery, defineSignal, defineUpdate, setHandler, workflowInfo } from '@temporalio/workflow';
 
 export interface SlotRequest {
   holder: string;
@@ -60,6 +60,3 @@ export async function gpuSlots(state: GpuSlotsState = { holders: {} }): Promise<
   await condition(allHandlersFinished);
   await continueAsNew<typeof gpuSlots>({ holders: Object.fromEntries(holders) });
 }
-// The list outlives any one build of the workers: it moves to the newest version instead of
-// stalling pinned to one that was shut down.
-setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, gpuSlots);
