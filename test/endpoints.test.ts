@@ -70,14 +70,15 @@ describe('several GPU endpoints', () => {
 
   it('estimates from the measured runs per endpoint and refuses a run over its budget before any GPU job', async () => {
     const cli = loadConfig({ ...TEST_ENV, LORAFLOW_ENDPOINTS: ENDPOINTS });
-    // The runs above published tiny-sd metadata: their speed is measured (the scripted worker says "cpu").
+    // A published tiny-sd run: its speed is measured (the scripted worker reports device "cpu").
+    await f.withWorkers(async (tq) => (await f.start(tq, request('measured', 4))).result(), { config: { LORAFLOW_ENDPOINTS: 'spare:L40S:48:1' } });
     const estimate = await estimateRun(f.s3.storage, cli, request('estimate', 1000, { budget: 0.05 }));
     expect(estimate.endpoints.map((e) => [e.endpointId, e.source, e.pricePerHour])).toEqual([
       ['busy', 'measured-elsewhere', 3],
       ['closed', 'measured-elsewhere', 4],
       ['spare', 'measured-elsewhere', 1],
     ]);
-    expect(estimate.endpoints[0]!.samples).toBeGreaterThanOrEqual(3);
+    expect(estimate.endpoints[0]!.samples).toBeGreaterThanOrEqual(1);
     const first = estimate.endpoints[0]!;
     expect(first.withinBudget).toBe(first.cost <= 0.05);
     // A budget under the first endpoint's estimate: refused with both figures, no workflow, no job.
