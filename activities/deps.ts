@@ -2,8 +2,8 @@
 // (worker.ts and the tests call it; defaults live only in lib/config.ts).
 import os from 'node:os';
 import path from 'node:path';
-import type { Config } from '../lib/config.js';
-import { type EndpointSpec, endpointSpecs } from '../lib/endpoints.js';
+import { type Config, endpointSpecs } from '../lib/config.js';
+import type { EndpointSpec } from '../lib/endpoints.js';
 import type { GpuPricing } from '../lib/pricing.js';
 import { RunpodClient, RunpodJobNotFound } from '../lib/runpod-client.js';
 import { makeStorage, type Storage } from '../lib/s3.js';

@@ -3,8 +3,8 @@
 // whether it fits the budget. `train --dry-run`, the API's dry run and the refusal of a run over
 // budget (cli/train.ts) all come from here.
 import type { LoraMetadata, TrainRequest } from '../contract/pipeline.js';
-import type { Config } from '../lib/config.js';
-import { eligibleEndpoints, endpointSpecs, type EndpointChoice, type EndpointEstimate, estimateOn, memoryNeededGb, overBudget, type SpeedSample } from '../lib/endpoints.js';
+import { type Config, endpointSpecs } from '../lib/config.js';
+import { eligibleEndpoints, type EndpointChoice, type EndpointEstimate, estimateOn, memoryNeededGb, overBudget, type SpeedSample } from '../lib/endpoints.js';
 import { formatCost, type GpuPricing } from '../lib/pricing.js';
 import { getJson, listKeys, type Storage } from '../lib/s3.js';
 

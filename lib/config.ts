@@ -2,7 +2,7 @@
 // docs/configuration.md is generated from this schema (`npm run docs`; a test fails on drift), and
 // activities/deps.ts maps it to the activities' dependencies: nothing else reads these variables.
 import { z } from 'zod';
-import { parseEndpoints } from './endpoints.js';
+import { type EndpointSpec, parseEndpoints } from './endpoints.js';
 import { parseGpuPrices } from './pricing.js';
 
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
@@ -214,6 +214,10 @@ const Env = z.object({
 export type Config = z.infer<typeof Env>;
 /** Every variable loraflow reads (the compose test checks the worker's environment against it). */
 export const CONFIG_VARIABLES = Object.keys(Env.shape);
+
+/** LORAFLOW_ENDPOINTS, else the one endpoint RUNPOD_ENDPOINT_ID (GPU type LORAFLOW_GPU_TYPE, memory not stated). */
+export const endpointSpecs = (config: Pick<Config, 'LORAFLOW_ENDPOINTS' | 'RUNPOD_ENDPOINT_ID' | 'LORAFLOW_GPU_TYPE'>): EndpointSpec[] =>
+  config.LORAFLOW_ENDPOINTS ?? [{ id: config.RUNPOD_ENDPOINT_ID, ...(config.LORAFLOW_GPU_TYPE ? { gpu: config.LORAFLOW_GPU_TYPE } : {}) }];
 
 /** Reads the environment; a bad value fails with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

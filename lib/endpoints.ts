@@ -1,7 +1,6 @@
 // GPU endpoints in order of preference, which of them a run fits on, and what it would cost there.
 // Pure functions: the config parses LORAFLOW_ENDPOINTS with them, GPU stages choose with them, and
 // `train --dry-run` (and the API) estimate with them.
-import type { Config } from './config.js';
 import { formatCost, type GpuPricing, priceFor, round6 } from './pricing.js';
 
 export interface EndpointSpec {
@@ -29,10 +28,6 @@ export function parseEndpoints(text: string): EndpointSpec[] {
   }
   return specs;
 }
-
-/** LORAFLOW_ENDPOINTS, else the one endpoint RUNPOD_ENDPOINT_ID (GPU type LORAFLOW_GPU_TYPE, memory not stated). */
-export const endpointSpecs = (config: Pick<Config, 'LORAFLOW_ENDPOINTS' | 'RUNPOD_ENDPOINT_ID' | 'LORAFLOW_GPU_TYPE'>): EndpointSpec[] =>
-  config.LORAFLOW_ENDPOINTS ?? [{ id: config.RUNPOD_ENDPOINT_ID, ...(config.LORAFLOW_GPU_TYPE ? { gpu: config.LORAFLOW_GPU_TYPE } : {}) }];
 
 /** The endpoint's price per hour: its own, else the table's for its GPU type. */
 export const endpointPrice = (pricing: GpuPricing, e: EndpointSpec) => e.pricePerHour ?? priceFor(pricing, e.gpu);
