@@ -199,7 +199,7 @@ export class LocalEndpoint {
       .workers()
       .filter((w) => w.state !== 'stopped')
       .map((w) => {
-        const status: RestWorkerStatus = w.crashLooping ? 'UNHEALTHY' : w.state === 'idle' ? 'IDLE' : w.state === 'running' ? 'RUNNING' : w.state === 'throttled' ? 'THROTTLED' : 'INITIALIZING';
+        const status: RestWorkerStatus = w.crashLooping ? 'UNHEALTHY' : w.state === 'idle' ? (this.faults.noCapacity() ? 'THROTTLED' : 'IDLE') : w.state === 'running' ? 'RUNNING' : w.state === 'throttled' ? 'THROTTLED' : 'INITIALIZING';
         return { id: w.workerId, status };
       });
     const count = (s: RestWorkerStatus) => workers.filter((w) => w.status === s).length;

@@ -42,8 +42,9 @@ export const FaultConfig = z.strictObject({
   /** Added before each worker process starts (slow cold starts). */
   coldStartDelayMs: z.number().int().nonnegative().optional(),
   /**
-   * No GPU of the endpoint's type is free: workers it would start wait, shown `THROTTLED` in the
-   * REST API's worker list (as the service shows them), and queued jobs stay IN_QUEUE.
+   * No GPU of the endpoint's type is free: workers it would start wait, workers already up are
+   * handed no job, both shown `THROTTLED` in the REST API's worker list (as the service shows
+   * them), and queued jobs stay IN_QUEUE.
    */
   noCapacity: z.boolean().optional(),
 });
