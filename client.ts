@@ -23,6 +23,7 @@ import {
   unpauseSchedule,
 } from './cli/schedule.js';
 import { continueRun, pullCaptions, pushCaptions } from './cli/captions.js';
+import { describeEstimate, estimateRun } from './cli/estimate.js';
 import { buildExtendRequest, buildRequest, parseInitFrom, startTraining } from './cli/train.js';
 import { progressDetails, watch } from './cli/watch.js';
 
@@ -80,6 +81,7 @@ function trainingFlags(command: Command): Command {
     .option('--caption-suffix <text>', 'put at the end of every caption')
     .option('--caption-dropout <p>', 'probability that an image trains with the empty caption (default: 0)', num)
     .option('--budget <amount>', 'most the run may spend on GPU time, in the price currency of LORAFLOW_GPU_PRICES: past it the GPU job is cancelled and the run fails (default: no cap)', num)
+    .option('--gpu <type>', 'pin the run to endpoints of this GPU type (LORAFLOW_ENDPOINTS), e.g. "A100" (default: the first endpoint that fits)')
     .option('--hub-existing-repo', 'let the Hugging Face push write into an existing repo loraflow did not create (it replaces README.md and lora.safetensors and deletes samples/ there)');
 }
 
@@ -90,6 +92,7 @@ const requestFrom = (o: any, config: Config) => {
       name: o.name,
       images: o.images,
       budget: o.budget,
+      ...(o.gpu ? { gpu: o.gpu } : {}),
       ...(o.hubExistingRepo ? { hub: { allowExistingRepo: true as const } } : {}),
       ...(o.initFrom ? { initFrom: parseInitFrom(o.initFrom, o.name) } : {}),
       ...(Object.values(captions).some((v) => v !== undefined) ? { captions } : {}),
@@ -122,10 +125,16 @@ trainingFlags(program.command('train').description('train a LoRA on a directory 
   .option('--review-captions', 'pause after captioning (stage awaiting-captions) for `loraflow captions pull|push` and `loraflow continue`')
   .option('--priority <1-5>', 'GPU queue priority when more runs wait than LORAFLOW_MAX_GPU_JOBS allow: 1 goes first', priority, 3)
   .option('--wait', 'follow progress and exit when published (exit 1 on failure)')
+  .option('--dry-run', 'print the estimated GPU time and cost on each endpoint the run may use, and whether --budget fits; start nothing (a run over its budget is refused anyway)')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     const config = loadConfig();
-    await startAndReport(o, config, await requestFrom(o, config));
+    const request = await requestFrom(o, config);
+    if (o.dryRun) {
+      const estimate = await estimateRun(makeStorage(config), config, request);
+      return print(o.json, estimate, describeEstimate(estimate));
+    }
+    await startAndReport(o, config, request);
   });
 
 const added = (v: string) => {

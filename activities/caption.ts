@@ -11,7 +11,7 @@ import { sha256 } from '../lib/hash.js';
 import { captionCacheKey, runKeys } from '../lib/keys.js';
 import { getBytesIfExists, getJson, presignGet, putBytes } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
-import { runGpuJob } from './gpu-job.js';
+import { runGpuJob, stageEndpoints } from './gpu-job.js';
 import { parseInput } from './input.js';
 import { budgetOf } from './usage.js';
 
@@ -22,6 +22,8 @@ export const CaptionInput = z.object({
   /** The run's GPU budget (see TrainInput.budget). */
   budget: Budget.optional(),
   settings: CaptionSettings.optional(),
+  /** The GPU type the run is pinned to (see TrainInput.gpu). */
+  gpu: z.string().min(1).optional(),
 });
 
 /** S3 requests in flight at once when reading or writing the caption cache. */
@@ -59,7 +61,7 @@ export async function captionDataset(deps: ActivityDeps, raw: z.input<typeof Cap
         result: { url: resultUrl },
       }),
       CaptionJobOutput,
-      { runKey: input.runKey, stage: 'caption', budget: budgetOf(deps, input.runKey, input.budget) },
+      { runKey: input.runKey, stage: 'caption', budget: budgetOf(deps, input.runKey, input.budget), endpoints: stageEndpoints(deps, undefined, input.gpu) },
     );
     gpuJobId = job.gpuJobId;
     for (const { id, caption } of job.output.captions) captions[id] = final(caption);

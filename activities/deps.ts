@@ -2,18 +2,27 @@
 // (worker.ts and the tests call it; defaults live only in lib/config.ts).
 import os from 'node:os';
 import path from 'node:path';
-import type { Config } from '../lib/config.js';
+import { type Config, endpointSpecs } from '../lib/config.js';
+import type { EndpointSpec } from '../lib/endpoints.js';
 import type { GpuPricing } from '../lib/pricing.js';
-import { RunpodClient } from '../lib/runpod-client.js';
+import { RunpodClient, RunpodJobNotFound } from '../lib/runpod-client.js';
 import { makeStorage, type Storage } from '../lib/s3.js';
 import type { Resolver } from '../lib/url-guard.js';
 
 /** The RunPod operations GPU stages use (lib/runpod-client.ts implements them). */
 export type RunpodEndpoint = Pick<RunpodClient, 'submit' | 'waitForStatus' | 'status' | 'cancelJob' | 'health' | 'endpointConfig' | 'workers'>;
 
+/** A configured endpoint with its client. */
+export interface GpuEndpoint extends EndpointSpec {
+  client: RunpodEndpoint;
+}
+
 export interface ActivityDeps {
   storage: Storage;
-  runpod: RunpodEndpoint;
+  /** Job operations (status, cancel) go to the endpoint that has the job; endpoint-wide ones to the first. */
+  runpod: EndpointRouter;
+  /** LORAFLOW_ENDPOINTS in order of preference (one: RUNPOD_ENDPOINT_ID). */
+  endpoints: GpuEndpoint[];
   gpuJobs: {
     /** How often a GPU job's status is polled when long-polls are off or unavailable. */
     pollIntervalMs: number;
@@ -29,6 +38,12 @@ export interface ActivityDeps {
     attempts: number;
     /** Hand train jobs the S3 cache of image encodings (activities/encodings.ts). */
     encodingCache: boolean;
+    /** A job queued this long for capacity moves to the next endpoint. */
+    queueWaitMs: number;
+    /** GPU jobs on one endpoint at once, across every worker (LORAFLOW_MAX_GPU_JOBS). */
+    slots: number;
+    /** Workers poll as a Worker Deployment version (LORAFLOW_BUILD_ID). */
+    versioned?: boolean;
   };
   pricing: GpuPricing;
   /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
@@ -81,11 +96,60 @@ export interface HubDeps {
   baseModels: Record<string, string>;
 }
 
-/** The activities' dependencies from the config; `clients` replaces the S3 or RunPod client (tests). */
-export function activityDepsFrom(config: Config, clients: Partial<Pick<ActivityDeps, 'storage' | 'runpod'>> = {}): ActivityDeps {
+/**
+ * The RunPod operations on a job, sent to the endpoint that has it: the one it was submitted to
+ * (remembered here, or by the heartbeat of a retried attempt), else the first that knows its id
+ * (the service answers 404 for another endpoint's job). Endpoint-wide calls go to the first.
+ */
+export class EndpointRouter implements RunpodEndpoint {
+  private readonly owners = new Map<string, RunpodEndpoint>();
+  constructor(private readonly endpoints: GpuEndpoint[]) {}
+
+  endpoint(id: string): GpuEndpoint {
+    const e = this.endpoints.find((x) => x.id === id);
+    if (!e) throw new Error(`no GPU endpoint ${id} is configured (LORAFLOW_ENDPOINTS)`);
+    return e;
+  }
+  /** Says that `jobId` lives on endpoint `endpointId`. */
+  remember(jobId: string, endpointId: string): void {
+    const e = this.endpoints.find((x) => x.id === endpointId);
+    if (e) this.owners.set(jobId, e.client);
+  }
+  private async ownerOf(jobId: string): Promise<RunpodEndpoint> {
+    const known = this.owners.get(jobId) ?? (this.endpoints.length === 1 ? this.endpoints[0]!.client : undefined);
+    if (known) return known;
+    for (const e of this.endpoints) {
+      const found = await e.client.status(jobId).then(() => true, (err: unknown) => (err instanceof RunpodJobNotFound ? false : Promise.reject(err)));
+      if (found) {
+        this.owners.set(jobId, e.client);
+        return e.client;
+      }
+    }
+    return this.endpoints[0]!.client; // unknown everywhere: the first endpoint answers the 404
+  }
+  submit: RunpodEndpoint['submit'] = (...args) => this.endpoints[0]!.client.submit(...args);
+  waitForStatus: RunpodEndpoint['waitForStatus'] = async (id, ms) => (await this.ownerOf(id)).waitForStatus(id, ms);
+  status: RunpodEndpoint['status'] = async (id) => (await this.ownerOf(id)).status(id);
+  cancelJob: RunpodEndpoint['cancelJob'] = async (id, hooks) => (await this.ownerOf(id)).cancelJob(id, hooks);
+  health: RunpodEndpoint['health'] = () => this.endpoints[0]!.client.health();
+  endpointConfig: RunpodEndpoint['endpointConfig'] = () => this.endpoints[0]!.client.endpointConfig();
+  workers: RunpodEndpoint['workers'] = () => this.endpoints[0]!.client.workers();
+}
+
+/** LORAFLOW_ENDPOINTS, else the one endpoint RUNPOD_ENDPOINT_ID (GPU type LORAFLOW_GPU_TYPE). */
+export function endpointsFrom(config: Config, clientFor: (id: string) => RunpodEndpoint = (id) => RunpodClient.fromConfig({ ...config, RUNPOD_ENDPOINT_ID: id })): GpuEndpoint[] {
+  return endpointSpecs(config).map((s) => ({ ...s, client: clientFor(s.id) }));
+}
+
+/** The activities' dependencies from the config; `clients` replaces the S3 or RunPod client (tests):
+ * `runpod` is the client of the one endpoint, `runpodFor` builds each of LORAFLOW_ENDPOINTS'. */
+export function activityDepsFrom(config: Config, clients: { storage?: Storage; runpod?: RunpodEndpoint; runpodFor?: (endpointId: string) => RunpodEndpoint } = {}): ActivityDeps {
+  const single = clients.runpod;
+  const endpoints = endpointsFrom(config, clients.runpodFor ?? (single && !config.LORAFLOW_ENDPOINTS ? () => single : undefined));
   return {
     storage: clients.storage ?? makeStorage(config),
-    runpod: clients.runpod ?? RunpodClient.fromConfig(config),
+    runpod: new EndpointRouter(endpoints),
+    endpoints,
     gpuJobs: {
       pollIntervalMs: config.LORAFLOW_POLL_MS,
       statusWaitMs: config.LORAFLOW_STATUS_WAIT_MS,
@@ -94,6 +158,9 @@ export function activityDepsFrom(config: Config, clients: Partial<Pick<ActivityD
       setupSeconds: config.LORAFLOW_JOB_SETUP_SECONDS,
       attempts: config.LORAFLOW_GPU_JOB_ATTEMPTS,
       encodingCache: config.LORAFLOW_ENCODING_CACHE,
+      queueWaitMs: config.LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS * 1000,
+      slots: config.LORAFLOW_MAX_GPU_JOBS,
+      versioned: config.LORAFLOW_BUILD_ID !== undefined,
     },
     pricing: {
       defaultPerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,

@@ -5,16 +5,21 @@
 // ended (gpu-records.ts), and leaves its result there, so nothing depends on RunPod's 30-minute
 // retention; checkpoints let a job that ended a segment or died be continued by the next
 // generation (gpu-submission.ts). Cancelling the activity cancels the RunPod job first.
+// Endpoints are tried in order of preference: a job still queued for capacity past the limit, or
+// on an endpoint that allows no workers, is cancelled (it never ran) and the next generation goes
+// to the next endpoint; a slot (gpu-slots.ts) caps each endpoint's jobs across every worker.
 import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/activity';
 import type { z } from 'zod';
 import { GpuProgress, type GpuJobInput } from '../contract/gpu-job.js';
 import { isFinalState, isRunningState, RunpodJobNotFound, RunpodPayloadTooLarge, type RunpodJobStatus } from '../lib/runpod-client.js';
-import type { ActivityDeps } from './deps.js';
+import type { ActivityDeps, GpuEndpoint } from './deps.js';
 import { type GpuHeartbeat, progressReporter } from './gpu-progress.js';
+import { acquireGpuSlot, type GpuSlot, RENEW_EVERY_MS } from './gpu-slots.js';
 import { recordFinal, recordJob } from './gpu-records.js';
 import { classify, failureOf, type GpuJobTiming, parseOutput, timingOf } from './gpu-result.js';
 import { claimedElsewhere, claimOwner, type StageKeys, storedResult, type Submission, submissionFor } from './gpu-submission.js';
 import type { BudgetGuard } from './usage.js';
+import { eligibleEndpoints, memoryNeededGb, noEndpointMessage, type RunShape } from '../lib/endpoints.js';
 
 export interface GpuJobOptions<T> extends StageKeys {
   /** True when a COMPLETED output is a segment, not the end: the next generation continues it. */
@@ -27,6 +32,8 @@ export interface GpuJobOptions<T> extends StageKeys {
   retryBackoffMs?: number;
   /** The run's budget: checked before each submission and on every status of a running job. */
   budget?: BudgetGuard | undefined;
+  /** The endpoints this stage may use, in order (default: every configured one). */
+  endpoints?: GpuEndpoint[];
 }
 
 export interface GpuJobResult<T> {
@@ -39,6 +46,8 @@ export interface GpuJobResult<T> {
   timings: GpuJobTiming[];
 }
 
+/** How often a queued job's endpoint is asked whether it allows any worker (the REST API). */
+const WORKERS_CHECK_MS = 10_000;
 /** Heartbeats sent while a long-poll is open, so cancellation still reaches the activity. */
 const HEARTBEAT_EVERY_MS = 2_000;
 /** The job's TTL beyond its execution budget: as long as the service's default queue allowance. */
@@ -58,30 +67,80 @@ export async function runGpuJob<T>(
   let failures = recorded?.failures ?? 0;
   let gpuJobId = recorded?.gpuJobId;
   let lastStep = recorded?.lastStep;
-  if (gpuJobId) log.info('resuming GPU job from an earlier attempt', { gpuJobId, generation });
+  const endpoints = [...(opts.endpoints ?? deps.endpoints)];
+  let at = Math.max(0, endpoints.findIndex((e) => e.id === recorded?.endpointId));
+  /** Why the stage left the endpoint before the current one, for the next job's record. */
+  let moved: MoveReason | undefined = recorded?.moved;
+  if (gpuJobId) {
+    log.info('resuming GPU job from an earlier attempt', { gpuJobId, generation, endpointId: endpoints[at]!.id });
+    deps.runpod.remember(gpuJobId, endpoints[at]!.id);
+  }
   const outputs: { generation: number; output: T }[] = [];
   const jobs = new Set<string>();
   /** Each finished job's timing fields, as the endpoint reported them (cost accounting). */
   const timings = new Map<string, GpuJobTiming>();
-  const reporter = progressReporter(deps);
-  const beat = (extra: Partial<GpuHeartbeat> = {}): GpuHeartbeat => ({ generation, failures, ...(lastStep !== undefined ? { lastStep } : {}), ...extra });
+  const beat = (extra: Partial<GpuHeartbeat> = {}): GpuHeartbeat => ({
+    generation,
+    failures,
+    ...(lastStep !== undefined ? { lastStep } : {}),
+    endpointId: endpoints[at]!.id,
+    ...(moved ? { moved } : {}),
+    ...extra,
+  });
+  const holder = `${opts.runKey}/${opts.stage}`;
+  let slot: GpuSlot | undefined;
 
   try {
     for (;;) {
+      const endpoint = endpoints[at]!;
+      if (slot?.endpointId !== endpoint.id) {
+        await slot?.release();
+        slot = await acquireGpuSlot(endpoint.id, holder, deps.gpuJobs.slots, () => ctx.heartbeat(beat()), deps.gpuJobs.versioned);
+      }
+      // Which endpoint is named only where there is a choice of them.
+      const reporter = progressReporter({ runpod: endpoint.client }, deps.endpoints.length > 1 ? endpoint.id : undefined, moved?.reason);
+      const next = endpoints[at + 1];
       if (!gpuJobId) {
         // A job submitted by an attempt that died before its heartbeat already holds the claim.
         const owner = await claimOwner(deps, opts, generation);
-        gpuJobId = owner ?? (await submit(deps, opts, generation, makeInput));
-        if (owner) await record(deps, opts, owner, generation);
+        if (!owner && next && (await allowsNoWorkers(endpoint))) {
+          moved = { from: endpoint.id, reason: `${endpoint.id} allows no workers (max workers 0)` };
+          log.warn('GPU endpoint allows no workers; trying the next one', { endpointId: endpoint.id, next: next.id });
+          at++;
+          continue;
+        }
+        gpuJobId = owner ?? (await submit(deps, opts, generation, makeInput, endpoint, moved));
+        if (owner) await record(deps, opts, owner, generation, endpoint.id, moved);
+        deps.runpod.remember(gpuJobId, endpoint.id);
       }
       ctx.heartbeat(beat({ gpuJobId }));
       jobs.add(gpuJobId);
 
-      const status = (await waitUntilFinished(deps, opts.runKey, gpuJobId, beat({ gpuJobId }), reporter, await opts.budget?.forJob(gpuJobId))) ?? (await lostJob(deps, opts, gpuJobId, generation));
+      const queueLimit = next ? { endpoint, waitMs: deps.gpuJobs.queueWaitMs } : undefined;
+      const waited = await waitUntilFinished(deps, opts.runKey, gpuJobId, beat({ gpuJobId }), reporter, await opts.budget?.forJob(gpuJobId, endpoint), queueLimit, slot);
+      if (waited instanceof MoveOn) {
+        // Queued too long (or no workers allowed): cancel it; only a job that never ran moves on.
+        const outcome = await deps.runpod.cancelJob(gpuJobId, { onRetry: () => ctx.heartbeat(beat({ gpuJobId })) }).catch(() => 'unconfirmed' as const);
+        if (outcome === 'cancelled') {
+          await recordFinal(deps, opts.runKey, gpuJobId, { ...timingOf(await deps.runpod.status(gpuJobId).catch(() => ({ id: gpuJobId!, status: 'CANCELLED' }) as RunpodJobStatus)), seenAt: new Date().toISOString(), timing: 'endpoint', error: waited.reason });
+          log.warn('GPU job waited too long for capacity; cancelled it and trying the next endpoint', { gpuJobId, endpointId: endpoint.id, next: next!.id, reason: waited.reason });
+          moved = { from: endpoint.id, gpuJobId, reason: waited.reason };
+          at++;
+          generation++; // a fresh claim: the cancelled job may have taken this generation's
+          gpuJobId = undefined;
+          ctx.heartbeat(beat());
+          continue;
+        }
+        // It started (or finished) meanwhile: it stays, and is waited on where it is.
+        log.info('GPU job left the queue before it could be moved; staying on its endpoint', { gpuJobId, outcome });
+        endpoints.splice(at + 1); // no more moves for this stage
+        continue;
+      }
+      const status = waited ?? (await lostJob(deps, opts, gpuJobId, generation));
       timings.set(gpuJobId, timingOf(status));
       if (status.status === 'FAILED' && classify(status.error).cls === 'CLAIMED') {
         gpuJobId = await claimedElsewhere(deps, gpuJobId, opts, generation);
-        await record(deps, opts, gpuJobId, generation);
+        await record(deps, opts, gpuJobId, generation, endpoint.id, moved);
         continue;
       }
       if (status.status === 'COMPLETED') {
@@ -121,7 +180,36 @@ export async function runGpuJob<T>(
     const overBudget = err instanceof ApplicationFailure && err.type === 'BudgetExceeded';
     if ((cancelled || overBudget) && gpuJobId) await cancelGpuJob(deps, opts.runKey, gpuJobId);
     throw err;
+  } finally {
+    // A worker shutdown keeps the slot: the next attempt (same holder) resumes in it.
+    if (!ctx.cancellationDetails?.workerShutdown) await slot?.release();
   }
+}
+
+/** The endpoints a stage may use, in order: pinned to `gpu` where asked, with the memory `run`
+ * needs (the caption job needs no more than any endpoint has). None: the stage fails, naming each. */
+export function stageEndpoints(deps: Pick<ActivityDeps, 'endpoints'>, run: RunShape | undefined, gpu: string | undefined): GpuEndpoint[] {
+  const choice = eligibleEndpoints(deps.endpoints, run ? memoryNeededGb(run) : undefined, gpu);
+  if (!choice.eligible.length) throw ApplicationFailure.nonRetryable(noEndpointMessage(choice), 'NoGpuEndpoint');
+  return choice.eligible as GpuEndpoint[];
+}
+
+/** waitUntilFinished's answer for a job that should leave its endpoint's queue. */
+class MoveOn {
+  constructor(readonly reason: string) {}
+}
+
+/** Why a stage left an endpoint: recorded on the next job, shown by status and the report. */
+export interface MoveReason {
+  from: string;
+  gpuJobId?: string;
+  reason: string;
+}
+
+/** The REST API says the endpoint may start no worker (an endpoint scaled to 0 after idle days). */
+async function allowsNoWorkers(endpoint: GpuEndpoint): Promise<boolean> {
+  const config = await endpoint.client.endpointConfig().catch(() => undefined);
+  return config?.workers?.max === 0;
 }
 
 /** One more failure in a row; past maxFailures the stage fails with the last one's message. */
@@ -131,28 +219,35 @@ function countFailure(opts: Pick<GpuJobOptions<unknown>, 'maxFailures'>, failure
 }
 
 /** Records a job of this generation (submitted here, or followed through its claim). */
-async function record(deps: ActivityDeps, opts: StageKeys, gpuJobId: string, generation: number): Promise<void> {
+async function record(deps: ActivityDeps, opts: StageKeys, gpuJobId: string, generation: number, endpointId: string, moved?: MoveReason): Promise<void> {
   const { workflowId, runId } = Context.current().info.workflowExecution ?? { workflowId: opts.runKey, runId: '' };
-  await recordJob(deps, opts.runKey, { gpuJobId, stage: opts.stage, generation, workflowId, runId, submittedAt: new Date().toISOString() });
+  await recordJob(deps, opts.runKey, { gpuJobId, stage: opts.stage, generation, workflowId, runId, submittedAt: new Date().toISOString(), endpointId, ...(moved ? { movedFrom: moved } : {}) });
 }
 
 /** Submits one generation's job (within the budget and the payload limit) and records it. */
-async function submit(deps: ActivityDeps, opts: StageKeys & Pick<GpuJobOptions<unknown>, 'budget'>, generation: number, makeInput: (s: Submission) => Promise<GpuJobInput>): Promise<string> {
+async function submit(
+  deps: ActivityDeps,
+  opts: StageKeys & Pick<GpuJobOptions<unknown>, 'budget'>,
+  generation: number,
+  makeInput: (s: Submission) => Promise<GpuJobInput>,
+  endpoint: GpuEndpoint,
+  moved?: MoveReason,
+): Promise<string> {
   await opts.budget?.beforeSubmit();
   const input = await makeInput(await submissionFor(deps, opts, generation, deps.gpuJobs.attempts));
   const ctx = Context.current();
   // Sized to the work, not the endpoint's default (10 minutes): setup, a whole segment, wrap-up.
   const executionTimeout = Math.round((deps.gpuJobs.setupSeconds + deps.gpuJobs.segmentSeconds) * 1000) + WRAP_UP_MS;
-  const gpuJobId = await deps.runpod
+  const gpuJobId = await endpoint.client
     .submit(input, { policy: { executionTimeout, ttl: executionTimeout + QUEUE_ALLOWANCE_MS } }, { sleep: (ms) => ctx.sleep(ms), onRetry: (_what, attempt, error) => log.warn('RunPod /run failed; retrying', { attempt, error: String(error) }) })
     .catch((err: unknown) => {
       if (!(err instanceof RunpodPayloadTooLarge)) throw err;
       const images = 'images' in input ? input.images.length : 0;
       throw ApplicationFailure.nonRetryable(`the GPU job input is ${(err.bytes / 1e6).toFixed(1)} MB, over RunPod's 10 MB limit for /run (${images} images)`, 'GpuPayloadTooLarge');
     });
-  log.info('GPU job submitted', { gpuJobId, generation, stage: opts.stage });
+  log.info('GPU job submitted', { gpuJobId, generation, stage: opts.stage, endpointId: endpoint.id });
   // Every job of the run is recorded: a failed or cancelled pipeline stops them all (cleanup.ts).
-  await record(deps, opts, gpuJobId, generation);
+  await record(deps, opts, gpuJobId, generation, endpoint.id, moved);
   return gpuJobId;
 }
 
@@ -200,12 +295,21 @@ async function waitUntilFinished(
   start: GpuHeartbeat,
   reporter: ReturnType<typeof progressReporter>,
   budget?: Awaited<ReturnType<BudgetGuard['forJob']>>,
-): Promise<RunpodJobStatus | undefined> {
+  queueLimit?: { endpoint: GpuEndpoint; waitMs: number },
+  slot?: GpuSlot,
+): Promise<RunpodJobStatus | undefined | MoveOn> {
   const ctx = Context.current();
   let last: GpuHeartbeat = start;
   let runningSince: number | undefined;
   let seenRunning = false;
+  const queuedSince = Date.now();
+  let renewedAt = Date.now();
+  let askedWorkersAt = 0;
   for (;;) {
+    if (slot && Date.now() - renewedAt > RENEW_EVERY_MS) {
+      renewedAt = Date.now();
+      await slot.renew();
+    }
     const asked = Date.now();
     const status = await statusOnce(deps, gpuJobId, () => last);
     if (status === 'lost') return undefined;
@@ -222,6 +326,15 @@ async function waitUntilFinished(
       if (isFinalState(status.status)) {
         await recordFinal(deps, runKey, gpuJobId, { ...timingOf(status), seenAt: new Date().toISOString(), timing: 'endpoint', ...(status.error ? { error: status.error } : {}) });
         return status;
+      }
+      // Never taken by a worker: past the limit, or where no worker may start, the job moves on.
+      if (queueLimit && !seenRunning && status.status === 'IN_QUEUE') {
+        const waitedMs = Date.now() - queuedSince;
+        if (waitedMs > queueLimit.waitMs) return new MoveOn(`queued ${Math.round(waitedMs / 1000)} s for capacity on ${queueLimit.endpoint.id} (limit ${Math.round(queueLimit.waitMs / 1000)} s)`);
+        if (Date.now() - askedWorkersAt > WORKERS_CHECK_MS) {
+          askedWorkersAt = Date.now();
+          if (await allowsNoWorkers(queueLimit.endpoint)) return new MoveOn(`${queueLimit.endpoint.id} allows no workers (max workers 0)`);
+        }
       }
       // The endpoint's executionTime is the billed clock; our own count is the fallback.
       if (running) runningSince ??= asked;

@@ -25,6 +25,9 @@ export interface GpuHeartbeat {
   /** The job is queued again after it ran: the service retries it after its worker was lost. */
   retried?: boolean;
   progress?: GpuProgress;
+  /** The endpoint the stage is on (LORAFLOW_ENDPOINTS), and why it left the one before. */
+  endpointId?: string;
+  moved?: { from: string; gpuJobId?: string; reason: string };
 }
 
 /** What is known about the endpoint while a job waits. */
@@ -41,7 +44,7 @@ const VIEW_EVERY_MS = 5_000;
  * Sends progress to the workflow when its state changes (job, status, state, phase). Never
  * throws: reporting must not disturb the job it reports on.
  */
-export function progressReporter(deps: Pick<ActivityDeps, 'runpod'>) {
+export function progressReporter(deps: { runpod: Pick<ActivityDeps['runpod'], 'health' | 'endpointConfig' | 'workers'> }, endpointId?: string, moved?: string) {
   let lastKey = '';
   let view: { at: number; value: EndpointView } = { at: 0, value: {} };
   return async (beat: GpuHeartbeat, lostWith?: string) => {
@@ -63,6 +66,8 @@ export function progressReporter(deps: Pick<ActivityDeps, 'runpod'>) {
       if (!execution) return; // not run by a workflow (MockActivityEnvironment)
       const signal: GpuProgressSignal = {
         ...(beat.gpuJobId ? { gpuJobId: beat.gpuJobId } : {}),
+        ...(endpointId ? { gpuEndpoint: endpointId } : {}),
+        ...(moved ? { gpuMoved: moved } : {}),
         gpuStatus: beat.gpuStatus ?? '',
         gpuState,
         ...(gpuDetail ? { gpuDetail } : {}),

@@ -17,6 +17,10 @@ export interface GpuJobRecord {
   workflowId: string;
   runId: string;
   submittedAt: string;
+  /** The endpoint it was submitted to (absent in records older than several endpoints). */
+  endpointId?: string;
+  /** Why the stage came to this endpoint from the one before it. */
+  movedFrom?: { from: string; gpuJobId?: string; reason: string };
   /** How the job ended, written when first seen: the endpoint purges it later. */
   final?: GpuJobTiming & {
     seenAt: string;

@@ -199,7 +199,8 @@ function stepsSection(m: Metadata): string {
 function html(m: Metadata, files: string[], samples: boolean, images: number): string {
   const table = (rows: [string, string][]) => `<table>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`;
   const img = (file: string, alt: string) => (files.includes(file) ? `<img src="${file}" alt="${esc(alt)}">` : '');
-  const jobs = m.usage?.jobs.map((j) => `<tr><td>${esc(j.gpuJobId)}</td><td>${esc(j.status)}</td><td>${j.delayMs !== undefined ? (j.delayMs / 1000).toFixed(1) : '?'}</td><td>${j.executionMs !== undefined ? (j.executionMs / 1000).toFixed(1) : '?'}</td></tr>`).join('') ?? '';
+  // Which endpoint ran each job, and why the stage moved to it (several endpoints, LORAFLOW_ENDPOINTS).
+  const jobs = m.usage?.jobs.map((j) => `<tr><td>${esc(j.gpuJobId)}</td><td>${esc(j.endpointId ?? '')}</td><td>${esc(j.status)}</td><td>${j.delayMs !== undefined ? (j.delayMs / 1000).toFixed(1) : '?'}</td><td>${j.executionMs !== undefined ? (j.executionMs / 1000).toFixed(1) : '?'}</td><td>${esc(j.movedFrom ? `from ${j.movedFrom.from}: ${j.movedFrom.reason}` : '')}</td></tr>`).join('') ?? '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(m.name)} ${esc(m.version)}</title>
 <style>body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}th{text-align:left;padding-right:2em;color:#555}img{max-width:100%;border:1px solid #ddd}</style></head>
@@ -212,7 +213,7 @@ ${stepsSection(m)}
 <h2>Parameters</h2>${table(paramRows(m))}
 <h2>Dataset</h2>${img('dataset.png', 'dataset thumbnails')}<p>${images} images (manifest sha256 <code>${esc(m.dataset.manifestSha256)}</code>); captions: ${m.dataset.captions.sidecar} sidecar, ${m.dataset.captions.cached ?? 0} from the caption cache, ${m.dataset.captions.gpuCaptioned} by a GPU job</p>
 <h2>GPU time and cost</h2>${table(costRows(m.usage, m.budget))}
-${jobs ? `<table><tr><th>GPU job</th><th>status</th><th>waited s</th><th>ran s</th></tr>${jobs}</table>` : ''}
+${jobs ? `<table><tr><th>GPU job</th><th>endpoint</th><th>status</th><th>waited s</th><th>ran s</th><th>moved</th></tr>${jobs}</table>` : ''}
 </body></html>
 `;
 }

@@ -11,7 +11,7 @@ import { runKeys } from '../lib/keys.js';
 import { getJson, presignGet, presignPut, urlLifetime } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 import { encodingRefs } from './encodings.js';
-import { runGpuJob } from './gpu-job.js';
+import { runGpuJob, stageEndpoints } from './gpu-job.js';
 import { parseInput } from './input.js';
 import { budgetOf, gpuUsage } from './usage.js';
 
@@ -24,10 +24,14 @@ export const TrainInput = z.object({
   budget: Budget.optional(),
   /** Start from these weights (resolveInitFrom): a published LoRA, or a final checkpoint to continue. */
   initFrom: z.object({ key: z.string().min(1), kind: z.enum(['lora', 'checkpoint']), sha256: Sha256 }).optional(),
+  /** The GPU type the run is pinned to (`--gpu`): only endpoints of that type are used. */
+  gpu: z.string().min(1).optional(),
 });
 
 export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainInput>): Promise<TrainResult> {
-  const { runKey, manifestKey, captionsKey, training, budget, initFrom } = parseInput(TrainInput, raw);
+  const { runKey, manifestKey, captionsKey, training, budget, initFrom, gpu } = parseInput(TrainInput, raw);
+  // Which endpoints fit this run (GPU memory for its model and settings, a pinned GPU type).
+  const endpoints = stageEndpoints(deps, { baseModel: training.baseModel, params: training.params }, gpu);
   const { sampleEvery, samplePrompts, saveEvery, ...lora } = training;
   const keys = runKeys(runKey);
   const sampleSteps = stepsToSample(lora.params.steps, sampleEvery);
@@ -74,6 +78,7 @@ export async function trainOnGpu(deps: ActivityDeps, raw: z.input<typeof TrainIn
       // Progress is what the next job can resume from: the checkpoint's step.
       stepOf: (output) => output.checkpoint?.step ?? output.step,
       budget: budgetOf(deps, runKey, budget),
+      endpoints,
     },
   );
 

@@ -1,11 +1,13 @@
 // What a run's GPU jobs cost, and the per-run budget that stops them. Each job is priced by the GPU
 // it ran on: the device the worker reported (metrics.device, e.g. "cuda:NVIDIA H100 80GB HBM3"),
-// else the endpoint's configured GPU type, looked up in the price table (lib/pricing.ts).
+// else the endpoint's configured GPU type, looked up in the price table (lib/pricing.ts); an
+// endpoint of LORAFLOW_ENDPOINTS with its own price is billed at that price.
 import { ApplicationFailure } from '@temporalio/activity';
 import type { GpuUsage } from '../contract/pipeline.js';
+import { endpointPrice } from '../lib/endpoints.js';
 import { costOf, priceFor, round6 } from '../lib/pricing.js';
 import { RunpodJobNotFound } from '../lib/runpod-client.js';
-import type { ActivityDeps } from './deps.js';
+import type { ActivityDeps, GpuEndpoint } from './deps.js';
 import { jobRecords } from './gpu-records.js';
 import { type GpuJobTiming, timingOf } from './gpu-result.js';
 
@@ -16,7 +18,7 @@ import { type GpuJobTiming, timingOf } from './gpu-result.js';
  * later), else from what this attempt saw, else from the endpoint; a job that no source times is
  * counted in `unknownJobs`.
  */
-export async function gpuUsage(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pricing'>, runKey: string, seen: GpuJobTiming[] = [], except?: string): Promise<GpuUsage> {
+export async function gpuUsage(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pricing' | 'endpoints'>, runKey: string, seen: GpuJobTiming[] = [], except?: string): Promise<GpuUsage> {
   const known = new Map(seen.map((t) => [t.gpuJobId, t]));
   const jobs: GpuUsage['jobs'] = [];
   for (const record of await jobRecords(deps, runKey)) {
@@ -37,9 +39,11 @@ export async function gpuUsage(deps: Pick<ActivityDeps, 'storage' | 'runpod' | '
         if (err instanceof RunpodJobNotFound) return { gpuJobId, status: 'PURGED' };
         throw err;
       }));
-    const gpu = timing.gpu ?? deps.pricing.endpointGpu;
-    const pricePerHour = priceFor(deps.pricing, gpu);
-    jobs.push({ ...timing, ...(gpu ? { gpu } : {}), pricePerHour, cost: costOf(timing.executionMs ?? 0, pricePerHour) });
+    const endpoint = deps.endpoints.find((e) => e.id === record.endpointId);
+    const gpu = timing.gpu ?? endpoint?.gpu ?? deps.pricing.endpointGpu;
+    const pricePerHour = endpoint?.pricePerHour ?? priceFor(deps.pricing, gpu);
+    const where = { ...(record.endpointId ? { endpointId: record.endpointId } : {}), ...(record.movedFrom ? { movedFrom: record.movedFrom } : {}) };
+    jobs.push({ ...timing, ...(gpu ? { gpu } : {}), pricePerHour, cost: costOf(timing.executionMs ?? 0, pricePerHour), ...where });
   }
   const sum = (k: 'delayMs' | 'executionMs') => jobs.reduce((n, j) => n + (j[k] ?? 0), 0) / 1000;
   return {
@@ -56,7 +60,7 @@ export async function gpuUsage(deps: Pick<ActivityDeps, 'storage' | 'runpod' | '
  * A run's budget, checked while its GPU jobs run: what its other jobs cost plus the running job's
  * time so far, at the endpoint's GPU price. Over the limit, the caller cancels the job and fails.
  */
-export function budgetGuard(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pricing'>, runKey: string, limit: number) {
+export function budgetGuard(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pricing' | 'endpoints'>, runKey: string, limit: number) {
   const currency = (n: number) => n.toFixed(n < 0.01 ? 4 : 2);
   const exceeded = (spent: number, gpuJobId?: string) =>
     ApplicationFailure.create({
@@ -75,11 +79,11 @@ export function budgetGuard(deps: Pick<ActivityDeps, 'storage' | 'runpod' | 'pri
       if (cost >= limit) throw exceeded(cost);
       spentAtSubmit = cost;
     },
-    /** For the job being waited on: a check of its running time, to call on every status. */
-    async forJob(gpuJobId: string) {
+    /** For the job being waited on (on `endpoint`, priced as it is): a check of its running time, to call on every status. */
+    async forJob(gpuJobId: string, endpoint?: GpuEndpoint) {
       const before = spentAtSubmit ?? (await gpuUsage(deps, runKey, [], gpuJobId)).cost;
       spentAtSubmit = undefined;
-      const price = priceFor(deps.pricing, deps.pricing.endpointGpu);
+      const price = endpoint ? endpointPrice(deps.pricing, endpoint) : priceFor(deps.pricing, deps.pricing.endpointGpu);
       return {
         /** The run's cost if the job has run `runningMs` so far; throws once over the limit. */
         check(runningMs: number): void {

@@ -59,6 +59,14 @@ const paths = {
       [400, 401],
     ),
   },
+  '/v1/trainings/estimate': {
+    post: op(
+      "what a training would cost: per endpoint it may use, GPU seconds from earlier runs' measured speed (or stated defaults), cost, and whether the budget fits; starts nothing",
+      { 200: json('TrainingEstimate', 'the estimate') },
+      { requestBody: { required: true, content: { 'application/json': { schema: ref('TrainingCreate') } } } },
+      [400, 401, 413],
+    ),
+  },
   '/v1/trainings/{id}': { get: op('a training\'s state, progress and result', { 200: json('TrainingStatus', 'its status') }, { parameters: [idParam] }) },
   '/v1/trainings/{id}/cancel': { post: op('cancel a training and its GPU job; answers once both stopped', { 200: json('Cancelled', 'its final status') }, { parameters: [idParam] }) },
   '/v1/trainings/{id}/logs': { get: op('each GPU job as the endpoint reports it', { 200: json('Logs', 'the logs') }, { parameters: [idParam] }) },

@@ -50,7 +50,8 @@ export const TrainingCreate = z
       .describe('the dataset: an https:// URL of a .zip or an s3://bucket/prefix; or name an `upload`'),
     upload: UploadId.optional().describe('an upload whose files are the dataset'),
     training: TrainingSettings.extend({ baseModel: TrainingSettings.shape.baseModel.optional().describe('default: the server\'s LORAFLOW_BASE_MODEL') }),
-    budget: Budget.optional(),
+    budget: Budget.optional().describe('most the run may spend on GPU time; a run whose estimate is over it is refused (400, field `budget`) before any GPU job'),
+    gpu: z.string().min(1).max(64).optional().describe("pins the run to endpoints of this GPU type (the server's LORAFLOW_ENDPOINTS)"),
     priority: z.int().min(1).max(5).default(3).describe('GPU queue priority, 1 goes first'),
     webhook: z
       .object({
@@ -92,6 +93,27 @@ export const LoraVersions = z
 export const TrainingCreated = z
   .object({ id: TrainingId, attached: z.boolean().describe('true: this request (or Idempotency-Key) already had a run, and this is it'), webUi: z.string(), webhooks: z.string().optional().describe('the workflow delivering its webhooks') })
   .register(apiSchemas, { id: 'TrainingCreated' });
+
+export const TrainingEstimate = z
+  .object({
+    memoryGb: z.number().optional().describe('GPU memory the run needs (arithmetic); absent for a base model of no known family'),
+    endpoints: z.array(
+      z.object({
+        endpointId: z.string(),
+        gpu: z.string().optional(),
+        pricePerHour: z.number(),
+        gpuSeconds: z.number(),
+        cost: z.number(),
+        source: z.enum(['measured', 'measured-elsewhere', 'default']).describe("where seconds per step come from: earlier runs on this GPU, on another GPU, or loraflow's stated default"),
+        samples: z.int().describe('earlier runs measured'),
+        withinBudget: z.boolean().optional(),
+      }),
+    ).describe('each endpoint the run may use, in the order it would try them'),
+    skipped: z.array(z.object({ id: z.string(), reason: z.string() })).describe('endpoints it may not use, and why'),
+    budget: z.number().optional(),
+    refusal: z.string().optional().describe('set when the estimate is over the budget: creating this training is refused'),
+  })
+  .register(apiSchemas, { id: 'TrainingEstimate', description: 'What a training would cost before it runs (`loraflow train --dry-run`).' });
 
 export const TrainingListQuery = z.object({
   name: LoraName.optional(),

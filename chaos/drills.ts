@@ -84,6 +84,26 @@ const trainingToCancel = (ctx: DrillContext) =>
     .sort((a, b) => (a.status === 'IN_QUEUE' ? -1 : a.progressUpdates) - (b.status === 'IN_QUEUE' ? -1 : b.progressUpdates))[0];
 
 export const drills: Record<DrillName, Drill> = {
+  async 'no-capacity'(ctx) {
+    // The first endpoint hands out no job for a while: what queues there must move to the second
+    // and run there; the audit checks that no training ran twice.
+    const first = ctx.stack.runpod.endpoint();
+    const second = ctx.stack.runpod.endpoint(`${first.endpointId}-b`);
+    const since = new Date().toISOString();
+    first.patchFaults({ noCapacity: true });
+    const moved = await wait(() => second.ledger().find((e) => e.task === 'train' && e.submittedAt >= since && e.status === 'COMPLETED'), 120_000);
+    first.patchFaults({ noCapacity: false });
+    const cancelled = first.ledger().filter((e) => e.submittedAt >= since && e.status === 'CANCELLED' && e.attempts.length === 0).length;
+    return {
+      drill: 'no-capacity',
+      fired: moved !== undefined,
+      ...(moved ? { gpuJobId: moved.id } : {}),
+      evidence: moved
+        ? `${first.endpointId} had no capacity: ${cancelled} queued jobs were cancelled there untaken, training ${moved.id} ran on ${second.endpointId}`
+        : `no training moved to ${second.endpointId} in time`,
+    };
+  },
+
   async 'gpu-kill'(ctx) {
     // A training of a pipeline no drill cancels: the service's retry of the job must play out.
     const hit = await wait(async () => {

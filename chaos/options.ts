@@ -17,6 +17,7 @@ export const DRILLS = [
   'cancel', // a pipeline cancelled at a random moment
   'cancel-in-429-storm', // a cancel while every /cancel is refused for a while
   'retry-cancelled-request', // the same request started again after it was cancelled
+  'no-capacity', // the first endpoint has no GPU free: queued jobs move to the second endpoint
 ] as const;
 export type DrillName = (typeof DRILLS)[number];
 

@@ -34,6 +34,7 @@ function plan(opts: ChaosOptions): [number, DrillName][] {
     [3_000, 'lost-claim-reply'],
     [3_500, 'no-conditional-writes'],
     [6_000, 'temporal-restart-in-long-poll'],
+    [8_000, 'no-capacity'],
     [10_000, 's3-blackhole'],
     [12_000, 'cancel-in-429-storm'],
     [22_000, 's3-down'],
@@ -58,6 +59,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       LORAFLOW_SEGMENT_SECONDS: String(opts.segmentSeconds),
       LORAFLOW_S3_TIMEOUT_MS: '5000',
       LORAFLOW_JANITOR_MINUTES: '0',
+      // Jobs queued this long on the first endpoint move to the second (the no-capacity drill).
+      LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS: '8',
     },
     say: (m) => say(`stack: ${m}`),
     gpuWorkerCommand: [toolchain.python(), '-u', path.join(repoRoot, 'test/fixtures/scripted_gpu_handler.py')],

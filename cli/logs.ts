@@ -5,7 +5,8 @@ import type { Client } from '@temporalio/client';
 import { describeState } from '../contract/describe.js';
 import { GpuProgress } from '../contract/gpu-job.js';
 import type { Config } from '../lib/config.js';
-import { RunpodClient, RunpodJobNotFound, type RunpodHealth } from '../lib/runpod-client.js';
+import { EndpointRouter, endpointsFrom } from '../activities/deps.js';
+import { type RunpodClient, RunpodJobNotFound, type RunpodHealth } from '../lib/runpod-client.js';
 import type { GpuJobRecord } from '../activities/gpu-records.js';
 import type { WebhookDelivery } from '../contract/webhooks.js';
 import { webhookDeliveriesPrefix } from '../lib/keys.js';
@@ -39,7 +40,13 @@ export interface PipelineLogs {
   webhooks?: WebhookDelivery[];
 }
 
-export async function pipelineLogs(client: Client, config: Config, id: string, runpod: RunpodClient = RunpodClient.fromConfig(config)): Promise<PipelineLogs> {
+export async function pipelineLogs(
+  client: Client,
+  config: Config,
+  id: string,
+  // Each job's status from the endpoint that has it (LORAFLOW_ENDPOINTS); the health of the first.
+  runpod: Pick<RunpodClient, 'status' | 'health'> = new EndpointRouter(endpointsFrom(config)),
+): Promise<PipelineLogs> {
   const s = await status(client, id);
   const storage = makeStorage(config);
   const jobs: GpuJobLog[] = [];

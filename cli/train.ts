@@ -5,11 +5,12 @@ import { familyOf, withFamilyDefaults } from '../contract/families.js';
 import { type LoraMetadata, TrainingSettings, TrainRequest, type TrainRequestInput } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { keyOfUri } from '../lib/keys.js';
-import { getJson, makeStorage } from '../lib/s3.js';
 import { sha256 } from '../lib/hash.js';
 import { expandPrompts } from '../lib/prompts.js';
+import { getJson, makeStorage, type Storage } from '../lib/s3.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
 import { CliError } from './connect.js';
+import { estimateRun } from './estimate.js';
 import { fingerprintDataset } from './fingerprint.js';
 
 /** CLI flag for each request field, so validation errors name what the user typed. */
@@ -17,6 +18,7 @@ const FLAG: Record<string, string> = {
   name: '--name',
   'dataset.path': '--images',
   budget: '--budget',
+  gpu: '--gpu',
   'training.triggerWord': '--trigger',
   'training.baseModel': '--base-model',
   'training.format': '--format',
@@ -109,8 +111,14 @@ export async function startTraining(
   client: Client,
   config: Config,
   request: TrainRequest,
-  opts: { priority?: number; workflowId?: string } = {},
+  opts: { priority?: number; workflowId?: string; storage?: Storage } = {},
 ): Promise<{ handle: WorkflowHandle<PublishingTrainLora>; attached: boolean }> {
+  // Known to cost more than its budget, or to fit no endpoint: refused before any GPU job.
+  if (request.budget !== undefined || request.gpu !== undefined) {
+    const estimate = await estimateRun(opts.storage ?? makeStorage(config), config, request);
+    if (estimate.refusal) throw new CliError(`budget: ${estimate.refusal}`);
+    if (!estimate.endpoints.length) throw new CliError(`gpu: no GPU endpoint fits this run: ${estimate.skipped.map((x) => `${x.id}: ${x.reason}`).join('; ')}`);
+  }
   // An HTTP client's Idempotency-Key names its own id: that key then always means that one run.
   const workflowId = opts.workflowId ?? workflowIdFor(request);
   // USE_EXISTING answers a running twin's handle without saying so: look first, to tell the user.

@@ -24,7 +24,8 @@ export function describeState(p: PipelineProgress): string {
     return `awaiting caption review since ${p.stageStartedAt['awaiting-captions'] ?? '?'}: \`loraflow captions pull\`, edit, \`loraflow captions push\`, then \`loraflow continue\``;
   }
   if (p.stage !== 'caption' && p.stage !== 'train') return STAGE_TEXT[p.stage];
-  const job = p.gpuJobId ? ` (GPU job ${p.gpuJobId})` : '';
+  const where = p.gpuEndpoint ? ` on ${p.gpuEndpoint}${p.gpuMoved ? `, moved: ${p.gpuMoved}` : ''}` : '';
+  const job = p.gpuJobId ? ` (GPU job ${p.gpuJobId}${where})` : where ? ` (${where.slice(1)})` : '';
   const why = p.gpuDetail ? `: ${p.gpuDetail}` : '';
   switch (p.gpuState) {
     case 'waiting-for-capacity':

@@ -69,6 +69,9 @@ export const TrainRequest = z.object({
   /** Most the run may spend on GPU time (price currency): past it, its GPU job is cancelled and the
    * run fails with BudgetExceeded. Absent: no cap. */
   budget: Budget.optional(),
+  /** Pins the run's GPU stages to endpoints of this GPU type (`--gpu`, matched case-insensitively
+   * against LORAFLOW_ENDPOINTS' types). Absent: the first endpoint that fits. */
+  gpu: z.string().min(1).max(64).optional(),
   /** The Hugging Face push: `allowExistingRepo` lets it write into a repo loraflow did not create
    * (it then replaces README.md and lora.safetensors and deletes samples/ there). Absent: only repos
    * loraflow created (their model card carries its marker). */
@@ -147,6 +150,9 @@ export type GpuState =
 interface GpuJobProgress {
   /** Absent between a lost job and the submission of the job that resumes it. */
   gpuJobId?: string;
+  /** The endpoint the GPU stage is on (LORAFLOW_ENDPOINTS), and why it left the one before, if it moved. */
+  gpuEndpoint?: string;
+  gpuMoved?: string;
   /** What the job's RunPod status means here (see GpuState), and why, when known (e.g. the last worker failure). */
   gpuState?: GpuState;
   gpuDetail?: string;
@@ -312,7 +318,18 @@ export const isSkipped = (o: TrainOutcome | undefined): o is SkippedRun => !!o &
 
 export interface GpuUsage {
   /** Each job priced by its GPU: the device it reported, else the endpoint's LORAFLOW_GPU_TYPE. */
-  jobs: { gpuJobId: string; status: string; delayMs?: number; executionMs?: number; gpu?: string; pricePerHour: number; cost: number }[];
+  jobs: {
+    gpuJobId: string;
+    status: string;
+    delayMs?: number;
+    executionMs?: number;
+    gpu?: string;
+    pricePerHour: number;
+    cost: number;
+    /** The endpoint that ran it, and why the stage came to it from another (absent: its first choice). */
+    endpointId?: string;
+    movedFrom?: { from: string; gpuJobId?: string; reason: string };
+  }[];
   /** Sum of the jobs' executionTime: what the endpoint bills. */
   gpuSeconds: number;
   /** Sum of the jobs' delayTime: queue wait and cold starts. */

@@ -2,6 +2,7 @@
 // docs/configuration.md is generated from this schema (`npm run docs`; a test fails on drift), and
 // activities/deps.ts maps it to the activities' dependencies: nothing else reads these variables.
 import { z } from 'zod';
+import { type EndpointSpec, parseEndpoints } from './endpoints.js';
 import { parseGpuPrices } from './pricing.js';
 import { parseFamilies } from '../contract/families.js';
 
@@ -40,6 +41,16 @@ const gpuPriceTable = (fallback: string) => z.string().default(fallback).transfo
   }
 });
 
+const endpointList = z.preprocess(emptyToUndefined, z.string().optional()).transform((text, ctx) => {
+  if (text === undefined) return undefined;
+  try {
+    return parseEndpoints(text);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
 /** Each variable with its default and a description (the docs table's "what" column). */
 const Env = z.object({
   // --- where things are ---------------------------------------------------------------------
@@ -63,6 +74,14 @@ const Env = z.object({
   RUNPOD_API_BASE: z.url().default('http://127.0.0.1:8300/v2').describe('RunPod API (`https://api.runpod.ai/v2` in production)'),
   RUNPOD_API_KEY: z.string().default('local-dev-key').describe('RunPod API key (the default is the local endpoint\'s)'),
   RUNPOD_ENDPOINT_ID: z.string().default('local').describe('the serverless endpoint running the GPU worker (`Dockerfile.gpu`)'),
+  LORAFLOW_ENDPOINTS: endpointList.describe(
+    '`id:GPU type:memory GB[:price per hour],…` (e.g. `ab12:RTX 4090:24:0.69,cd34:A100 80GB:80`): serverless endpoints in order of preference, all running the GPU worker; a GPU stage goes to the first whose GPU fits the run and moves on when its job waits too long for capacity; unset: `RUNPOD_ENDPOINT_ID` with `LORAFLOW_GPU_TYPE` alone',
+  ),
+  LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS: z.coerce
+    .number()
+    .positive()
+    .default(600)
+    .describe("a GPU job still queued for capacity after this long is cancelled (it never ran) and resubmitted to the next endpoint of `LORAFLOW_ENDPOINTS`; the last one is waited on"),
   RUNPOD_REST_BASE: z
     .url()
     .default('http://127.0.0.1:8300/rest')
@@ -124,7 +143,7 @@ const Env = z.object({
     .min(0)
     .default(10)
     .describe("every this many minutes the janitor schedule cancels GPU jobs whose run has closed (terminated runs skip their own cleanup); 0: the worker does not create it"),
-  LORAFLOW_MAX_GPU_JOBS: z.coerce.number().int().min(1).default(10).describe('GPU jobs one Temporal worker keeps on the endpoint at once; more GPU stages wait in priority order'),
+  LORAFLOW_MAX_GPU_JOBS: z.coerce.number().int().min(1).default(10).describe('GPU jobs kept on each endpoint at once, by all Temporal workers together (a lease workflow per endpoint counts them); more GPU stages wait'),
   LORAFLOW_MAX_ACTIVITIES: z.coerce
     .number()
     .int()
@@ -212,6 +231,10 @@ const Env = z.object({
 export type Config = z.infer<typeof Env>;
 /** Every variable loraflow reads (the compose test checks the worker's environment against it). */
 export const CONFIG_VARIABLES = Object.keys(Env.shape);
+
+/** LORAFLOW_ENDPOINTS, else the one endpoint RUNPOD_ENDPOINT_ID (GPU type LORAFLOW_GPU_TYPE, memory not stated). */
+export const endpointSpecs = (config: Pick<Config, 'LORAFLOW_ENDPOINTS' | 'RUNPOD_ENDPOINT_ID' | 'LORAFLOW_GPU_TYPE'>): EndpointSpec[] =>
+  config.LORAFLOW_ENDPOINTS ?? [{ id: config.RUNPOD_ENDPOINT_ID, ...(config.LORAFLOW_GPU_TYPE ? { gpu: config.LORAFLOW_GPU_TYPE } : {}) }];
 
 /** Reads the environment; a bad value fails with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

@@ -1,7 +1,8 @@
 // The Temporal workers of one loraflow process: the pipeline's workflows and activities on the
 // task queue, and its GPU stages on `<task queue>-gpu`. The GPU worker's slots are the most GPU
-// jobs this process keeps on the endpoint at once (LORAFLOW_MAX_GPU_JOBS): a burst of pipelines
-// waits in Temporal's queue, where higher-priority runs (priorityKey 1) are dispatched first.
+// stages this process runs at once (LORAFLOW_MAX_GPU_JOBS): a burst of pipelines waits in
+// Temporal's queue, where higher-priority runs (priorityKey 1) are dispatched first. The cap per
+// endpoint across every process is the lease workflow's (workflows/gpu-slots.ts).
 // With a build id (LORAFLOW_BUILD_ID) both poll as one Worker Deployment version, and every run
 // they start stays PINNED to it: new workflow code ships as a new version (docs/operations.md).
 import { Worker, type WorkerOptions } from '@temporalio/worker';
@@ -17,7 +18,7 @@ export interface LoraflowWorkers {
 }
 
 export interface LoraflowWorkerOptions extends WorkerOptions {
-  /** GPU jobs this process keeps on the endpoint at once (LORAFLOW_MAX_GPU_JOBS). */
+  /** GPU stages this process runs at once (LORAFLOW_MAX_GPU_JOBS). */
   maxGpuJobs: number;
   /** The Worker Deployment version both workers poll as; absent: unversioned. */
   deploymentVersion?: { deploymentName: string; buildId: string };

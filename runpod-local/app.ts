@@ -227,6 +227,14 @@ export function createApp(o: AppOptions): Hono<Env> {
 
   const take = (batch: boolean): WorkerHandler => async (c, inc, endpoint) => {
     if (c.req.query('job_in_progress') === '0') settleIdle(inc, endpoint);
+    // No GPU free (the noCapacity fault): an idle worker is handed nothing, as if it were not there.
+    if (endpoint.faults.noCapacity()) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, endpoint.takePollMs);
+        c.req.raw.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      });
+      return c.body(null, 204);
+    }
     const asked = batch ? Math.max(1, Number.parseInt(c.req.query('batch_size') ?? '1', 10) || 1) : 1;
     const max = () => Math.min(asked, endpoint.supervisor.capacity(inc));
     const jobs = await endpoint.store.take(inc.token, inc.workerId, max, endpoint.takePollMs, c.req.raw.signal);

@@ -152,6 +152,7 @@ export class LocalEndpoint {
       heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 30_000,
       coldStartTimeoutMs: o.coldStartTimeoutMs ?? 7 * 60_000,
       coldStartDelayMs: () => this.faults.coldStartDelayMs(),
+      noCapacity: () => this.faults.noCapacity(),
       runningJobs: (token) => this.store.runningByHolder().get(token) ?? [],
       demand: () => this.store.queued().normal + this.store.counts().inProgress,
       onExit: (inc, how) => {
@@ -198,12 +199,12 @@ export class LocalEndpoint {
       .workers()
       .filter((w) => w.state !== 'stopped')
       .map((w) => {
-        const status: RestWorkerStatus = w.crashLooping ? 'UNHEALTHY' : w.state === 'idle' ? 'IDLE' : w.state === 'running' ? 'RUNNING' : 'INITIALIZING';
+        const status: RestWorkerStatus = w.crashLooping ? 'UNHEALTHY' : w.state === 'idle' ? (this.faults.noCapacity() ? 'THROTTLED' : 'IDLE') : w.state === 'running' ? 'RUNNING' : w.state === 'throttled' ? 'THROTTLED' : 'INITIALIZING';
         return { id: w.workerId, status };
       });
     const count = (s: RestWorkerStatus) => workers.filter((w) => w.status === s).length;
     return {
-      summary: { running: count('RUNNING'), idle: count('IDLE'), initializing: count('INITIALIZING'), throttled: 0, unhealthy: count('UNHEALTHY'), total: workers.length },
+      summary: { running: count('RUNNING'), idle: count('IDLE'), initializing: count('INITIALIZING'), throttled: count('THROTTLED'), unhealthy: count('UNHEALTHY'), total: workers.length },
       workers,
     };
   }
@@ -233,7 +234,7 @@ export class LocalEndpoint {
     else queue = 'waiting-for-capacity';
     return {
       jobs,
-      workers: { idle: summary.idle, running: summary.running, initializing: summary.initializing, ready, throttled: 0, unhealthy: summary.unhealthy },
+      workers: { idle: summary.idle, running: summary.running, initializing: summary.initializing, ready, throttled: summary.throttled, unhealthy: summary.unhealthy },
       diagnosis: { queue, ...(this.lastFailure ? { lastWorkerFailure: this.lastFailure.what } : {}) },
     };
   }

@@ -41,6 +41,12 @@ export const FaultConfig = z.strictObject({
     .optional(),
   /** Added before each worker process starts (slow cold starts). */
   coldStartDelayMs: z.number().int().nonnegative().optional(),
+  /**
+   * No GPU of the endpoint's type is free: workers it would start wait, workers already up are
+   * handed no job, both shown `THROTTLED` in the REST API's worker list (as the service shows
+   * them), and queued jobs stay IN_QUEUE.
+   */
+  noCapacity: z.boolean().optional(),
 });
 export type FaultConfig = z.infer<typeof FaultConfig>;
 
@@ -68,12 +74,13 @@ export class Faults {
    * once): `api` keys replace those given (an undefined value removes one), `workerCrash` and
    * `coldStartDelayMs` replace theirs.
    */
-  patch(change: { api?: Partial<Record<keyof NonNullable<FaultConfig['api']>, unknown>>; workerCrash?: FaultConfig['workerCrash'] | null; coldStartDelayMs?: number }): void {
+  patch(change: { api?: Partial<Record<keyof NonNullable<FaultConfig['api']>, unknown>>; workerCrash?: FaultConfig['workerCrash'] | null; coldStartDelayMs?: number; noCapacity?: boolean }): void {
     const api = change.api ? Object.fromEntries(Object.entries({ ...this.config.api, ...change.api }).filter(([, v]) => v !== undefined)) : this.config.api;
     const next = FaultConfig.parse({
       ...(api && Object.keys(api).length ? { api } : {}),
       ...(change.workerCrash === null ? {} : change.workerCrash ? { workerCrash: change.workerCrash } : this.config.workerCrash ? { workerCrash: this.config.workerCrash } : {}),
       ...(change.coldStartDelayMs !== undefined ? { coldStartDelayMs: change.coldStartDelayMs } : this.config.coldStartDelayMs !== undefined ? { coldStartDelayMs: this.config.coldStartDelayMs } : {}),
+      ...((change.noCapacity ?? this.config.noCapacity) ? { noCapacity: true } : {}),
     });
     this.config = next;
     if (change.workerCrash !== undefined) this.crashesLeft = change.workerCrash ? (change.workerCrash.times ?? 1) : 0;
@@ -122,6 +129,10 @@ export class Faults {
 
   coldStartDelayMs(): number {
     return this.config.coldStartDelayMs ?? 0;
+  }
+
+  noCapacity(): boolean {
+    return this.config.noCapacity === true;
   }
 }
 

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { redact } from './redact.js';
 
-export type WorkerState = 'starting' | 'idle' | 'running' | 'restarting' | 'stopping' | 'stopped';
+export type WorkerState = 'starting' | 'throttled' | 'idle' | 'running' | 'restarting' | 'stopping' | 'stopped';
 
 export interface WorkerInfo {
   workerId: string;
@@ -72,6 +72,8 @@ interface Slot {
   restartTimer?: NodeJS.Timeout;
   /** Being scaled down: not restarted, removed once its process is gone. */
   retiring: boolean;
+  /** Waiting for a free GPU (the noCapacity fault): no process yet. */
+  throttled?: boolean;
   idleSince?: number;
   lastExit?: string;
 }
@@ -110,6 +112,8 @@ export interface SupervisorOptions {
   coldStartTimeoutMs: number;
   /** Extra delay before a worker process is started (fault injection: slow cold starts). */
   coldStartDelayMs: () => number;
+  /** True while no GPU is free: workers to start wait (throttled). */
+  noCapacity?: () => boolean;
   /** How often scaling and liveness are checked. Default 200 ms. */
   tickMs?: number;
 }
@@ -196,6 +200,7 @@ export class Supervisor {
       let state: WorkerState;
       if (this.stopping) state = 'stopped';
       else if (slot.retiring) state = 'stopping';
+      else if (!inc && slot.throttled) state = 'throttled';
       else if (!inc) state = 'starting'; // waiting out an injected cold-start delay
       else if (inc.exited || inc.lost) state = 'restarting';
       else if (!inc.ready) state = 'starting';
@@ -403,6 +408,18 @@ export class Supervisor {
   }
 
   private spawnAfterColdStart(slot: Slot, extraDelayMs = 0): void {
+    // No GPU free: the worker waits for one, asking again every second.
+    slot.throttled = this.opts.noCapacity?.() === true;
+    if (slot.throttled) {
+      const timer = setTimeout(() => {
+        this.spawnTimers.delete(timer);
+        slot.restartTimer = undefined;
+        if (this.slots.includes(slot) && !this.stopping) this.spawnAfterColdStart(slot, extraDelayMs);
+      }, 1_000);
+      slot.restartTimer = timer;
+      this.spawnTimers.add(timer);
+      return;
+    }
     const requestedAt = Date.now();
     const delay = extraDelayMs + Math.max(0, this.opts.coldStartDelayMs());
     if (delay <= 0) {

@@ -18,7 +18,7 @@ export async function runDev(opts: { json?: boolean } = {}): Promise<void> {
 loraflow stack is up (data in ${dataDir}, logs in ${stack.logDir})
   Temporal     ${stack.config.TEMPORAL_ADDRESS}   Web UI ${stack.webUi}
   S3           ${stack.config.LORAFLOW_S3_ENDPOINT}   bucket ${stack.config.LORAFLOW_S3_BUCKET}
-  RunPod API   ${stack.runpod.url}   endpoint ${stack.config.RUNPOD_ENDPOINT_ID}
+  RunPod API   ${stack.runpod.url}   endpoints ${(stack.config.LORAFLOW_ENDPOINTS ?? [{ id: stack.config.RUNPOD_ENDPOINT_ID }]).map((e) => e.id).join(', ')}
   loraflow API ${stack.api.url}   OpenAPI ${stack.api.url}/openapi.json   RunPod gateway ${stack.api.url}/v2${stack.api.token ? `   token "${stack.api.token}" (local only)` : ''}
   Metrics      ${metrics}
 Press Ctrl-C to stop.`);

@@ -123,16 +123,22 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     }
 
     say(`starting the RunPod endpoint on 127.0.0.1:${config.RUNPOD_LOCAL_PORT} (endpoint id ${config.RUNPOD_ENDPOINT_ID})`);
+    const worker = {
+      workerCommand: opts.gpuWorkerCommand ?? [toolchain.python(), '-u', toolchain.gpuWorker()],
+      workerCwd: repoRoot,
+      // INFO: the SDK's DEBUG level logs job inputs, which carry presigned URLs.
+      workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'INFO', ...opts.endpoint?.workerEnv },
+    };
+    // A second endpoint, scaled from zero, so failover between endpoints runs locally too.
+    const second = `${config.RUNPOD_ENDPOINT_ID}-b`;
     runpod = await startRunpodLocal({
       ...opts.endpoint,
       port: config.RUNPOD_LOCAL_PORT,
       apiKey: config.RUNPOD_API_KEY,
       endpointId: config.RUNPOD_ENDPOINT_ID,
-      workerCommand: opts.gpuWorkerCommand ?? [toolchain.python(), '-u', toolchain.gpuWorker()],
       workers: opts.gpuWorkers ?? 1,
-      workerCwd: repoRoot,
-      // INFO: the SDK's DEBUG level logs job inputs, which carry presigned URLs.
-      workerEnv: { LORAFLOW_MODEL_DIR: toolchain.modelDir(), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1', RUNPOD_LOG_LEVEL: 'INFO', ...opts.endpoint?.workerEnv },
+      ...worker,
+      endpoints: [{ ...opts.endpoint, ...worker, endpointId: second, minWorkers: 0, maxWorkers: 1 }],
       logger: pino(pino.destination({ dest: path.join(logDir, 'runpod.log'), mkdir: true })),
     });
 
@@ -142,6 +148,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       LORAFLOW_S3_ENDPOINT: `http://127.0.0.1:${config.LORAFLOW_S3_PORT}`,
       RUNPOD_API_BASE: runpod.url,
       RUNPOD_REST_BASE: runpod.url.replace(/\/v2$/, '/rest'),
+      // Both local endpoints, the always-on one first; a user's own list wins.
+      LORAFLOW_ENDPOINTS: env.LORAFLOW_ENDPOINTS ?? `${config.RUNPOD_ENDPOINT_ID}:local-a:80,${second}:local-b:80`,
       LORAFLOW_METRICS_ADDRESS: `127.0.0.1:${config.LORAFLOW_METRICS_PORT}`,
     };
     api = await startStackApi(loadConfig(clientEnv), say);

@@ -11,12 +11,13 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkerOptions } from '@temporalio/worker';
 import { pino } from 'pino';
 import { type ActivityDeps, activityDepsFrom, createActivities } from '../activities/index.js';
+import type { RunpodEndpoint } from '../activities/deps.js';
 import type { TrainRequest } from '../contract/pipeline.js';
 import { loadConfig } from '../lib/config.js';
 import { RunpodClient } from '../lib/runpod-client.js';
 import { repoRoot, TEMPORAL_DEV_SERVER_FLAGS, toolchain } from '../lib/toolchain.js';
 import { createWorkers, type LoraflowWorkerOptions, type LoraflowWorkers } from '../lib/workers.js';
-import { type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
+import { type EndpointOptions, type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
 import { startS3Server } from '../stack/s3.js';
 import { freePort, stopService } from '../stack/services.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
@@ -60,16 +61,27 @@ export async function startS3(dir: string) {
 }
 
 /** The local RunPod endpoint with one Python worker running `handler` (a path under the repo). */
-export async function startGpuEndpoint(dir: string, handler: string, workerEnv: Record<string, string> = {}, options: Partial<RunpodLocalOptions> = {}) {
+export async function startGpuEndpoint(
+  dir: string,
+  handler: string,
+  workerEnv: Record<string, string> = {},
+  options: Partial<Omit<RunpodLocalOptions, 'endpoints'>> & { endpoints?: Array<Partial<EndpointOptions> & { endpointId: string }> } = {},
+) {
   const apiKey = 'test-key';
-  const endpoint = await startRunpodLocal({
-    port: 0,
-    apiKey,
+  const worker = {
     workerCommand: [toolchain.python(), '-u', path.join(repoRoot, handler)],
     workerCwd: repoRoot,
     workerEnv: { PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', RUNPOD_LOG_LEVEL: 'INFO', ...workerEnv },
+  };
+  const { endpoints: more, ...main } = options;
+  const endpoint = await startRunpodLocal({
+    port: 0,
+    apiKey,
+    ...worker,
     logger: pino(pino.destination({ dest: path.join(dir, 'logs', 'runpod.log'), mkdir: true, sync: true })),
-    ...options,
+    ...main,
+    // More endpoints run the same handler unless they say otherwise.
+    ...(more ? { endpoints: more.map((e) => ({ ...worker, ...e })) } : {}),
   });
   /** A client of the main endpoint (or `endpointId`); `fetch` lets a test watch or break its requests. */
   const clientWith = (fetchImpl?: typeof fetch, endpointId = endpoint.endpointId) =>
@@ -87,7 +99,7 @@ export interface FixtureWorkers {
   /** Config variables for the activities' dependencies (over testConfig). */
   config?: Record<string, string>;
   /** Replaces parts of the dependencies built from the config (a RunPod client with a test fetch, a Hub). */
-  deps?: Partial<ActivityDeps>;
+  deps?: Partial<Omit<ActivityDeps, 'runpod'>> & { runpod?: RunpodEndpoint };
   maxGpuJobs?: number;
   worker?: Partial<LoraflowWorkerOptions>;
 }
@@ -97,17 +109,19 @@ export interface FixtureWorkers {
  * handler (or `handler`, e.g. the real gpu-worker/handler.py; with `endpoint` options) and the Temporal dev server. `workers()` starts loraflow's
  * workers on a task queue, `start()` a pipeline; `stop()` takes it all down.
  */
-export async function startPipelineFixture(name: string, opts: { endpoint?: Partial<RunpodLocalOptions>; handler?: string; workerEnv?: Record<string, string> } = {}) {
+export async function startPipelineFixture(name: string, opts: { endpoint?: Parameters<typeof startGpuEndpoint>[3]; handler?: string; workerEnv?: Record<string, string> } = {}) {
   const tmp = tempDir(name);
   const handler = opts.handler ?? 'test/fixtures/scripted_gpu_handler.py';
   const [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, handler, opts.workerEnv, opts.endpoint), startTemporal()]);
   const created: LoraflowWorkers[] = [];
   const serving: Promise<void>[] = [];
 
-  const deps = (config: Record<string, string> = {}, overrides: Partial<ActivityDeps> = {}): ActivityDeps => ({
-    ...activityDepsFrom(loadConfig({ ...TEST_ENV, ...config }), { storage: s3.storage, runpod: gpu.client }),
-    ...overrides,
-  });
+  // With LORAFLOW_ENDPOINTS, each listed endpoint of the local RunPod server gets its own client.
+  const deps = (config: Record<string, string> = {}, overrides: FixtureWorkers['deps'] = {}): ActivityDeps => {
+    const { runpod, ...rest } = overrides;
+    const clients = config.LORAFLOW_ENDPOINTS ? { runpodFor: (id: string) => gpu.clientWith(undefined, id) } : { runpod: runpod ?? gpu.client };
+    return { ...activityDepsFrom(loadConfig({ ...TEST_ENV, ...config }), { storage: s3.storage, ...clients }), ...rest };
+  };
   const workers = async (taskQueue: string, o: FixtureWorkers = {}): Promise<LoraflowWorkers> => {
     const w = await createWorkers({
       connection: env.nativeConnection,

@@ -5,3 +5,4 @@ export { generateImages } from './generate.js';
 export { janitor } from './janitor.js';
 export { deliverWebhooks } from './webhooks.js';
 export { scheduleWebhooks } from './schedule-webhooks.js';
+export { gpuSlots } from './gpu-slots.js';

@@ -32,7 +32,8 @@ const { ingestDataset } = proxyActivities<Activities>({
 /**
  * GPU stages: retries resume waiting on the recorded RunPod job, they never submit a second one.
  * WAIT_CANCELLATION_COMPLETED: a cancelled pipeline waits until the GPU job is cancelled too.
- * They run on the GPU task queue, whose worker slots cap concurrent GPU jobs (GPU_STAGE_ACTIVITIES).
+ * They run on the GPU task queue; each endpoint's GPU slots, shared by every worker, cap its
+ * concurrent jobs (activities/gpu-slots.ts).
  */
 const gpuStages = () =>
   proxyActivities<Activities>({
@@ -108,13 +109,13 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
       }
 
       progress.enter('caption');
-      captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.training.triggerWord, budget: request.budget, ...(request.captions ? { settings: request.captions } : {}) });
+      captions = await captionDataset({ runKey, manifestKey: dataset.manifestKey, triggerWord: request.training.triggerWord, budget: request.budget, gpu: request.gpu, ...(request.captions ? { settings: request.captions } : {}) });
       // The user edits the stored captions (`loraflow captions pull/push`); no GPU slot is held meanwhile.
       if (request.captions?.review) await progress.awaitReview({ manifestKey: dataset.manifestKey, captionsKey: captions.captionsKey, triggerWord: request.training.triggerWord });
     }
 
     progress.enter('train');
-    const trained = await trainOnGpu({ runKey, manifestKey: dataset.manifestKey, captionsKey: captions.captionsKey, training: request.training, budget: request.budget, ...(from?.weights ? { initFrom: from.weights } : {}) });
+    const trained = await trainOnGpu({ runKey, manifestKey: dataset.manifestKey, captionsKey: captions.captionsKey, training: request.training, budget: request.budget, gpu: request.gpu, ...(from?.weights ? { initFrom: from.weights } : {}) });
 
     progress.enter('publish');
     let published = await publishLora({ request, version: versionOf(workflowInfo().startTime, workflowInfo().runId), dataset, captions, trained, ...(from?.parent ? { initFrom: from.parent } : {}) });

@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import { webUiLink } from '../../cli/connect.js';
 import { cancel, list, publishedOf, reportKeys, status } from '../../cli/inspect.js';
 import { pipelineLogs } from '../../cli/logs.js';
+import { estimateRun } from '../../cli/estimate.js';
 import { buildRequest, startTraining } from '../../cli/train.js';
 import { sha256 } from '../../lib/hash.js';
 import { keyOfUri } from '../../lib/keys.js';
@@ -18,10 +19,10 @@ import { checkWebhook, startWebhooks } from './webhooks.js';
 const IdempotencyKey = /^[A-Za-z0-9._:-]{1,200}$/;
 
 /** The request the CLI builds from a body; errors name the JSON field (`images` or `upload` for the dataset). */
-export async function requestOf({ config, storage }: ApiDeps, body: Pick<TrainingCreate, 'name' | 'images' | 'upload' | 'budget' | 'training'>) {
+export async function requestOf({ config, storage }: ApiDeps, body: Pick<TrainingCreate, 'name' | 'images' | 'upload' | 'budget' | 'training' | 'gpu'>) {
   const images = body.upload ? `s3://${storage.bucket}/${uploadPrefix(body.upload)}` : body.images!;
   return buildRequest(
-    { name: body.name, images, budget: body.budget, training: { ...body.training, baseModel: body.training.baseModel ?? config.LORAFLOW_BASE_MODEL } },
+    { name: body.name, images, budget: body.budget, ...(body.gpu ? { gpu: body.gpu } : {}), training: { ...body.training, baseModel: body.training.baseModel ?? config.LORAFLOW_BASE_MODEL } },
     config,
     (field) => (field === 'dataset.path' ? (body.upload ? 'upload' : 'images') : field),
   );
@@ -41,10 +42,12 @@ export function trainingRoutes(deps: ApiDeps): Hono {
       // Without a key the request is its own identity, as in the CLI: the same request is the same run.
       const workflowId = key ? `api-${body.name}-${sha256(key).slice(0, 16)}` : undefined;
       if (body.webhook) await checkWebhook(config, body.webhook.url);
-      const { handle, attached } = await startTraining(client, config, request, { priority: body.priority, ...(workflowId ? { workflowId } : {}) });
+      const { handle, attached } = await startTraining(client, config, request, { priority: body.priority, storage, ...(workflowId ? { workflowId } : {}) });
       const webhooks = body.webhook ? await startWebhooks(deps, handle.workflowId, body.webhook) : undefined;
       return c.json({ id: handle.workflowId, attached, webUi: webUiLink(config, handle.workflowId), ...(webhooks ? { webhooks } : {}) }, attached ? 200 : 201);
     })
+    // The dry run: what the training would cost on each endpoint it may use; starts nothing.
+    .post('/estimate', async (c) => c.json(await estimateRun(storage, config, await requestOf(deps, parse(TrainingCreate, await jsonBody(c))))))
     .get('/', async (c) => {
       const q = parse(TrainingListQuery, c.req.query(), 'query');
       return c.json({ trainings: await list(client, q.limit, { name: q.name, stage: q.stage }) });
