@@ -1,6 +1,6 @@
 // The `loraflow` CLI. Every command takes --json; configuration comes from the environment (lib/config.ts).
 import { Command, InvalidArgumentError } from 'commander';
-import { FAMILY_DEFAULTS } from './contract/families.js';
+import { describeFamilyDefaults } from './contract/families.js';
 import { GENERATE_DEFAULTS as G, TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import type { PublishedLora } from './contract/pipeline.js';
 import { type Config, loadConfig } from './lib/config.js';
@@ -49,22 +49,16 @@ const print = (json: boolean, value: unknown, text: string) => console.log(json 
 
 const program = new Command('loraflow').description('Durable LoRA training: Temporal pipelines, RunPod GPU workers, S3 storage.').showHelpAfterError();
 
-/** "sd 1000, sdxl 1500, flux 2000", or the one value all families share. */
-const familyDefaults = (field: keyof (typeof FAMILY_DEFAULTS)['sd']) => {
-  const values = Object.entries(FAMILY_DEFAULTS).map(([family, d]) => [family, d[field]] as const);
-  return new Set(values.map(([, v]) => v)).size === 1 ? String(values[0]![1]) : values.map(([f, v]) => `${f} ${v}`).join(', ');
-};
-
 /** The dataset and training flags `train` and `schedule create` share. */
 function trainingFlags(command: Command): Command {
   return command
     .requiredOption('--name <name>', 'LoRA name (lowercase letters, digits, "-")')
     .requiredOption('--images <source>', 'dataset: a directory or .zip of images, an https:// URL of a .zip, or s3://bucket/prefix')
     .requiredOption('--trigger <word>', 'trigger word put in front of every caption')
-    .option('--steps <n>', `training steps (default by base model family: ${familyDefaults('steps')})`, int)
-    .option('--rank <n>', `LoRA rank (default: ${familyDefaults('rank')})`, int)
+    .option('--steps <n>', `training steps (default by base model family: ${describeFamilyDefaults('steps')})`, int)
+    .option('--rank <n>', `LoRA rank (default: ${describeFamilyDefaults('rank')})`, int)
     .option('--alpha <n>', 'LoRA alpha (default: the rank)', num)
-    .option('--lr <x>', `learning rate (default: ${familyDefaults('learningRate')})`, num)
+    .option('--lr <x>', `learning rate (default: ${describeFamilyDefaults('learningRate')})`, num)
     .option('--batch-size <n>', `batch size (default: ${D.batchSize})`, int)
     .option('--resolution <px>', "training size in pixels (default: the base model's)", int)
     .option('--seed <n>', `random seed (default: ${D.seed})`, int)

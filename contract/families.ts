@@ -44,3 +44,9 @@ export function withFamilyDefaults<P extends Record<string, unknown>>(params: P,
   const set = Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined));
   return { ...FAMILY_DEFAULTS[family], ...set } as P & (typeof FAMILY_DEFAULTS)[Family];
 }
+
+/** For --help: "sd 1000, sdxl 1500, flux 2000", or the one value all families share. */
+export function describeFamilyDefaults(field: keyof (typeof FAMILY_DEFAULTS)[Family]): string {
+  const values = Object.entries(FAMILY_DEFAULTS).map(([family, d]) => [family, d[field]] as const);
+  return new Set(values.map(([, v]) => v)).size === 1 ? String(values[0]![1]) : values.map(([f, v]) => `${f} ${v}`).join(', ');
+}

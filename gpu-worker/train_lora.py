@@ -22,15 +22,12 @@ import hashlib
 import io
 import logging
 import math
-import random
-import resource
 import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import checkpoint
@@ -52,61 +49,13 @@ from images import open_rgb
 from progress import Progress
 from stop import StopSignal
 from trigger import ensure_trigger
+from training_parts import PhaseTimer, downsample, fold_lora_scale, peak_memory_bytes, seed_everything, sha256_hex
 
-MAX_CURVE_POINTS = 200
 MAX_GRAD_NORM = 1.0
 EXPLODE_FACTOR = 100.0  # loss this many times its early median: the training exploded
 EXPLODE_REFERENCE_STEPS = 10
 
 log = logging.getLogger("loraflow.train")
-
-
-class PhaseTimer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def start(self, phase: str) -> None:
-        self._phase, self._t0 = phase, time.perf_counter()
-
-    def stop(self) -> float:
-        elapsed = time.perf_counter() - self._t0
-        self.seconds[self._phase] = round(self.seconds.get(self._phase, 0.0) + elapsed, 3)
-        return elapsed
-
-
-def downsample(values: list[float], limit: int = MAX_CURVE_POINTS) -> list[float]:
-    """At most `limit` evenly spaced points, always keeping the first and the last."""
-    if len(values) <= limit:
-        return list(values)
-    idx = np.linspace(0, len(values) - 1, limit).round().astype(int)
-    return [values[i] for i in idx]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def fold_lora_scale(state: dict[str, torch.Tensor], rank: int, alpha: float) -> dict[str, torch.Tensor]:
-    """Multiply alpha/rank into the up (B) matrices, so the saved LoRA has scale 1.0.
-
-    Loaders that ignore or lack alpha (most assume alpha == rank) then apply it correctly.
-    """
-    scale = alpha / rank
-    if scale == 1.0:
-        return state
-    return {k: v * scale if "lora_B" in k else v for k, v in state.items()}
-
-
-def _peak_memory_bytes(dev: torch.device) -> int:
-    if dev.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(dev))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def fingerprint(job_input: dict[str, Any], fam: Family, resolution: int) -> dict[str, Any]:
@@ -270,7 +219,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
                         lr_scheduler=lr_scheduler, scaler=scaler, noise_gen=noise_gen, losses=losses, history=history)
         data = path.read_bytes()
         transfer.upload(ckpt_spec[field], path, f"checkpoint.{field} upload")
-        uploaded = {"sha256": _sha256(data), "bytes": len(data), "step": step}
+        uploaded = {"sha256": sha256_hex(data), "bytes": len(data), "step": step}
         if field == "url":
             last_checkpoint, checkpointed_events = uploaded, len(history["events"])
         path.unlink()
@@ -293,7 +242,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
             path = workdir / f"sample-{step}-{i}.png"
             path.write_bytes(buf.getvalue())
             transfer.upload(sample_urls[step][i], path, f"samples.urls.{step}.{i} upload")
-            history["samples"].append({"step": step, "prompt": text, "sha256": _sha256(buf.getvalue()), **tag})
+            history["samples"].append({"step": step, "prompt": text, "sha256": sha256_hex(buf.getvalue()), **tag})
             path.unlink()
             add_seconds("samples", t0)
 
@@ -317,7 +266,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         lora_path = export_lora(workdir / f"lora-step{step}", step)
         data = lora_path.read_bytes()
         transfer.upload(save_urls[step], lora_path, f"saves.urls.{step} upload")
-        history["saves"].append({"step": step, "sha256": _sha256(data), "bytes": len(data), **tag})
+        history["saves"].append({"step": step, "sha256": sha256_hex(data), "bytes": len(data), **tag})
         shutil.rmtree(lora_path.parent)
         add_seconds("saves", t0)
 
@@ -403,7 +352,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         data = lora_path.read_bytes()
         transfer.upload(job_input["output"]["loraUrl"], lora_path)
         timer.stop()
-        result["lora"] = {"sha256": _sha256(data), "bytes": len(data)}
+        result["lora"] = {"sha256": sha256_hex(data), "bytes": len(data)}
         if ckpt_spec and ckpt_spec.get("finalUrl"):
             result["finalCheckpoint"] = upload_checkpoint(step, "finalUrl")
     if last_checkpoint:
@@ -420,7 +369,7 @@ def run_train(job_input: dict[str, Any], workdir: Path, progress: Progress, stop
         "lossCurve": downsample(losses),
         "seconds": timer.seconds,
         "device": models.device_label(),
-        "peakMemoryBytes": _peak_memory_bytes(dev),
+        "peakMemoryBytes": peak_memory_bytes(dev),
     }
     if history["events"]:
         result["metrics"]["events"] = history["events"]
