@@ -214,7 +214,8 @@ export async function listObjects(s: Storage, prefix: string): Promise<{ key: st
     objects.push(...(page.Contents ?? []).map((o) => ({ key: o.Key!, lastModified: o.LastModified ?? new Date(0) })));
     token = page.NextContinuationToken;
   } while (token);
-  return objects.sort((a, b) => a.lastModified.getTime() - b.lastModified.getTime() || a.key.localeCompare(b.key));
+  // Ties (S3 times are whole seconds) by key, numbers as numbers: generation 10 after generation 2.
+  return objects.sort((a, b) => a.lastModified.getTime() - b.lastModified.getTime() || a.key.localeCompare(b.key, 'en', { numeric: true }));
 }
 
 export async function listKeys(s: Storage, prefix: string): Promise<string[]> {
