@@ -1,5 +1,5 @@
 // The `loraflow` CLI. Every command takes --json; configuration comes from the environment (lib/config.ts).
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { describeFamilyDefaults } from './contract/families.js';
 import { GENERATE_DEFAULTS as G, TRAINING_DEFAULTS as D } from './contract/gpu-job.js';
 import type { PublishedLora } from './contract/pipeline.js';
@@ -25,29 +25,15 @@ import {
 import { continueRun, pullCaptions, pushCaptions } from './cli/captions.js';
 import { describeEstimate, estimateRun } from './cli/estimate.js';
 import { buildExtendRequest, buildRequest, parseInitFrom, startTraining } from './cli/train.js';
+import { added, collect, int, isoDate, ITERATE_HELP, num, priority } from './cli/flags.js';
 import { progressDetails, watch } from './cli/watch.js';
 
-const int = (v: string) => {
-  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError('expected an integer');
-  return Number(v);
-};
-const num = (v: string) => {
-  if (Number.isNaN(Number(v))) throw new InvalidArgumentError('expected a number');
-  return Number(v);
-};
-const priority = (v: string) => {
-  if (!/^[1-5]$/.test(v)) throw new InvalidArgumentError('expected 1 (most urgent) to 5');
-  return Number(v);
-};
-const isoDate = (v: string) => {
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('expected an ISO date-time, e.g. 2026-01-01T00:00:00Z');
-  return d;
-};
-const collect = (v: string, all: string[] = []) => [...all, v];
 const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value, null, 2) : text);
 
-const program = new Command('loraflow').description('Durable LoRA training: Temporal pipelines, RunPod GPU workers, S3 storage.').showHelpAfterError();
+const program = new Command('loraflow')
+  .description('Durable LoRA training: Temporal pipelines, RunPod GPU workers, S3 storage.')
+  .showHelpAfterError()
+  .addHelpText('after', ITERATE_HELP);
 
 /** The dataset and training flags `train` and `schedule create` share. */
 function trainingFlags(command: Command): Command {
@@ -130,11 +116,6 @@ trainingFlags(program.command('train').description('train a LoRA on a directory 
     }
     await startAndReport(o, config, request);
   });
-
-const added = (v: string) => {
-  if (!/^\+[1-9]\d*$/.test(v)) throw new InvalidArgumentError('expected +N, the number of steps to add (e.g. +200)');
-  return Number(v.slice(1));
-};
 
 program
   .command('extend <id>')

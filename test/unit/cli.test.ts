@@ -28,6 +28,18 @@ describe('loraflow CLI', () => {
     for (const flag of ['--cron <expr>', '--overlap <policy>', '--steps <n>', '--json']) expect(create.out).toContain(flag);
   });
 
+  it('ends --help with the try-and-iterate loop, in commands and flags that exist', async () => {
+    const { out } = await loraflow('--help');
+    const loop = out.slice(out.indexOf('Try and iterate:')).split('\n').slice(1).filter((l) => l.startsWith('  loraflow '));
+    expect(loop.length).toBeGreaterThanOrEqual(6);
+    for (const line of loop) {
+      const command = line.split(/\s+/)[2]!;
+      expect(out, line).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+      const help = (await loraflow(command, '--help')).out;
+      for (const flag of line.match(/--[a-z-]+/g) ?? []) expect(help, `${command} ${flag}`).toContain(flag);
+    }
+  });
+
   it('shows the defaults the contract really applies', async () => {
     const { out } = await loraflow('train', '--help');
     const applied = TrainingParams.parse({});
