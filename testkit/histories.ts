@@ -8,10 +8,11 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { repoRoot } from '../lib/toolchain.js';
 
-/** trainLora's four outcomes, a deliverWebhooks run that delivered every event to a receiver that was
- * down for a while, and a scheduleWebhooks run that handed a triggered run to its delivery until the
- * schedule was deleted. */
-export const OUTCOMES = ['published', 'skipped', 'failed', 'cancelled', 'webhooks-delivered', 'schedule-webhooks'] as const;
+/** trainLora's four outcomes and a run paused for a caption review, a deliverWebhooks run that
+ * delivered every event to a receiver that was down for a while, a scheduleWebhooks run that handed
+ * a triggered run to its delivery until the schedule was deleted, and generateImages completed and
+ * cancelled. */
+export const OUTCOMES = ['published', 'skipped', 'failed', 'cancelled', 'caption-review', 'webhooks-delivered', 'schedule-webhooks', 'generated', 'generate-cancelled'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 export const historiesDir = path.join(repoRoot, 'test/histories');
 

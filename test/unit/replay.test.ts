@@ -21,6 +21,9 @@ const CLOSING: Record<Outcome, keyof temporal.api.history.v1.IHistoryEvent> = {
   skipped: 'workflowExecutionCompletedEventAttributes',
   failed: 'workflowExecutionFailedEventAttributes',
   cancelled: 'workflowExecutionCanceledEventAttributes',
+  'caption-review': 'workflowExecutionCompletedEventAttributes',
+  generated: 'workflowExecutionCompletedEventAttributes',
+  'generate-cancelled': 'workflowExecutionCanceledEventAttributes',
   'webhooks-delivered': 'workflowExecutionCompletedEventAttributes',
   'schedule-webhooks': 'workflowExecutionCompletedEventAttributes',
 };
@@ -31,6 +34,14 @@ describe('workflow replay', () => {
       const history = load(outcome);
       expect(history.events!.at(-1)![CLOSING[outcome]], `${outcome}.json does not end as ${outcome}`).toBeTruthy();
       await replay(history, outcome);
+    });
+
+    // The negative twin: the same history with its first activity renamed no longer replays.
+    it(`fails on the ${outcome} run with its first activity renamed`, async () => {
+      const history = load(outcome);
+      const first = history.events!.find((e) => e.activityTaskScheduledEventAttributes)!.activityTaskScheduledEventAttributes!;
+      first.activityType!.name = `${first.activityType!.name}Renamed`;
+      await expect(replay(history, `${outcome}-altered`)).rejects.toBeInstanceOf(DeterminismViolationError);
     });
   }
 

@@ -8,9 +8,10 @@ import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../activities/index.js';
-import { type PipelineProgress, type Stage, TrainRequest } from '../../contract/pipeline.js';
+import { GenerateRequest, type GenerationResult, type PipelineProgress, type Stage, TrainRequest } from '../../contract/pipeline.js';
 import { toolchain } from '../../lib/toolchain.js';
 import { createWorkers } from '../../lib/workers.js';
+import { recordHistory } from '../../testkit/histories.js';
 import { workflowCode } from '../../testkit/services.js';
 import { continueUpdate, progressQuery, SEARCH_ATTRIBUTES } from '../../workflows/definitions.js';
 import type { PublishingTrainLora } from '../../workflows/index.js';
@@ -137,7 +138,7 @@ describe('trainLora (stub activities, time-skipping server)', () => {
 
   it('a caption review pauses between caption and train until `continue`', async () => {
     const s = stubs();
-    const { value, progress } = await run(s.activities, request({ captions: { review: true } }), async (handle) => {
+    const { value, progress, handle } = await run(s.activities, request({ captions: { review: true } }), async (handle) => {
       await waitForStage(handle, 'awaiting-captions');
       expect((await handle.query(progressQuery)).captionReview).toEqual({ manifestKey: `manifests/${MANIFEST}.json`, captionsKey: 'runs/x/captions.json', triggerWord: 'lfstub' });
       expect(s.called('trainOnGpu')).toHaveLength(0);
@@ -145,6 +146,7 @@ describe('trainLora (stub activities, time-skipping server)', () => {
     });
     expect(value?.uri).toBeDefined();
     expect(Object.keys(progress.stageStartedAt)).toEqual(['ingest', 'caption', 'awaiting-captions', 'train', 'publish', 'published']);
+    await recordHistory(handle, 'caption-review');
   });
 
   it('extend skips ingest and caption: it trains on the parent version’s images and captions from its checkpoint', async () => {
@@ -288,5 +290,49 @@ describe('scheduleWebhooks', () => {
     expect(result).toEqual({ runs: 2 });
     // Each poll is told the runs already handed over, so none is started twice.
     expect(s.called('watchSchedule').map((c) => (c.input as { seen: string[] }).seen)).toEqual([[], ['retrain-x-1'], ['retrain-x-1'], ['retrain-x-1', 'retrain-x-2'], ['retrain-x-1', 'retrain-x-2']]);
+  });
+});
+
+describe('generateImages (stub activities, time-skipping server)', () => {
+  const lora = { name: 'stub', version: 'v1', key: 'loras/stub/v1/lora.safetensors', sha256: 'b'.repeat(64), baseModel: 'tiny-sd', weight: 1 };
+  const generation = (generateOnGpu: Activities['generateOnGpu']) =>
+    stubs({
+      resolveLoras: async () => ({ loras: [lora] }),
+      generateOnGpu,
+      storeGeneration: async ({ id }) => ({ id, uri: 's3://b/loras/stub/v1/generations/x/', images: [] }) as unknown as GenerationResult,
+    });
+  const start = async (activities: Activities, during?: (handle: WorkflowHandle) => Promise<void>) => {
+    const taskQueue = `unit-${randomUUID()}`;
+    const workers = await createWorkers({ connection: env.nativeConnection, taskQueue, ...workflowCode(), activities, maxGpuJobs: 1, maxHeartbeatThrottleInterval: '1 second' });
+    return workers.runUntil(
+      (async () => {
+        const req = GenerateRequest.parse({ loras: [{ name: 'stub', version: 'v1' }], prompts: ['lfstub'] });
+        const handle = await env.client.workflow.start('generateImages', { taskQueue, workflowId: `unit-gen-${randomUUID()}`, args: [req] });
+        await during?.(handle);
+        const error = await handle.result().then(() => undefined, (err: unknown) => err);
+        return { handle, error };
+      })(),
+    );
+  };
+
+  it('resolves, generates, stores; no cleanup', async () => {
+    const s = generation(async () => ({ gpuJobId: 'gen-job', gpuJobIds: ['gen-job'], images: [], contactSheet: { sha256: 'c'.repeat(64), key: 'k' }, metrics: { width: 64, height: 64, seconds: {}, device: 'cpu', warm: true }, usage: { jobs: [], gpuSeconds: 0, queueSeconds: 0, unknownJobs: 0, pricePerHour: 0, cost: 0 } }));
+    const { handle, error } = await start(s.activities);
+    expect(error).toBeUndefined();
+    expect(s.calls.map((c) => c.name)).toEqual(['resolveLoras', 'generateOnGpu', 'storeGeneration']);
+    await recordHistory(handle, 'generated');
+  });
+
+  it('a cancel during the GPU job cancels it, cleans up and ends cancelled', async () => {
+    const seen = { cancelled: false };
+    const s = generation(untilCancelled(seen) as never);
+    const { handle, error } = await start(s.activities, async (h) => {
+      for (let i = 0; i < 200 && !s.called('generateOnGpu').length; i++) await new Promise((r) => setTimeout(r, 25));
+      await h.cancel();
+    });
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect(seen.cancelled).toBe(true);
+    expect(s.called('cancelGpuJobs')).toHaveLength(1);
+    await recordHistory(handle, 'generate-cancelled');
   });
 });
