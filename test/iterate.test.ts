@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAMILY_DEFAULTS } from '../contract/families.js';
 import type { Captions, DatasetManifest, LoraMetadata, PipelineProgress, PublishedLora } from '../contract/pipeline.js';
 import { sha256 } from '../lib/hash.js';
 import { keyOfUri, manifestKey } from '../lib/keys.js';
@@ -67,7 +68,7 @@ describe('try and iterate', () => {
     const since = stack.runpod.ledger().length;
     const refused = await loraflow(...train('iter-child', 3, '--init-from', `iter@${parent.published.version}`, '--rank', '4', '--wait'));
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain(`initFrom: iter@${parent.published.version} has rank 8, this run trains rank 4 (--rank)`);
+    expect(refused.stderr).toContain(`initFrom: iter@${parent.published.version} has rank ${FAMILY_DEFAULTS.sd.rank}, this run trains rank 4 (--rank)`);
     expect(trainJobsSince(since)).toEqual([]);
 
     const child = await ok<Started>(...train('iter-child', 3, '--init-from', 'iter@latest', '--wait'));
