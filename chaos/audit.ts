@@ -4,7 +4,7 @@
 import type { PublishedLora } from '../contract/pipeline.js';
 import { keyOfUri } from '../lib/keys.js';
 import { costOf, priceFor } from '../lib/pricing.js';
-import { getJson, listKeys, makeStorage, sha256OfObject } from '../lib/s3.js';
+import { getJson, listKeys, listObjects, makeStorage, sha256OfObject } from '../lib/s3.js';
 import type { LedgerAttempt, LedgerEntry } from '../runpod-local/index.js';
 import type { Stack } from '../stack/index.js';
 import type { DrillRecord } from './drills.js';
@@ -81,6 +81,7 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
   // Steps paid beyond the training's length, per GPU fault: each start of a job after the first
   // (the service retried it: its worker died), each job that failed, each extra run of the request.
   let worstLossPerFault = 0;
+  let worstLossWhere = '';
   let lostWithoutFault = 0;
   let gpuFaults = 0;
   for (const o of published) {
@@ -90,7 +91,10 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
     const lost = jobs.reduce((n, e) => n + e.progressUpdates, 0) - opts.steps;
     gpuFaults += faults;
     if (faults === 0) lostWithoutFault += Math.max(0, lost);
-    else worstLossPerFault = Math.max(worstLossPerFault, lost / faults);
+    else if (lost / faults > worstLossPerFault) {
+      worstLossPerFault = lost / faults;
+      worstLossWhere = `${o.workflowId}: ${lost} steps over ${faults} faults, ${runs} runs; ${await lossTrail(storage, o.workflowId, jobs)}`;
+    }
   }
 
   // Cost: every job the endpoint timed is priced at exactly what it reported (it is billed by it).
@@ -137,7 +141,7 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
     { metric: 'GPU work without a claim', value: String(unclaimedWork), target: '0', ok: unclaimedWork === 0 },
     { metric: 'orphan GPU jobs left running', value: String(orphans), target: '0', ok: orphans === 0 },
     { metric: 'GPU faults hitting trainings', value: String(gpuFaults), target: '', ok: true },
-    { metric: 'steps lost per GPU fault (worst)', value: worstLossPerFault.toFixed(1), target: `≤ ${opts.checkpointEvery} (one checkpoint interval)`, ok: worstLossPerFault <= opts.checkpointEvery },
+    { metric: 'steps lost per GPU fault (worst)', value: `${worstLossPerFault.toFixed(1)}${worstLossPerFault > opts.checkpointEvery ? ` (${worstLossWhere})` : ''}`, target: `≤ ${opts.checkpointEvery} (one checkpoint interval)`, ok: worstLossPerFault <= opts.checkpointEvery },
     { metric: 'steps paid twice without a GPU fault', value: String(lostWithoutFault), target: '0', ok: lostWithoutFault === 0 },
     { metric: "jobs priced other than the endpoint's executionTime", value: `${costMismatches} (${pricedFromWorker} priced from the worker's own account: purged before it was read; ${withBudget.length} run with a budget)`, target: '0', ok: costMismatches === 0 },
     { metric: 'artifacts lost (published but missing or wrong sha256)', value: String(artifactsLost), target: '0', ok: artifactsLost === 0 },
@@ -146,6 +150,18 @@ export async function audit(input: { stack: Stack; outcomes: PipelineOutcome[]; 
 }
 
 const errorOf = (e: LedgerEntry) => e.error ?? '';
+/** What a missed loss target needs to be understood: each job's generation and ledger line, and
+ * the step each of the pipeline's checkpoints holds (the scripted worker's are JSON). */
+async function lossTrail(storage: ReturnType<typeof makeStorage>, workflowId: string, jobs: LedgerEntry[]): Promise<string> {
+  const records = await Promise.all((await listKeys(storage, `runs/${workflowId}/`)).filter((k) => k.includes('/gpu-jobs/')).map((k) => getJson<{ gpuJobId: string; generation: number; endpointId?: string }>(storage, k)));
+  const job = (e: LedgerEntry) => {
+    const r = records.find((x) => x.gpuJobId === e.id);
+    return `gen ${r?.generation ?? '?'} ${e.id.slice(0, 8)} on ${e.endpointId}: ${e.status}, ${e.progressUpdates} steps, ${e.attempts.map((a) => `${a.workerId} ${a.outcome ?? 'running'}`).join(' / ')}`;
+  };
+  const mine = (await listObjects(storage, 'checkpoints/')).filter((o) => o.key.includes(workflowId));
+  const steps = await Promise.all(mine.map(async (o) => `${o.key.split('/').at(-1)}@${o.lastModified.toISOString().slice(11, 19)}=${(await getJson<{ step?: number }>(storage, o.key).catch(() => ({}) as { step?: number })).step ?? '?'}`));
+  return `jobs: ${jobs.map(job).join('; ')}; checkpoints: ${steps.join(', ')}`;
+}
 
 /** The lasting trace a drill leaves in the ledger, where it has one. */
 function leftItsTrace(d: DrillRecord, ledger: LedgerEntry[]): boolean {

@@ -9,6 +9,7 @@ import type { TrainRequest } from '../contract/pipeline.js';
 import { RunpodClient, RunpodJobNotFound } from '../lib/runpod-client.js';
 import { getJson, listKeys, makeStorage } from '../lib/s3.js';
 import { openGpuJobKey } from '../lib/keys.js';
+import type { RunpodLocalEndpoint } from '../runpod-local/index.js';
 import { repoRoot } from '../lib/toolchain.js';
 import type { Stack } from '../stack/index.js';
 import { startS3Proxy } from '../stack/s3-proxy.js';
@@ -74,6 +75,8 @@ async function wait<T>(find: () => T | undefined | Promise<T | undefined>, ms = 
 const runningTrainings = (ctx: DrillContext, minSteps = 3) =>
   ctx.stack.runpod.ledger().filter((e) => e.task === 'train' && e.status === 'IN_PROGRESS' && e.progressUpdates >= minSteps && !ctx.hit.has(e.id));
 const runningTraining = (ctx: DrillContext, minSteps = 3) => runningTrainings(ctx, minSteps)[0];
+/** A count summed over every endpoint of the stack. */
+const sumOf = (ctx: DrillContext, count: (e: RunpodLocalEndpoint) => number) => ctx.stack.runpod.endpoints().reduce((n, e) => n + count(e), 0);
 
 /** A training job that will still be there when a cancel arrives: one waiting in the queue (its
  * cancel must reach it too), else the running one with the most of its short segment left. */
@@ -108,24 +111,31 @@ export const drills: Record<DrillName, Drill> = {
     // A training of a pipeline no drill cancels: the service's retry of the job must play out.
     const hit = await wait(async () => {
       for (const job of runningTrainings(ctx)) {
-        const worker = ctx.stack.runpod.workers().find((w) => w.workerId === job.workerId && w.pid && w.state === 'running');
-        const owner = worker && (await ownerOf(ctx, job.id));
-        if (owner && !ctx.cancelled.has(owner)) return { job, worker, owner };
+        const owner = await ownerOf(ctx, job.id);
+        // The process running the job now, looked up after the wait: worker ids repeat across
+        // endpoints, and a worker whose job just ended has moved on to another one.
+        const worker = ctx.stack.runpod.workers().find((w) => w.endpointId === job.endpointId && w.jobs?.includes(job.id) && w.pid && w.state === 'running');
+        // Taken in the same tick as the check: two gpu-kill drills must not pick one job.
+        if (worker && owner && !ctx.cancelled.has(owner) && !ctx.hit.has(job.id)) {
+          ctx.hit.add(job.id);
+          return { job, worker, owner };
+        }
       }
       return undefined;
     });
     if (!hit) return { drill: 'gpu-kill', fired: false, evidence: 'no training was running' };
-    ctx.hit.add(hit.job.id);
     ctx.spared.add(hit.owner);
     process.kill(hit.worker.pid!, 'SIGKILL');
     return { drill: 'gpu-kill', fired: true, gpuJobId: hit.job.id, evidence: `GPU worker ${hit.worker.workerId} killed (-9) at step ${hit.job.progressUpdates} of job ${hit.job.id}` };
   },
 
   async 'result-crash'(ctx) {
-    const endpoint = ctx.stack.runpod.endpoint();
-    const before = endpoint.faults().injected.crashes;
-    endpoint.patchFaults({ workerCrash: { at: 'result', times: 1, task: 'train' } });
-    const crashed = await wait(() => (endpoint.faults().injected.crashes > before ? true : undefined));
+    // On every endpoint (a training may be running on the second one), once in all.
+    const crashes = () => sumOf(ctx, (e) => e.faults().injected.crashes);
+    const before = crashes();
+    for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ workerCrash: { at: 'result', times: 1, task: 'train' } });
+    const crashed = await wait(() => (crashes() > before ? true : undefined));
+    for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ workerCrash: null });
     return { drill: 'result-crash', fired: crashed === true, evidence: crashed ? 'a GPU worker died posting a training result (the result was lost)' : 'no training posted a result in time' };
   },
 
@@ -133,13 +143,13 @@ export const drills: Record<DrillName, Drill> = {
     // While GPU stages are polling: from the first training on, until some requests were refused.
     if (!(await wait(() => runningTraining(ctx, 1)))) return { drill: 'api-storm', fired: false, evidence: 'no GPU stage was polling' };
     return exclusive(ctx, 'api', async () => {
-      const endpoint = ctx.stack.runpod.endpoint();
-      const injected = () => endpoint.faults().injected.throttled + endpoint.faults().injected.errors;
+      // Every endpoint: the stages may be polling the second one.
+      const injected = () => sumOf(ctx, (e) => e.faults().injected.throttled + e.faults().injected.errors);
       const before = injected();
       const started = Date.now();
-      endpoint.patchFaults({ api: { throttleRate: 0.3, errorRate: 0.2, errorStatus: 503, latencyMs: 150 } });
+      for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ api: { throttleRate: 0.3, errorRate: 0.2, errorStatus: 503, latencyMs: 150 } });
       await wait(() => (injected() - before >= 5 || Date.now() - started > 30_000 ? true : undefined));
-      endpoint.patchFaults({ api: { throttleRate: undefined, errorRate: undefined, errorStatus: undefined, latencyMs: undefined } });
+      for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ api: { throttleRate: undefined, errorRate: undefined, errorStatus: undefined, latencyMs: undefined } });
       const n = injected() - before;
       return { drill: 'api-storm', fired: n > 0, evidence: `RunPod API answered ${n} requests with 429 or 503 over ${Math.round((Date.now() - started) / 1000)} s (+150 ms each)` };
     });
@@ -187,6 +197,8 @@ export const drills: Record<DrillName, Drill> = {
     const before = proxy.counts.blackholed;
     proxy.setMode('blackhole');
     await sleep(ctx.opts.s3BlackholeMs);
+    // Held on (up to 30 s more) until something called: every stage may have been between calls.
+    await wait(() => (proxy.counts.blackholed > before ? true : undefined), 30_000);
     proxy.setMode('pass');
     const n = proxy.counts.blackholed - before;
     return { drill: 's3-blackhole', fired: n > 0, evidence: `S3 took ${n} requests in ${ctx.opts.s3BlackholeMs / 1000} s and answered none` };
@@ -201,7 +213,7 @@ export const drills: Record<DrillName, Drill> = {
 
   async 'temporal-restart-in-long-poll'(ctx) {
     const open = await wait(() => {
-      const n = ctx.stack.runpod.endpoint().openStatusRequests();
+      const n = sumOf(ctx, (e) => e.openStatusRequests());
       return n > 0 ? n : undefined;
     });
     if (!open) return { drill: 'temporal-restart-in-long-poll', fired: false, evidence: 'no /status-sync was open' };
@@ -228,7 +240,7 @@ export const drills: Record<DrillName, Drill> = {
       const ended = await wait(() => ctx.stack.runpod.ledger().find((e) => e.id === job.id && e.finishedAt), 60_000);
       await sleep(ctx.opts.resultTtlMs + 1_500);
       // Asked until the endpoint answers (an API storm may be on): 404 means purged.
-      const runpod = RunpodClient.fromConfig(ctx.stack.config);
+      const runpod = RunpodClient.fromConfig({ ...ctx.stack.config, RUNPOD_ENDPOINT_ID: job.endpointId }); // where the job lives
       const answer = await wait(() => runpod.status(job.id).then(() => 'kept' as const, (err: unknown) => (err instanceof RunpodJobNotFound ? ('purged' as const) : undefined)), 30_000);
       await ctx.stack.startWorker();
       return {
@@ -260,7 +272,7 @@ export const drills: Record<DrillName, Drill> = {
       if (!target) return { drill: 'cancel-in-429-storm', fired: false, evidence: 'no training to cancel' };
       const { job, id } = target;
       ctx.hit.add(job.id);
-      const endpoint = ctx.stack.runpod.endpoint();
+      const endpoint = ctx.stack.runpod.endpoint(job.endpointId); // where its /cancel goes
       const before = endpoint.faults().injected.throttled;
       endpoint.patchFaults({ api: { throttleNext: 2, operations: ['cancel'] } });
       ctx.cancelled.add(id);

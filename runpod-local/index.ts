@@ -53,6 +53,8 @@ export interface RunpodLocal {
   workers(): WorkerInfo[];
   /** One endpoint by id (default: the main one). */
   endpoint(id?: string): RunpodLocalEndpoint;
+  /** Every endpoint, the main one first. */
+  endpoints(): RunpodLocalEndpoint[];
   stop(): Promise<void>;
 }
 
@@ -113,6 +115,7 @@ export async function startRunpodLocal(options: RunpodLocalOptions): Promise<Run
       if (!e) throw new Error(`runpod-local: no endpoint ${id}`);
       return handle(e);
     },
+    endpoints: () => [...endpoints.values()].map(handle),
     stop: () =>
       (stopped ??= (async () => {
         await Promise.all([...endpoints.values()].map((e) => e.stop(e.options.stopGraceMs ?? 5_000)));
