@@ -15,8 +15,10 @@ import { repoRoot, toolchain } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { freePort, stackEnv, tempDir } from '../testkit/services.js';
+import { cliRunner } from '../testkit/cli.js';
 
 const run = promisify(execFile);
+
 let tmp: ReturnType<typeof tempDir>;
 let stack: Stack;
 let dataset: string;
@@ -39,15 +41,7 @@ afterAll(async () => {
 });
 
 /** Runs the CLI like a user would; resolves with its output and exit code. */
-async function loraflow(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), ...args], { env: stack.env, cwd: repoRoot, timeout: 300_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout: string; stderr: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const loraflow = cliRunner(() => stack.env);
 
 const json = <T>(text: string) => JSON.parse(text) as T;
 const trainArgs = (name: string, steps: number) => ['train', '--name', name, '--images', dataset, '--trigger', 'lfsquare', '--steps', String(steps), '--json'];

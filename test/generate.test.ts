@@ -1,33 +1,22 @@
 // `loraflow generate` end to end on the embedded stack (the real GPU worker on the tiny model): two
 // tiny LoRAs are trained once (a few steps, a high learning rate so they show in 8-bit pixels), then
 // every generate check runs against them.
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerationResult } from '../contract/pipeline.js';
 import { sha256 } from '../lib/hash.js';
 import { listKeys, makeStorage } from '../lib/s3.js';
-import { repoRoot } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { stackEnv, tempDir } from '../testkit/services.js';
 import { until } from '../testkit/wait.js';
+import { cliRunner } from '../testkit/cli.js';
 
-const run = promisify(execFile);
 let tmp: ReturnType<typeof tempDir>;
 let stack: Stack;
 
-async function loraflow(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), ...args], { env: stack.env, cwd: repoRoot, timeout: 300_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout: string; stderr: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const loraflow = cliRunner(() => stack.env);
 
 beforeAll(async () => {
   tmp = tempDir('generate');

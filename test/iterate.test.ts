@@ -2,23 +2,20 @@
 // versitygw, the local RunPod endpoint running the real GPU worker on the tiny models): one parent
 // LoRA, then a training started from its weights, a refused mismatch, an extension of it, and a
 // caption review whose edit the next LoRA is trained on.
-import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAMILY_DEFAULTS } from '../contract/families.js';
 import type { Captions, DatasetManifest, LoraMetadata, PipelineProgress, PublishedLora } from '../contract/pipeline.js';
 import { sha256 } from '../lib/hash.js';
 import { keyOfUri, manifestKey } from '../lib/keys.js';
 import { getBytes, getJson, makeStorage } from '../lib/s3.js';
-import { repoRoot } from '../lib/toolchain.js';
 import { type Stack, startStack } from '../stack/index.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { stackEnv, tempDir } from '../testkit/services.js';
 import { until } from '../testkit/wait.js';
+import { cliRunner } from '../testkit/cli.js';
 
-const run = promisify(execFile);
 let tmp: ReturnType<typeof tempDir>;
 let stack: Stack;
 let dataset: string;
@@ -34,15 +31,7 @@ afterAll(async () => {
   if (!process.env.KEEP_TMP) tmp?.remove();
 });
 
-async function loraflow(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'client.ts'), ...args], { env: stack.env, cwd: repoRoot, timeout: 420_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout: string; stderr: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const loraflow = cliRunner(() => stack.env, 420_000);
 
 /** Runs a CLI command that must succeed; its --json output. */
 async function ok<T>(...args: string[]): Promise<T> {
