@@ -2,7 +2,6 @@
 // and contact sheet under the first LoRA's version. Like a training it shows in the Web UI (LoraName,
 // LoraStage, a memo line), and a failed or cancelled generation cancels its GPU job.
 import {
-  ActivityCancellationType,
   CancellationScope,
   proxyActivities,
   setHandler,
@@ -13,27 +12,12 @@ import {
 import type { Activities } from '../activities/index.js';
 import type { GenerateRequest, GenerationResult } from '../contract/pipeline.js';
 import { runKeyOf } from '../lib/keys.js';
-import { gpuProgressSignal, gpuTaskQueue, LoraBaseModelKey, LoraNameKey, LoraStageKey } from './definitions.js';
+import { cancelGpuJobs, gpuStages } from './gpu-activities.js';
+import { gpuProgressSignal, LoraBaseModelKey, LoraNameKey, LoraStageKey } from './definitions.js';
 
 const { resolveLoras, storeGeneration } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['LoraNotFound', 'InvalidInput', 'ArtifactNotVerified'] },
-});
-
-/** As trainLora's GPU stages: a retry resumes waiting on the recorded job; a cancel waits until it is cancelled. */
-const gpuStage = () =>
-  proxyActivities<Activities>({
-    taskQueue: gpuTaskQueue(workflowInfo().taskQueue),
-    startToCloseTimeout: '6 hours',
-    heartbeatTimeout: '30 seconds',
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-  });
-
-const { cancelGpuJobs } = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: { maximumAttempts: 10, maximumInterval: '30 seconds' },
 });
 
 export async function generateImages(request: GenerateRequest): Promise<GenerationResult> {
@@ -56,7 +40,7 @@ export async function generateImages(request: GenerateRequest): Promise<Generati
     const { loras } = await resolveLoras({ loras: refs });
     upsertSearchAttributes([{ key: LoraBaseModelKey, value: loras[0]!.baseModel }]);
     enter('generate', `generating ${params.prompts.length * params.n} images`);
-    const generated = await gpuStage().generateOnGpu({ runKey, loras, params, budget });
+    const generated = await gpuStages('6 hours').generateOnGpu({ runKey, loras, params, budget });
     enter('store', 'storing images');
     const result = await storeGeneration({ id: workflowId, loras, params, generated });
     enter('generated', `${result.images.length} images at ${result.uri}`);

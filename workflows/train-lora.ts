@@ -3,7 +3,6 @@
 // and hashes, never bytes or URLs. Changes to this file ship as a new Worker Deployment version
 // (docs/operations.md), and test/histories/ must still replay.
 import {
-  ActivityCancellationType,
   CancellationScope,
   CancelledFailure,
   condition,
@@ -20,37 +19,14 @@ import type { Activities } from '../activities/index.js';
 import { describeState } from '../contract/describe.js';
 import type { CaptionResult, IngestResult, PipelineProgress, PublishedLora, SkippedRun, Stage, TrainOutcome, TrainRequest } from '../contract/pipeline.js';
 import { keyOfUri, runKeyOf } from '../lib/keys.js';
-import { continueUpdate, gpuProgressSignal, gpuTaskQueue, LoraBaseModelKey, LoraDatasetHashKey, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
+import { cancelGpuJobs, gpuStages } from './gpu-activities.js';
+import { continueUpdate, gpuProgressSignal, LoraBaseModelKey, LoraDatasetHashKey, LoraNameKey, LoraStageKey, progressQuery } from './definitions.js';
 
 const { ingestDataset } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '1 minute',
   // Storage or network trouble is retried for minutes; a bad dataset is not retried at all.
   retry: { maximumAttempts: 12, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['InvalidDataset', 'InvalidInput'] },
-});
-
-/**
- * GPU stages: retries resume waiting on the recorded RunPod job, they never submit a second one.
- * WAIT_CANCELLATION_COMPLETED: a cancelled pipeline waits until the GPU job is cancelled too.
- * They run on the GPU task queue; each endpoint's GPU slots, shared by every worker, cap its
- * concurrent jobs (activities/gpu-slots.ts).
- */
-const gpuStages = () =>
-  proxyActivities<Activities>({
-    taskQueue: gpuTaskQueue(workflowInfo().taskQueue),
-    startToCloseTimeout: '24 hours',
-    heartbeatTimeout: '30 seconds',
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-  });
-
-// Cleanup after a failure or cancel: cancels GPU jobs the pipeline's activities could not stop.
-// The heartbeat timeout: a cleanup on a worker that died is retried within a minute, not after 5
-// while the GPU job it should stop bills on.
-const { cancelGpuJobs } = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: { maximumAttempts: 10, maximumInterval: '30 seconds' },
 });
 
 const { publishLora, latestPublished, resolveInitFrom } = proxyActivities<Activities>({
@@ -80,7 +56,7 @@ export async function trainLora(request: TrainRequest): Promise<TrainOutcome> {
   // Claims, job records and staged files belong to this run: a retried, reset or resubmitted
   // request is a new run (checkpoints are shared by the training's fingerprint instead).
   const runKey = runKeyOf(workflowInfo().workflowId, workflowInfo().runId);
-  const { captionDataset, trainOnGpu } = gpuStages();
+  const { captionDataset, trainOnGpu } = gpuStages('24 hours');
   const progress = trackProgress(request);
 
   try {
