@@ -120,6 +120,14 @@ export async function runGpuJob<T>(
       const waited = await waitUntilFinished(deps, opts.runKey, gpuJobId, beat({ gpuJobId }), reporter, await opts.budget?.forJob(gpuJobId, endpoint), queueLimit, slot);
       if (waited instanceof MoveOn) {
         // Queued too long (or no workers allowed): cancel it; only a job that never ran moves on.
+        // A job that holds its generation's claim has run: the service queued it again after its
+        // worker died (an attempt resumed after a restart cannot have seen it running), and its
+        // retry resumes from its own checkpoint, where a job elsewhere would start further back.
+        if ((await claimOwner(deps, opts, generation)) === gpuJobId) {
+          log.info('GPU job is queued again after running (its worker died); staying on its endpoint', { gpuJobId, endpointId: endpoint.id });
+          endpoints.splice(at + 1);
+          continue;
+        }
         const outcome = await deps.runpod.cancelJob(gpuJobId, { onRetry: () => ctx.heartbeat(beat({ gpuJobId })) }).catch(() => 'unconfirmed' as const);
         if (outcome === 'cancelled') {
           await recordFinal(deps, opts.runKey, gpuJobId, { ...timingOf(await deps.runpod.status(gpuJobId).catch(() => ({ id: gpuJobId!, status: 'CANCELLED' }) as RunpodJobStatus)), seenAt: new Date().toISOString(), timing: 'endpoint', error: waited.reason });

@@ -122,6 +122,7 @@ export class LocalEndpoint {
       jobRetries: o.jobRetries ?? Number.POSITIVE_INFINITY,
       onStopRunning: (job, holder) => this.supervisor.requestStop(holder, job.id),
       onQueued: () => this.supervisor.poke(),
+      paused: () => this.faults.noCapacity(),
       onFinished: (job) => {
         this.supervisor.poke();
         if (job.webhook) this.deliverWebhook(job, job.webhook);

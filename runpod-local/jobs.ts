@@ -136,6 +136,8 @@ export interface JobStoreOptions {
   onFinished?: (job: Job) => void;
   /** Called when jobs are queued (to scale workers up). */
   onQueued?: () => void;
+  /** No GPU is free (the noCapacity fault): queued jobs are handed to no worker, not even one already waiting. */
+  paused?: () => boolean;
 }
 
 export class JobStore {
@@ -244,7 +246,7 @@ export class JobStore {
    */
   take(holder: string, workerId: string, max: () => number, timeoutMs: number, signal?: AbortSignal): Promise<Job[]> {
     if (this.closed || max() <= 0) return Promise.resolve([]);
-    if (this.queue.length > 0) return Promise.resolve(this.assign(holder, workerId, max()));
+    if (this.queue.length > 0 && !this.opts.paused?.()) return Promise.resolve(this.assign(holder, workerId, max()));
     return new Promise<Job[]>((resolve) => {
       const waiter: TakeWaiter = {
         holder,
@@ -439,6 +441,7 @@ export class JobStore {
 
   /** Hands queued jobs to waiting workers (also after a worker's capacity grew). */
   dispatch(): void {
+    if (this.opts.paused?.()) return;
     for (const waiter of [...this.waiters]) {
       if (this.queue.length === 0) break;
       const max = waiter.max();

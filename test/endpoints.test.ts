@@ -12,6 +12,7 @@ import { loadConfig } from '../lib/config.js';
 import { keyOfUri } from '../lib/keys.js';
 import { getJson } from '../lib/s3.js';
 import { makeDataset } from '../testkit/datasets.js';
+import { until } from '../testkit/wait.js';
 import { type PipelineFixture, startPipelineFixture, TEST_ENV } from '../testkit/services.js';
 
 let f: PipelineFixture;
@@ -44,6 +45,41 @@ describe('several GPU endpoints', () => {
     // 0 duplicate GPU work: no worker ever took the cancelled job; one job ran the training.
     expect(ledger('busy').find((e) => e.id === jobs[0]!.gpuJobId)).toMatchObject({ status: 'CANCELLED', attempts: [] });
     expect(ledger('spare').filter((e) => e.id === jobs[1]!.gpuJobId && e.attempts.length === 1)).toHaveLength(1);
+  });
+
+  it('keeps a job its worker died in on its endpoint, even when a restarted stage finds it queued past the limit', async () => {
+    // The service queues a dead worker's job again; a stage resumed on another Temporal worker never
+    // saw it running. It holds its claim, so it has run: moving it would redo its steps elsewhere.
+    const spare = f.gpu.endpoint.endpoint('spare');
+    const o = { config: { LORAFLOW_ENDPOINTS: 'spare:L40S:48:1,busy:A100 80GB:80:3', LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS: '1' } };
+    const taskQueue = `requeued-${Date.now()}`;
+    const since = new Date().toISOString();
+    const slow = TrainRequest.parse({ ...request('requeued', 200), training: { triggerWord: 'lfbot', baseModel: 'tiny-sd', params: { steps: 200, seed: 100 } } }); // 100 ms a step
+    const first = await f.workers(taskQueue, o);
+    const firstRun = first.run();
+    const handle = await f.start(taskQueue, slow);
+    const job = (await until(() => ledger('spare').find((e) => e.submittedAt >= since && e.status === 'IN_PROGRESS' && e.progressUpdates >= 5), (e) => e !== undefined, 60_000))!;
+    spare.patchFaults({ noCapacity: true });
+    try {
+      first.shutdown();
+      await firstRun;
+      const gpuWorker = spare.workers().find((w) => w.jobs?.includes(job.id) && w.pid)!;
+      process.kill(gpuWorker.pid!, 'SIGKILL');
+      await until(() => ledger('spare').find((e) => e.id === job.id)?.status, (status) => status === 'IN_QUEUE', 30_000);
+      const second = await f.workers(taskQueue, o);
+      const secondRun = second.run();
+      await new Promise((r) => setTimeout(r, 6_000)); // the resumed stage waits past the 1 s limit
+      expect(ledger('busy').filter((e) => e.submittedAt >= since), 'the requeued job was moved').toEqual([]);
+      spare.patchFaults({ noCapacity: false });
+      await handle.result();
+      second.shutdown();
+      await secondRun;
+    } finally {
+      spare.patchFaults({ noCapacity: false });
+    }
+    const jobs = ledger('spare').filter((e) => e.submittedAt >= since);
+    expect(jobs.map((e) => [e.id, e.status, e.attempts.length])).toEqual([[job.id, 'COMPLETED', 2]]);
+    expect(ledger('busy').filter((e) => e.submittedAt >= since)).toEqual([]);
   });
 
   it('skips an endpoint that allows no workers without submitting to it', async () => {
