@@ -50,7 +50,7 @@ export async function judgeImage(input: Buffer): Promise<JudgedImage> {
       return reencode(input, `${format}: ${err.message}`);
     }
     // An error here is the file's (or the stripper's): the re-encode decides, with the original.
-    if (await validates(stripped)) return { data: stripped, format, width, height };
+    if (await decodes(stripped)) return { data: stripped, format, width, height };
     return reencode(input, 'did not decode once stripped');
   }
   return reencode(input, reason);
@@ -71,7 +71,7 @@ function reencodeReason(meta: Metadata): string | undefined {
  * Decodes every byte without holding the full-size pixels: libvips shrinks JPEG and WebP on load
  * (the entropy-coded data is still read to its end, so a truncation is caught) and streams PNGs.
  */
-async function validates(data: Buffer): Promise<boolean> {
+export async function decodes(data: Buffer): Promise<boolean> {
   try {
     await sharp(data, { limitInputPixels: MAX_PIXELS, failOn: FAIL_ON, sequentialRead: true }).resize(32, 32, { fit: 'inside' }).raw().toBuffer();
     return true;
@@ -82,9 +82,8 @@ async function validates(data: Buffer): Promise<boolean> {
 
 /** Decodes fully and re-encodes as PNG without metadata, upright; an animation or multi-page TIFF gives its first frame. */
 async function reencode(input: Buffer, reason: string): Promise<JudgedImage> {
-  let image = sharp(input, { limitInputPixels: MAX_PIXELS, failOn: FAIL_ON, pages: 1 }).rotate(); // EXIF orientation, before the metadata goes
-  const meta = await image.metadata();
-  if (meta.depth !== undefined && meta.depth !== 'uchar' && meta.depth !== 'char') image = image.toColourspace((meta.channels ?? 3) <= 2 ? 'b-w' : 'srgb'); // 8 bits: what the worker reads
-  const { data, info } = await image.png().toBuffer({ resolveWithObject: true });
+  // rotate(): EXIF orientation, before the metadata goes. sharp writes 8-bit sRGB (what the worker
+  // reads): a 16-bit or CMYK input is converted, an ICC profile applied.
+  const { data, info } = await sharp(input, { limitInputPixels: MAX_PIXELS, failOn: FAIL_ON, pages: 1 }).rotate().png().toBuffer({ resolveWithObject: true });
   return { data, format: 'png', width: info.width, height: info.height, reencoded: reason };
 }
