@@ -73,7 +73,7 @@ function reencodeReason(meta: Metadata): string | undefined {
  */
 export async function decodes(data: Buffer): Promise<boolean> {
   try {
-    await sharp(data, { limitInputPixels: MAX_PIXELS, failOn: FAIL_ON, sequentialRead: true }).resize(32, 32, { fit: 'inside' }).raw().toBuffer();
+    await sharp(data, { limitInputPixels: MAX_PIXELS, failOn: FAIL_ON }).resize(32, 32, { fit: 'inside' }).raw().toBuffer();
     return true;
   } catch {
     return false;

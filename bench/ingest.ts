@@ -1,4 +1,4 @@
-// Item 4: ingest throughput on N generated photo-sized JPEGs (8 MP, quality 90, ~3 MB like a
+// Item 4: ingest throughput on N generated photo-sized JPEGs (8 MP, quality 90, ~3.2 MB like a
 // phone's photo) against raw S3 PUT throughput of the same bytes to the same S3 server; bytes
 // stored per input byte; and validation time (ingest's own judgeImage, no S3) against a plain full
 // decode and the PNG re-encode ingest used to do, all measured in this run.
@@ -19,8 +19,8 @@ import { pool, round } from './lib.js';
 /** 8 megapixels (3264 × 2448), a phone camera's size. */
 const WIDTH = Number(process.env.BENCH_INGEST_WIDTH ?? 3264);
 const HEIGHT = Number(process.env.BENCH_INGEST_HEIGHT ?? 2448);
-/** Noise amplitude: 40 gives ~0.35 bytes per pixel at quality 90, what real photos of that size weigh. */
-const NOISE = 40;
+/** Noise amplitude: 32 gives ~3.2 MB (0.4 bytes per pixel) at quality 90, what an 8 MP phone photo weighs. */
+const NOISE = 32;
 /** How many images the slow baselines (full decode, PNG re-encode) are timed on. */
 const BASELINE_SAMPLE = 10;
 
