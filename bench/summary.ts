@@ -103,7 +103,7 @@ const rows: Row[] = [
   },
   {
     item: '4 Ingest',
-    figure: 'validation s per 1,000 images (decode-validate, strip, hash; no S3)',
+    figure: 'validation s per 1,000 images (header, strip, decode-validate; no S3)',
     value: (r) => ok(r, 'ingest') && r.ingest.validation.seconds !== undefined && n((r.ingest.validation.seconds * 1000) / r.ingest.validation.images, 1),
     baseline: (r) =>
       ok(r, 'ingest') &&
