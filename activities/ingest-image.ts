@@ -47,7 +47,7 @@ export async function judgeImage(input: Buffer): Promise<JudgedImage> {
       stripped = STRIPPERS[format](input);
     } catch (err) {
       if (!(err instanceof NotStrippable)) throw err;
-      return reencode(input, `${format}: ${err.message}`);
+      return reencode(input, `${format}: ${err.message}`, err.message);
     }
     // An error here is the file's (or the stripper's): the re-encode decides, with the original.
     if (await decodes(stripped)) return { data: stripped, format, width, height };
@@ -80,10 +80,20 @@ export async function decodes(data: Buffer): Promise<boolean> {
   }
 }
 
-/** Decodes fully and re-encodes as PNG without metadata, upright; an animation or multi-page TIFF gives its first frame. */
-async function reencode(input: Buffer, reason: string): Promise<JudgedImage> {
+/**
+ * Decodes fully and re-encodes as PNG without metadata, upright; an animation or multi-page TIFF
+ * gives its first frame. `found`: what the stripper saw wrong, named in the error if this fails too
+ * (libvips' own message is per thread and sometimes only names its last stage).
+ */
+async function reencode(input: Buffer, reason: string, found?: string): Promise<JudgedImage> {
   // rotate(): EXIF orientation, before the metadata goes. sharp writes 8-bit sRGB (what the worker
   // reads): a 16-bit or CMYK input is converted, an ICC profile applied.
-  const { data, info } = await sharp(input, { limitInputPixels: MAX_PIXELS, failOn: FAIL_ON, pages: 1 }).rotate().png().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(input, { limitInputPixels: MAX_PIXELS, failOn: FAIL_ON, pages: 1 })
+    .rotate()
+    .png()
+    .toBuffer({ resolveWithObject: true })
+    .catch((err: Error) => {
+      throw found ? new Error(`${found}: ${err.message}`) : err;
+    });
   return { data, format: 'png', width: info.width, height: info.height, reencoded: reason };
 }

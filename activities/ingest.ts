@@ -70,7 +70,9 @@ async function ingestFiles(deps: ActivityDeps, shown: string, files: DatasetFile
   // Every file is read and judged INGEST_CONCURRENCY at a time (sharp decodes on libuv's threads);
   // what is kept waits on local disk, not in memory, until the whole dataset has passed.
   const rejections: { index: number; text: string }[] = [];
-  const reject = (index: number, file: DatasetFile, err: unknown) => void rejections.push({ index, text: `${file.name} (${err instanceof Error ? err.message : String(err)})` });
+  // libvips reports one line per failing stage: joined, so the message stays one line.
+  const reject = (index: number, file: DatasetFile, err: unknown) =>
+    void rejections.push({ index, text: `${file.name} (${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim()})` });
   /** The file's bytes, or undefined when the file itself is at fault (recorded); other errors propagate. */
   const read = (file: DatasetFile, index: number) =>
     readOwn(file).catch((err: unknown) => {
