@@ -1,34 +1,40 @@
-// ingest: a dataset source (dataset-source.ts) → decoded, metadata-stripped, deduplicated images
+// ingest: a dataset source (dataset-source.ts) → validated, metadata-stripped, deduplicated images
+// (ingest-image.ts: each kept in its own encoding where that is safe, else re-encoded as PNG)
 // stored content-addressed in S3, plus a manifest whose sha256 identifies the dataset. Nothing is
 // written until every file has been judged: a dataset that fails leaves nothing behind in S3.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure, heartbeat, log } from '@temporalio/activity';
-import sharp from 'sharp';
 import { z } from 'zod';
 import { Sha256 } from '../contract/gpu-job.js';
 import type { DatasetManifest, DatasetManifestImage, IngestResult, SkippedFile } from '../contract/pipeline.js';
 import { sha256 } from '../lib/hash.js';
 import { imageKey, manifestKey as manifestKeyOf } from '../lib/keys.js';
+import { eachLimit } from '../lib/pool.js';
 import { exists, putBytes } from '../lib/s3.js';
 import { BadFile, classify, type DatasetFile, IMAGE_EXTENSIONS, invalid, MAX_FILE_BYTES } from './dataset-files.js';
 import { openDataset } from './dataset-source.js';
+import { CONTENT_TYPES, judgeImage } from './ingest-image.js';
 import type { ActivityDeps } from './deps.js';
 import { parseInput } from './input.js';
 
 export const IngestInput = z.object({ dataset: z.object({ path: z.string().min(1), fingerprint: Sha256 }) });
 
-/** Larger inputs are refused before decoding (decompression bombs). */
-const MAX_PIXELS = 40_000_000;
+/** Files read and judged at once: enough to keep every core decoding while others wait on reads, few
+ * enough that the full-size decodes of re-encoded images (up to MAX_PIXELS each) fit in memory. */
+const INGEST_CONCURRENCY = Math.min(8, Math.max(4, os.availableParallelism()));
+/** Images uploaded at once (each its own PUT). */
+const STORE_CONCURRENCY = 8;
 /** The GPU job contract's limit (contract/gpu-job.ts). */
 const MAX_IMAGES = 5000;
 /** How many skipped files the result names (all are counted). */
 const MAX_LISTED = 100;
 
-interface Decoded extends DatasetManifestImage {
-  /** The metadata-free PNG, on local disk until the whole dataset has passed. */
+interface Judged extends DatasetManifestImage {
+  /** The bytes to store (metadata removed), on local disk until the whole dataset has passed. */
   file: string;
+  contentType: string;
 }
 
 export async function ingestDataset(deps: ActivityDeps, raw: z.input<typeof IngestInput>): Promise<IngestResult> {
@@ -61,63 +67,74 @@ async function ingestFiles(deps: ActivityDeps, shown: string, files: DatasetFile
     throw invalid(`no images in ${shown} (looked for ${IMAGE_EXTENSIONS().join(', ')})${seen}`);
   }
 
-  const rejected: string[] = [];
-  const reject = (file: DatasetFile, err: unknown) => void rejected.push(`${file.name} (${err instanceof Error ? err.message : String(err)})`);
+  // Every file is read and judged INGEST_CONCURRENCY at a time (sharp decodes on libuv's threads);
+  // what is kept waits on local disk, not in memory, until the whole dataset has passed.
+  const rejections: { index: number; text: string }[] = [];
+  // libvips reports one line per failing stage: joined, so the message stays one line.
+  const reject = (index: number, file: DatasetFile, err: unknown) =>
+    void rejections.push({ index, text: `${file.name} (${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim()})` });
   /** The file's bytes, or undefined when the file itself is at fault (recorded); other errors propagate. */
-  const read = (file: DatasetFile) =>
+  const read = (file: DatasetFile, index: number) =>
     readOwn(file).catch((err: unknown) => {
       if (!(err instanceof BadFile)) throw err;
-      reject(file, err);
+      reject(index, file, err);
       return undefined;
     });
   const total = candidates.length + sidecarFiles.length;
   let done = 0;
   const sidecars = new Map<string, string>();
-  for (const file of sidecarFiles) {
-    const bytes = await read(file);
+  await eachLimit(sidecarFiles, INGEST_CONCURRENCY, async (file, i) => {
+    const bytes = await read(file, i);
     const caption = bytes?.toString('utf8').trim();
     if (caption) sidecars.set(stem(file.name), caption.slice(0, 1000));
     heartbeat({ phase: 'decode', done: ++done, total });
-  }
-  const images: Decoded[] = [];
-  for (const file of candidates) {
-    const bytes = await read(file);
-    const decoded = bytes && (await decode(bytes).catch((err: unknown) => void reject(file, err)));
-    if (decoded) {
-      const id = sha256(decoded.data);
-      const local = path.join(work, `${images.length}.png`);
-      await writeFile(local, decoded.data);
-      images.push({ id, key: imageKey(id), source: file.name, width: decoded.info.width, height: decoded.info.height, file: local });
+  });
+  const judged: (Judged | undefined)[] = new Array(candidates.length);
+  let reencoded = 0;
+  await eachLimit(candidates, INGEST_CONCURRENCY, async (file, i) => {
+    const bytes = await read(file, sidecarFiles.length + i);
+    const image = bytes && (await judgeImage(bytes).catch((err: unknown) => void reject(sidecarFiles.length + i, file, err)));
+    if (image) {
+      const id = sha256(image.data);
+      const local = path.join(work, String(i));
+      await writeFile(local, image.data);
+      if (image.reencoded) reencoded++;
+      judged[i] = { id, key: imageKey(id, image.format), source: file.name, width: image.width, height: image.height, file: local, contentType: CONTENT_TYPES[image.format] };
     }
     heartbeat({ phase: 'decode', done: ++done, total });
+  });
+  if (rejections.length) {
+    const named = rejections.sort((a, b) => a.index - b.index).map((r) => r.text);
+    throw invalid(`${named.length} file(s) in ${shown} are not decodable images: ${named.join('; ')}`);
   }
-  if (rejected.length) throw invalid(`${rejected.length} file(s) in ${shown} are not decodable images: ${rejected.join('; ')}`);
+  const images = judged.filter((image) => image !== undefined);
 
-  // Dedupe by content. Among copies, one with a sidecar caption wins, then the first name
-  // (sorted), so the manifest is reproducible.
+  // Dedupe by content (the stored bytes). Among copies, one with a sidecar caption wins, then the
+  // first name (sorted), so the manifest is reproducible.
   images.sort((a, b) => a.source.localeCompare(b.source));
-  const unique = new Map<string, Decoded>();
+  const unique = new Map<string, Judged>();
   for (const image of images) {
     const caption = sidecars.get(stem(image.source));
     const kept = unique.get(image.id);
     if (!kept || (caption && !kept.caption)) unique.set(image.id, caption ? { ...image, caption } : image);
   }
   const chosen = [...unique.values()].sort((a, b) => a.id.localeCompare(b.id));
-  // Only now does anything reach S3: content-addressed images first, the manifest last, so a
-  // manifest never names a missing image (a storage error here is retried and resumes).
+  // Only now does anything reach S3: content-addressed images first (STORE_CONCURRENCY at a time),
+  // the manifest last, so a manifest never names a missing image (a storage error here is retried
+  // and resumes).
   let stored = 0;
-  for (const image of chosen) {
-    if (!(await exists(deps.storage, image.key))) await putBytes(deps.storage, image.key, await readFile(image.file), 'image/png');
+  await eachLimit(chosen, STORE_CONCURRENCY, async (image) => {
+    if (!(await exists(deps.storage, image.key))) await putBytes(deps.storage, image.key, await readFile(image.file), image.contentType);
     heartbeat({ phase: 'store', done: ++stored, total: chosen.length });
-  }
-  const manifest: DatasetManifest = { version: 1, images: chosen.map(({ file: _file, ...image }) => image) };
+  });
+  const manifest: DatasetManifest = { version: 1, images: chosen.map(({ file: _file, contentType: _type, ...image }) => image) };
   const bytes = Buffer.from(JSON.stringify(manifest));
   const manifestSha256 = sha256(bytes);
   const manifestKey = manifestKeyOf(manifestSha256);
   if (!(await exists(deps.storage, manifestKey))) await putBytes(deps.storage, manifestKey, bytes, 'application/json');
 
   if (skipped.length) log.warn('dataset files skipped', { count: skipped.length, files: listed(skipped) });
-  log.info('dataset ingested', { images: manifest.images.length, duplicates: images.length - unique.size, skipped: skipped.length, manifestSha256 });
+  log.info('dataset ingested', { images: manifest.images.length, reencoded, duplicates: images.length - unique.size, skipped: skipped.length, manifestSha256 });
   return {
     manifestKey,
     manifestSha256,
@@ -138,15 +155,6 @@ async function readOwn(file: DatasetFile): Promise<Buffer> {
     if (err instanceof BadFile) throw err;
     throw err instanceof ApplicationFailure ? err : ApplicationFailure.retryable(`reading ${file.name}: ${err instanceof Error ? err.message : String(err)}`, 'DatasetUnavailable');
   }
-}
-
-/** Decodes fully (so truncated files fail here, not on the GPU) and re-encodes as PNG without
- * metadata; an animated GIF or multi-page TIFF gives its first frame. */
-async function decode(input: Buffer) {
-  return sharp(input, { limitInputPixels: MAX_PIXELS, failOn: 'error', pages: 1 }) // throws at once on an empty file: inside the promise
-    .rotate() // apply EXIF orientation before the metadata goes
-    .png()
-    .toBuffer({ resolveWithObject: true });
 }
 
 const listed = (files: SkippedFile[]) =>

@@ -184,8 +184,8 @@ export interface GpuProgressSignal extends GpuJobProgress {
 }
 
 export interface DatasetManifestImage {
-  id: string; // sha256 of the stored (metadata-stripped PNG) bytes
-  key: string;
+  id: string; // sha256 of the stored bytes (metadata-stripped JPEG, PNG or WebP)
+  key: string; // images/sha256/<id>.<jpg|png|webp> (lib/keys.ts)
   source: string; // file name inside the dataset, for error messages
   width: number;
   height: number;

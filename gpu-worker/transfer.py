@@ -33,13 +33,13 @@ DOWNLOAD_THREADS = 8
 CHUNK = 1 << 20
 
 MAX_IMAGE_BYTES = 256 << 20
-"""Ingest stores 40-megapixel PNGs at most: anything larger is not one of ours."""
+"""Ingest stores images of 40 megapixels at most (JPEG/WebP as uploaded, PNG when re-encoded): anything larger is not one of ours."""
 MAX_CHECKPOINT_BYTES = 16 << 30
 """A FLUX LoRA of rank 256 with its optimizer state is a few GB."""
 MAX_JSON_BYTES = 1 << 20
 """Claims and results are small JSON documents."""
 IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
-"""What S3 answers for an image ingest stored (image/png) or one stored without a type."""
+"""What S3 answers for an image ingest stored (image/jpeg, image/png, image/webp) or one stored without a type."""
 BINARY_TYPES = ("application/octet-stream", "binary/octet-stream")
 
 

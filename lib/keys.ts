@@ -6,8 +6,8 @@
 
 const safeName = (name: string) => name.replace(/[^A-Za-z0-9._-]/g, '_') || '_';
 
-/** A decoded, metadata-stripped image, named by the sha256 of its stored bytes. */
-export const imageKey = (sha256: string) => `images/sha256/${sha256}.png`;
+/** A validated, metadata-stripped image (JPEG, PNG or WebP), named by the sha256 of its stored bytes. */
+export const imageKey = (sha256: string, format: 'jpeg' | 'png' | 'webp') => `images/sha256/${sha256}.${format === 'jpeg' ? 'jpg' : format}`;
 /** A dataset manifest, named by its own sha256 (the dataset's identity). */
 export const manifestKey = (sha256: string) => `manifests/${sha256}.json`;
 /** A captioner's caption of one image, reused by every later run (without the trigger word). */

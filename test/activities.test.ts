@@ -3,9 +3,11 @@ import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'n
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { type ActivityDeps, activityDepsFrom } from '../activities/deps.js';
@@ -15,6 +17,7 @@ import { type DatasetManifest, type IngestResult, TrainRequest } from '../contra
 import { sha256 } from '../lib/hash.js';
 import { getBytes, getJson, listKeys, putBytes } from '../lib/s3.js';
 import { makeDataset } from '../testkit/datasets.js';
+import { decodes } from '../activities/ingest-image.js';
 import { startS3, tempDir, testConfig } from '../testkit/services.js';
 
 let tmp: ReturnType<typeof tempDir>;
@@ -56,6 +59,24 @@ function zipOf(file: string, entries: Record<string, Buffer>): Promise<string> {
   });
 }
 
+/** A photo-like image: noise on a gradient (what a camera's JPEG encoder sees). */
+function noisy(width: number, height: number) {
+  const raw = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = ((i % (width * 3)) / 3 + ((i * 2654435761) >>> 26)) & 255;
+  return sharp(raw, { raw: { width, height, channels: 3 } });
+}
+
+/** A PNG with a tEXt chunk after IHDR. */
+function withPngText(png: Buffer, key: string, text: string) {
+  const data = Buffer.from(`${key}\0${text}`, 'latin1');
+  const chunk = Buffer.alloc(12 + data.length);
+  chunk.writeUInt32BE(data.length, 0);
+  chunk.write('tEXt', 4, 'latin1');
+  data.copy(chunk, 8);
+  chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + data.length)), 8 + data.length);
+  return Buffer.concat([png.subarray(0, 33), chunk, png.subarray(33)]);
+}
+
 describe('ingestDataset', () => {
   it('stores decoded, metadata-free, content-addressed images and a manifest with sidecar captions', async () => {
     const dir = await makeDataset(path.join(tmp.dir, 'ds1'), { images: 3, captioned: 1 });
@@ -78,15 +99,89 @@ describe('ingestDataset', () => {
     for (const image of manifest.images) {
       const stored = await getBytes(s3.storage, image.key);
       expect(sha256(stored)).toBe(image.id);
-      expect(image.key).toBe(`images/sha256/${image.id}.png`);
       const meta = await sharp(stored).metadata();
-      expect(meta.format).toBe('png');
+      // Kept in its own encoding: the JPEG stays a JPEG, the PNGs PNGs.
+      expect(meta.format).toBe(image.source.endsWith('.jpg') ? 'jpeg' : 'png');
+      expect(image.key).toBe(`images/sha256/${image.id}.${image.source.endsWith('.jpg') ? 'jpg' : 'png'}`);
       expect(meta.exif).toBeUndefined();
     }
     // Same files again: same manifest, nothing new written.
     const before = await listKeys(s3.storage, '');
     expect((await run(ingestDataset, { dataset: { path: dir, fingerprint } })).manifestKey).toBe(result.manifestKey);
     expect(await listKeys(s3.storage, '')).toEqual(before);
+  });
+
+  it('keeps photos in their own encoding: metadata gone, pixels byte-identical, bytes no larger', async () => {
+    const dir = path.join(tmp.dir, 'ds-keep');
+    mkdirSync(dir);
+    const secret = 'secret-owner-51.5074N';
+    const photo = noisy(320, 240);
+    const tagged = (img: Sharp) =>
+      img.withExif({ IFD0: { Copyright: secret, Artist: secret }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '51/1 30/1 0/1', GPSLongitudeRef: 'W', GPSLongitude: '0/1 7/1 0/1' } }).withXmp(`<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description>${secret}</rdf:Description></rdf:RDF></x:xmpmeta>`);
+    const inputs: Record<string, Buffer> = {
+      'photo.jpg': await tagged(photo.clone().jpeg({ quality: 90 })).toBuffer(),
+      'photo.webp': await tagged(photo.clone().webp({ quality: 80 })).toBuffer(),
+      'shot.png': withPngText(await photo.clone().png().toBuffer(), 'Author', secret),
+      'p3.jpg': await photo.clone().jpeg().withIccProfile('p3').toBuffer(),
+    };
+    for (const [name, bytes] of Object.entries(inputs)) writeFileSync(path.join(dir, name), bytes);
+    expect((await sharp(inputs['photo.jpg']).metadata()).exif?.includes(secret)).toBe(true); // the test's own premise
+    expect(inputs['shot.png']!.includes(secret)).toBe(true);
+
+    const manifest = await getJson<DatasetManifest>(s3.storage, (await run(ingestDataset, { dataset: { path: dir, fingerprint } })).manifestKey);
+    expect(manifest.images.map((i) => [i.source, path.extname(i.key)]).sort()).toEqual([['p3.jpg', '.jpg'], ['photo.jpg', '.jpg'], ['photo.webp', '.webp'], ['shot.png', '.png']]);
+    for (const image of manifest.images) {
+      const input = inputs[image.source]!;
+      const stored = await getBytes(s3.storage, image.key);
+      expect(stored.includes(secret), image.source).toBe(false);
+      expect(stored.includes('GPS') || stored.includes('Exif\0') || stored.includes('xmpmeta'), image.source).toBe(false);
+      const meta = await sharp(stored).metadata();
+      expect([meta.exif, meta.xmp], image.source).toEqual([undefined, undefined]);
+      expect(meta.icc !== undefined, image.source).toBe(image.source === 'p3.jpg'); // colour kept, as sharp reads it
+      expect((await sharp(stored).raw().toBuffer()).equals(await sharp(input).raw().toBuffer()), image.source).toBe(true);
+      expect(stored.length, image.source).toBeLessThanOrEqual(input.length); // a plain photo: ≤ 1.1× holds with room to spare
+      expect(image).toMatchObject({ width: 320, height: 240 });
+    }
+    const { ContentType } = await s3.storage.client.send(new HeadObjectCommand({ Bucket: s3.storage.bucket, Key: manifest.images.find((i) => i.source === 'photo.webp')!.key }));
+    expect(ContentType).toBe('image/webp');
+  });
+
+  it('re-encodes what it cannot keep as is: EXIF orientation applied upright, CMYK JPEGs', async () => {
+    const dir = path.join(tmp.dir, 'ds-reencode');
+    mkdirSync(dir);
+    const photo = noisy(64, 32);
+    const rotated = await photo.clone().jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    writeFileSync(path.join(dir, 'rotated.jpg'), rotated);
+    writeFileSync(path.join(dir, 'cmyk.jpg'), await photo.clone().toColourspace('cmyk').jpeg().toBuffer());
+    const manifest = await getJson<DatasetManifest>(s3.storage, (await run(ingestDataset, { dataset: { path: dir, fingerprint } })).manifestKey);
+    const upright = manifest.images.find((i) => i.source === 'rotated.jpg')!;
+    expect(upright).toMatchObject({ width: 32, height: 64 });
+    expect(upright.key).toMatch(/\.png$/);
+    const stored = await getBytes(s3.storage, upright.key);
+    const meta = await sharp(stored).metadata();
+    expect([meta.format, meta.width, meta.height, meta.orientation, meta.exif]).toEqual(['png', 32, 64, undefined, undefined]);
+    expect((await sharp(stored).raw().toBuffer()).equals(await sharp(rotated).rotate().raw().toBuffer())).toBe(true);
+    expect(manifest.images.find((i) => i.source === 'cmyk.jpg')!.key).toMatch(/\.png$/);
+  });
+
+  it('refuses a truncated JPEG, naming it, and stores nothing', async () => {
+    const dir = path.join(tmp.dir, 'ds-truncated');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'good.jpg'), await noisy(128, 96).jpeg().toBuffer());
+    const whole = await noisy(256, 192).jpeg({ quality: 90 }).toBuffer();
+    writeFileSync(path.join(dir, 'cut.jpg'), whole.subarray(0, Math.floor(whole.length * 0.8)));
+    const before = await listKeys(s3.storage, '');
+    await expectFailure(run(ingestDataset, { dataset: { path: dir, fingerprint } }), 'InvalidDataset', /1 file\(s\).*cut\.jpg \(.*(premature end|truncated)/i);
+    expect(await listKeys(s3.storage, '')).toEqual(before);
+  });
+
+  it('validates by decoding the bytes to store: shrink-on-load still reads a JPEG to its end', async () => {
+    const whole = await noisy(1024, 768).jpeg({ quality: 90 }).toBuffer();
+    await expect(decodes(whole)).resolves.toBe(true);
+    // Cut inside the entropy-coded data, with and without an EOI marker: the first is refused by
+    // the decode itself, not only by the JPEG stripper (which wants an EOI).
+    await expect(decodes(whole.subarray(0, Math.floor(whole.length * 0.95)))).resolves.toBe(false);
+    expect((await sharp(whole).resize(32, 32, { fit: 'inside' }).raw().toBuffer({ resolveWithObject: true })).info.width).toBe(32);
   });
 
   it('rejects files that do not decode, naming each one', async () => {
