@@ -5,7 +5,7 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import type { JobClaim } from '../contract/gpu-job.js';
 import type { z } from 'zod';
 import { checkpointKey, checkpointsOf, type GpuStage, runKeys } from '../lib/keys.js';
-import { getBytesIfExists, listObjects, presignGet, presignPut, presignPutIfAbsent } from '../lib/s3.js';
+import { getBytesIfExists, listObjects, presignGet, presignPut, presignPutIfAbsent, putBytesIfAbsent } from '../lib/s3.js';
 import type { ActivityDeps } from './deps.js';
 
 /** Where one stage of one run keeps its generations' files. */
@@ -58,6 +58,17 @@ export async function submissionFor(deps: Pick<ActivityDeps, 'storage'>, keys: S
 export async function claimOwner(deps: Pick<ActivityDeps, 'storage'>, keys: StageKeys, generation: number): Promise<string | undefined> {
   const bytes = await getBytesIfExists(deps.storage, claimKeyOf(keys, generation));
   return bytes ? (JSON.parse(bytes.toString('utf8')) as { jobId?: string }).jobId : undefined;
+}
+
+/**
+ * The stage leaves a generation behind (its job was cancelled in the queue and the work moves to
+ * another endpoint): its claim is taken in no job's name, so any other job holding the same input
+ * (one created by a /run whose answer was lost) stops at the claim instead of doing paid work no
+ * one will use. Undefined when taken; else the job that claimed the generation first.
+ */
+export async function abandonGeneration(deps: Pick<ActivityDeps, 'storage'>, keys: StageKeys, generation: number, cancelledJobId: string): Promise<string | undefined> {
+  if (await putBytesIfAbsent(deps.storage, claimKeyOf(keys, generation), JSON.stringify({ jobId: `abandoned:${cancelledJobId}` }), 'application/json')) return undefined;
+  return (await claimOwner(deps, keys, generation)) ?? 'unknown';
 }
 
 /** Our job lost the claim: follow the job that holds it. */

@@ -148,7 +148,8 @@ export const drills: Record<DrillName, Drill> = {
       const before = injected();
       const started = Date.now();
       for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ api: { throttleRate: 0.3, errorRate: 0.2, errorStatus: 503, latencyMs: 150 } });
-      await wait(() => (injected() - before >= 5 || Date.now() - started > 30_000 ? true : undefined));
+      // Up to 90 s: the Temporal worker may be down (another drill), and nothing polls meanwhile.
+      await wait(() => (injected() - before >= 5 || Date.now() - started > 90_000 ? true : undefined));
       for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ api: { throttleRate: undefined, errorRate: undefined, errorStatus: undefined, latencyMs: undefined } });
       const n = injected() - before;
       return { drill: 'api-storm', fired: n > 0, evidence: `RunPod API answered ${n} requests with 429 or 503 over ${Math.round((Date.now() - started) / 1000)} s (+150 ms each)` };

@@ -73,6 +73,22 @@ export async function putBytes(s: Storage, key: string, body: Uint8Array | strin
   await s.client.send(new PutObjectCommand({ Bucket: s.bucket, Key: key, Body: body, ContentType: contentType }));
 }
 
+/** Writes `key` only if it does not exist yet (If-None-Match: *): false when it already did (412).
+ * A conflicting write in flight (409) is asked again. */
+export async function putBytesIfAbsent(s: Storage, key: string, body: string, contentType: string): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await s.client.send(new PutObjectCommand({ Bucket: s.bucket, Key: key, Body: body, ContentType: contentType, IfNoneMatch: '*' }));
+      return true;
+    } catch (err) {
+      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      if (status === 412) return false;
+      if (status !== 409 || attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 export async function getBytes(s: Storage, key: string): Promise<Buffer> {
   const res = await s.client.send(new GetObjectCommand({ Bucket: s.bucket, Key: key }));
   return Buffer.from(await res.Body!.transformToByteArray());

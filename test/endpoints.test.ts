@@ -9,7 +9,7 @@ import { estimateRun } from '../cli/estimate.js';
 import { startTraining } from '../cli/train.js';
 import { type LoraMetadata, TrainRequest } from '../contract/pipeline.js';
 import { loadConfig } from '../lib/config.js';
-import { keyOfUri } from '../lib/keys.js';
+import { keyOfUri, runKeyOf, runKeys } from '../lib/keys.js';
 import { getJson } from '../lib/s3.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { until } from '../testkit/wait.js';
@@ -37,9 +37,17 @@ const ENDPOINTS = 'busy:A100 80GB:80:3,closed:H100:80:4,spare:L40S:48:1';
 describe('several GPU endpoints', () => {
   it('cancels a job queued past the limit (it never ran) and finishes on the next endpoint, priced there', async () => {
     const config = { LORAFLOW_ENDPOINTS: 'busy:A100 80GB:80:3,spare:L40S:48:1', LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS: '2' };
-    const published = await f.withWorkers(async (tq) => (await f.start(tq, request('failover', 5))).result(), { config });
+    let runKey = '';
+    const published = await f.withWorkers(async (tq) => {
+      const handle = await f.start(tq, request('failover', 5));
+      runKey = runKeyOf(handle.workflowId, handle.firstExecutionRunId);
+      return handle.result();
+    }, { config });
     const { jobs } = await usageOf(published);
     expect(jobs.map((j) => [j.endpointId, j.status])).toEqual([['busy', 'CANCELLED'], ['spare', 'COMPLETED']]);
+    // The generation left behind is claimed in no job's name: a duplicate of the cancelled job (a
+    // /run whose answer was lost) would stop at the claim instead of training for nothing.
+    expect(await getJson(f.s3.storage, runKeys(runKey).generation('train', 0).claim)).toEqual({ jobId: `abandoned:${jobs[0]!.gpuJobId}` });
     expect(jobs[1]!.movedFrom).toMatchObject({ from: 'busy', gpuJobId: jobs[0]!.gpuJobId, reason: expect.stringMatching(/^queued \d+ s for capacity on busy \(limit 2 s\)$/) });
     expect(jobs[1]!.pricePerHour).toBe(1);
     // 0 duplicate GPU work: no worker ever took the cancelled job; one job ran the training.
