@@ -17,7 +17,7 @@ import { type GpuHeartbeat, progressReporter } from './gpu-progress.js';
 import { acquireGpuSlot, type GpuSlot, RENEW_EVERY_MS } from './gpu-slots.js';
 import { recordFinal, recordJob } from './gpu-records.js';
 import { classify, failureOf, type GpuJobTiming, parseOutput, timingOf } from './gpu-result.js';
-import { abandonGeneration, claimedElsewhere, claimOwner, type StageKeys, storedResult, type Submission, submissionFor } from './gpu-submission.js';
+import { abandonGeneration, claimedElsewhere, isAbandoned, claimOwner, type StageKeys, storedResult, type Submission, submissionFor } from './gpu-submission.js';
 import type { BudgetGuard } from './usage.js';
 import { eligibleEndpoints, memoryNeededGb, noEndpointMessage, type RunShape } from '../lib/endpoints.js';
 
@@ -103,7 +103,7 @@ export async function runGpuJob<T>(
       if (!gpuJobId) {
         // A job submitted by an attempt that died before its heartbeat already holds the claim.
         const owner = await claimOwner(deps, opts, generation);
-        if (owner?.startsWith('abandoned:')) {
+        if (owner !== undefined && isAbandoned(owner)) {
           generation++; // left behind when the stage moved on (a heartbeat older than the move)
           continue;
         }
@@ -133,20 +133,19 @@ export async function runGpuJob<T>(
           continue;
         }
         const outcome = await deps.runpod.cancelJob(gpuJobId, { onRetry: () => ctx.heartbeat(beat({ gpuJobId })) }).catch(() => 'unconfirmed' as const);
-        // Cancelled untaken: the generation is closed behind it, unless another job of the same
-        // input (a /run whose answer was lost) claimed it first: that one is followed instead.
-        const claimedBy = outcome === 'cancelled' ? await abandonGeneration(deps, opts, generation, gpuJobId) : undefined;
-        if (claimedBy !== undefined && claimedBy !== gpuJobId && !claimedBy.startsWith('abandoned:') && claimedBy !== 'unknown') {
-          await recordFinal(deps, opts.runKey, gpuJobId, { ...timingOf(await deps.runpod.status(gpuJobId).catch(() => ({ id: gpuJobId!, status: 'CANCELLED' }) as RunpodJobStatus)), seenAt: new Date().toISOString(), timing: 'endpoint', error: waited.reason });
-          log.warn('another GPU job of this generation holds its claim; following it instead of moving on', { gpuJobId, owner: claimedBy });
-          gpuJobId = claimedBy;
-          await record(deps, opts, gpuJobId, generation, endpoint.id, moved);
-          deps.runpod.remember(gpuJobId, endpoint.id);
-          endpoints.splice(at + 1);
-          continue;
-        }
         if (outcome === 'cancelled') {
           await recordFinal(deps, opts.runKey, gpuJobId, { ...timingOf(await deps.runpod.status(gpuJobId).catch(() => ({ id: gpuJobId!, status: 'CANCELLED' }) as RunpodJobStatus)), seenAt: new Date().toISOString(), timing: 'endpoint', error: waited.reason });
+          // Cancelled untaken: the generation is closed behind it, unless another job of the same
+          // input (a /run whose answer was lost) claimed it first: that one is followed instead.
+          const holder = await abandonGeneration(deps, opts, generation, gpuJobId);
+          if (holder && holder !== gpuJobId) {
+            log.warn('another GPU job of this generation holds its claim; following it instead of moving on', { gpuJobId, owner: holder });
+            gpuJobId = holder;
+            await record(deps, opts, gpuJobId, generation, endpoint.id, moved);
+            deps.runpod.remember(gpuJobId, endpoint.id);
+            endpoints.splice(at + 1);
+            continue;
+          }
           log.warn('GPU job waited too long for capacity; cancelled it and trying the next endpoint', { gpuJobId, endpointId: endpoint.id, next: next!.id, reason: waited.reason });
           moved = { from: endpoint.id, gpuJobId, reason: waited.reason };
           at++;

@@ -60,15 +60,21 @@ export async function claimOwner(deps: Pick<ActivityDeps, 'storage'>, keys: Stag
   return bytes ? (JSON.parse(bytes.toString('utf8')) as { jobId?: string }).jobId : undefined;
 }
 
+/** The claim's holder when a stage left the generation behind (abandonGeneration). */
+const ABANDONED = 'abandoned:';
+export const isAbandoned = (holder: string) => holder.startsWith(ABANDONED);
+
 /**
  * The stage leaves a generation behind (its job was cancelled in the queue and the work moves to
  * another endpoint): its claim is taken in no job's name, so any other job holding the same input
  * (one created by a /run whose answer was lost) stops at the claim instead of doing paid work no
- * one will use. Undefined when taken; else the job that claimed the generation first.
+ * one will use. Undefined when taken (or the claim can't be read); else the job that claimed the
+ * generation first.
  */
 export async function abandonGeneration(deps: Pick<ActivityDeps, 'storage'>, keys: StageKeys, generation: number, cancelledJobId: string): Promise<string | undefined> {
-  if (await putBytesIfAbsent(deps.storage, claimKeyOf(keys, generation), JSON.stringify({ jobId: `abandoned:${cancelledJobId}` }), 'application/json')) return undefined;
-  return (await claimOwner(deps, keys, generation)) ?? 'unknown';
+  if (await putBytesIfAbsent(deps.storage, claimKeyOf(keys, generation), JSON.stringify({ jobId: `${ABANDONED}${cancelledJobId}` }), 'application/json')) return undefined;
+  const holder = await claimOwner(deps, keys, generation);
+  return holder && !isAbandoned(holder) ? holder : undefined;
 }
 
 /** Our job lost the claim: follow the job that holds it. */
