@@ -15,6 +15,7 @@ import { type Service, spawnService, stopService, waitUntilReady } from '../stac
 import { freePort, startS3, tempDir } from '../testkit/services.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import type { CallCounts } from './worker.js';
+import { eachLimit } from '../lib/pool.js';
 
 export const resultsDir = path.join(repoRoot, 'bench', 'results');
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -149,18 +150,12 @@ export function percentile(values: number[], p: number): number {
 export const mean = (values: number[]) => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN);
 export const round = (v: number, digits = 3) => (Number.isFinite(v) ? Number(v.toFixed(digits)) : v);
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
+/** Runs `fn` over `items` with at most `limit` in flight (lib/pool.ts), keeping each result. */
 export async function pool<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }),
-  );
+  await eachLimit(items, limit, async (item, i) => {
+    out[i] = await fn(item, i);
+  });
   return out;
 }
 
