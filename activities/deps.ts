@@ -5,8 +5,9 @@ import path from 'node:path';
 import { type Config, endpointSpecs } from '../lib/config.js';
 import type { EndpointSpec } from '../lib/endpoints.js';
 import type { GpuPricing } from '../lib/pricing.js';
-import { RunpodClient, RunpodJobNotFound } from '../lib/runpod-client.js';
+import { RunpodClient, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { makeStorage, type Storage } from '../lib/s3.js';
+import { StatusPoller, type StatusPollerOptions } from '../lib/status-poller.js';
 import type { Resolver } from '../lib/url-guard.js';
 
 /** The RunPod operations GPU stages use (lib/runpod-client.ts implements them). */
@@ -100,10 +101,29 @@ export interface HubDeps {
  * The RunPod operations on a job, sent to the endpoint that has it: the one it was submitted to
  * (remembered here, or by the heartbeat of a retried attempt), else the first that knows its id
  * (the service answers 404 for another endpoint's job). Endpoint-wide calls go to the first.
+ * Waiting GPU stages watch their jobs through one StatusPoller per endpoint (this router is built
+ * once per worker process), so together they stay within that endpoint's status limits.
  */
 export class EndpointRouter implements RunpodEndpoint {
   private readonly owners = new Map<string, RunpodEndpoint>();
-  constructor(private readonly endpoints: GpuEndpoint[]) {}
+  private readonly pollers = new Map<RunpodEndpoint, StatusPoller>();
+  constructor(
+    private readonly endpoints: GpuEndpoint[],
+    private readonly polling: StatusPollerOptions = { share: 0.75, longPollMs: 10_000, minIntervalMs: 1_000 },
+  ) {}
+
+  /** The endpoint's poller (made on first use). */
+  pollerOf(client: RunpodEndpoint): StatusPoller {
+    let p = this.pollers.get(client);
+    if (!p) this.pollers.set(client, (p = new StatusPoller(client, this.polling)));
+    return p;
+  }
+  /** Every endpoint's poller so far, by endpoint id (benchmarks and logs read their counts). */
+  pollerStats() {
+    return this.endpoints.filter((e) => this.pollers.has(e.client)).map((e) => ({ endpointId: e.id, ...this.pollers.get(e.client)!.budget, ...this.pollers.get(e.client)!.stats() }));
+  }
+  /** The job's status once it changes from `since`, through its endpoint's shared poller (StatusPoller.watch). */
+  watch = async (id: string, since: RunpodJobStatus | undefined, o: { maxWaitMs: number; signal?: AbortSignal }) => this.pollerOf(await this.ownerOf(id)).watch(id, since, o);
 
   endpoint(id: string): GpuEndpoint {
     const e = this.endpoints.find((x) => x.id === id);
@@ -148,7 +168,7 @@ export function activityDepsFrom(config: Config, clients: { storage?: Storage; r
   const endpoints = endpointsFrom(config, clients.runpodFor ?? (single && !config.LORAFLOW_ENDPOINTS ? () => single : undefined));
   return {
     storage: clients.storage ?? makeStorage(config),
-    runpod: new EndpointRouter(endpoints),
+    runpod: new EndpointRouter(endpoints, { share: config.LORAFLOW_STATUS_SHARE, longPollMs: config.LORAFLOW_STATUS_WAIT_MS, minIntervalMs: config.LORAFLOW_POLL_MS }),
     endpoints,
     gpuJobs: {
       pollIntervalMs: config.LORAFLOW_POLL_MS,

@@ -328,15 +328,18 @@ async function waitUntilFinished(
   const queuedSince = Date.now();
   let renewedAt = Date.now();
   let askedWorkersAt = 0;
+  /** The last status read: the endpoint's poller wakes this stage when the job's differs. */
+  let seen: RunpodJobStatus | undefined;
   for (;;) {
     if (slot && Date.now() - renewedAt > RENEW_EVERY_MS) {
       renewedAt = Date.now();
       await slot.renew();
     }
     const asked = Date.now();
-    const status = await statusOnce(deps, gpuJobId, () => last);
+    const status = await statusOnce(deps, gpuJobId, seen, () => last);
     if (status === 'lost') return undefined;
     if (status) {
+      seen = status;
       const progress = GpuProgress.safeParse(status.output);
       const running = isRunningState(status.status);
       // Queued again after running: the service is retrying the job after its worker died.
@@ -363,22 +366,23 @@ async function waitUntilFinished(
       if (running) runningSince ??= asked;
       if (runningSince !== undefined) budget?.check(Math.max(status.executionTime ?? 0, Date.now() - runningSince));
     }
-    // A long-poll held open goes straight on; a plain /status (or an early answer) waits out the interval.
-    const rest = deps.gpuJobs.pollIntervalMs - (Date.now() - asked);
-    if (rest > 0) await ctx.sleep(rest); // rejects with CancelledFailure when cancelled
+    // No sleep here: the endpoint's poller paces the requests, and answers at the latest after a tick.
   }
 }
 
 /**
- * One status call (a long-poll where the endpoint has it), heartbeating while it is open.
- * Transport errors and 5xx are logged and retried on the next tick; 'lost' when the endpoint no
- * longer knows the job.
+ * The job's next status from the endpoint's shared poller (activities/deps.ts, lib/status-poller.ts):
+ * as soon as its state or progress differs from `since`, else after one tick (the long-poll's
+ * length, or the poll interval) with the latest known, so budget, queue and slot checks still run.
+ * Heartbeats go on while it waits, so cancellation still reaches the activity. Transport errors
+ * and 5xx are logged and retried by the poller; 'lost' when the endpoint no longer knows the job.
  */
-async function statusOnce(deps: ActivityDeps, gpuJobId: string, beat: () => GpuHeartbeat): Promise<RunpodJobStatus | 'lost' | undefined> {
+async function statusOnce(deps: ActivityDeps, gpuJobId: string, since: RunpodJobStatus | undefined, beat: () => GpuHeartbeat): Promise<RunpodJobStatus | 'lost' | undefined> {
   const ctx = Context.current();
   const keepAlive = setInterval(() => ctx.heartbeat(beat()), HEARTBEAT_EVERY_MS);
+  const tickMs = Math.max(deps.gpuJobs.statusWaitMs, deps.gpuJobs.pollIntervalMs);
   try {
-    return await Promise.race([deps.runpod.waitForStatus(gpuJobId, deps.gpuJobs.statusWaitMs), ctx.cancelled]);
+    return await Promise.race([deps.runpod.watch(gpuJobId, since, { maxWaitMs: tickMs, signal: ctx.cancellationSignal }), ctx.cancelled]);
   } catch (err) {
     if (err instanceof CancelledFailure) throw err;
     if (err instanceof RunpodJobNotFound) return 'lost';

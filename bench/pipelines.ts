@@ -188,7 +188,7 @@ export async function benchLatency(o: { n: number; jobSeconds: [number, number];
 }
 
 /** The train activity's GPU job id and when Temporal recorded its completion, from history. */
-async function trainActivity(stack: BenchStack, workflowId: string): Promise<{ gpuJobId: string; completedAt: number } | undefined> {
+export async function trainActivity(stack: BenchStack, workflowId: string): Promise<{ gpuJobId: string; completedAt: number } | undefined> {
   const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
   const events = history.events ?? [];
   const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'trainOnGpu');

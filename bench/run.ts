@@ -2,8 +2,9 @@
 // Benchmarks report; they do not assert. Every figure is set against a baseline measured in the
 // same run. Options:
 //   --quick              smaller sizes (a few minutes); also BENCH_QUICK=1
-//   --only a,b           run some of: overhead, latency, scale, ingest, gpu, fixedOverhead, cost (derived from gpu.json;
-//                        scale runs twice: as worker.ts is configured, and with an activity slot per pipeline)
+//   --only a,b           run some of: overhead, latency, polling, scale, ingest, gpu, fixedOverhead, cost (derived from gpu.json;
+//                        scale runs twice: as worker.ts is configured, and with an activity slot per pipeline;
+//                        BENCH_SCALE_LARGE_N adds a third at that N)
 //   --compare DIR        add an "after" column from the result files of another run (a patched copy)
 //   --compare-label TEXT what that other run changed
 import os from 'node:os';
@@ -16,6 +17,7 @@ import { benchIngest } from './ingest.js';
 import { resultsDir, writeResult } from './lib.js';
 import { benchLatency, benchOverhead } from './pipelines.js';
 import { benchScale } from './scale.js';
+import { benchStatusPolling } from './status-polling.js';
 import { summarize } from './summary.js';
 
 const { values } = parseArgs({
@@ -40,6 +42,16 @@ const sizes = {
   scaleWindowSeconds: env('BENCH_SCALE_WINDOW_S', quick ? 15 : 30),
   /** The second scale run: activity slots for every pipeline (0 skips it). */
   scaleSlots: env('BENCH_SCALE_SLOTS', env('BENCH_SCALE_N', quick ? 200 : 1000) + 50),
+  /** The polling path alone (bench/status-polling.ts): N waiting jobs, baseline and shared poller, and a larger N with the poller. */
+  pollingN: env('BENCH_POLLING_N', quick ? 500 : 1000),
+  pollingLargeN: env('BENCH_POLLING_LARGE_N', quick ? 2000 : 10_000),
+  pollingWindowSeconds: env('BENCH_POLLING_WINDOW_S', quick ? 15 : 30),
+  /** The scale baseline at scaleN: a long-poll per waiting stage, no shared poller (0 skips it). */
+  scaleBaseline: env('BENCH_SCALE_BASELINE', 1),
+  /** Jobs finished during each scale window (completion noticed). */
+  scaleFinish: env('BENCH_SCALE_FINISH', quick ? 20 : 40),
+  /** Another scale run at this N, a slot per pipeline (0, the default, skips it): the largest the machine fits. */
+  scaleLargeN: env('BENCH_SCALE_LARGE_N', 0),
   /** A third scale run, with a slot per pipeline and this maxCachedWorkflows (0, the default, skips it). */
   scaleCache: env('BENCH_SCALE_CACHE', 0),
   ingestImages: env('BENCH_INGEST_IMAGES', quick ? 100 : 1000),
@@ -82,10 +94,25 @@ const gpu = (results.gpu ?? (only.has('cost') && existsSync(gpuFile) ? JSON.pars
   | { error: string }
   | undefined;
 if (gpu && !('error' in gpu)) await step('cost', async () => costOf(gpu, sizes.gpuPricePerHour));
-await step('scale', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, log }));
+if (only.has('polling')) {
+  for (const name of ['pollingBaseline', 'pollingShared', 'pollingLarge']) only.add(name);
+  const w = { windowSeconds: sizes.pollingWindowSeconds, finish: 40, log };
+  await step('pollingBaseline', () => benchStatusPolling({ n: sizes.pollingN, perStage: true, ...w }));
+  await step('pollingShared', () => benchStatusPolling({ n: sizes.pollingN, ...w }));
+  await step('pollingLarge', () => benchStatusPolling({ n: sizes.pollingLargeN, ...w }));
+}
+await step('scale', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, log }));
+if (sizes.scaleBaseline > 0 && only.has('scale')) {
+  only.add('scaleBaseline');
+  await step('scaleBaseline', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, perStage: true, log }));
+}
 if (sizes.scaleSlots > 0 && only.has('scale')) {
   only.add('scaleSlots');
-  await step('scaleSlots', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleSlots, log }));
+  await step('scaleSlots', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleSlots, finish: sizes.scaleFinish, log }));
+}
+if (sizes.scaleLargeN > 0 && only.has('scale')) {
+  only.add('scaleLarge');
+  await step('scaleLarge', () => benchScale({ n: sizes.scaleLargeN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleLargeN + 50, finish: sizes.scaleFinish, log }));
 }
 if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
   only.add('scaleCache');
@@ -97,7 +124,7 @@ if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
 // The summary covers every result file present (a partial run keeps the others' last figures).
 const load = (dir: string) =>
   Object.fromEntries(
-    ['overhead', 'latency', 'scale', 'scaleSlots', 'scaleCache', 'ingest', 'gpu', 'fixedOverhead', 'cost']
+    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'scale', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
       .map((n) => [n, path.join(dir, `${n}.json`)] as const)
       .filter(([, f]) => existsSync(f))
       .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),

@@ -52,6 +52,66 @@ function scaleRows(key: string, label: string): Row[] {
     value: (r) => ok(r, key) && `${n(r[key].runpodCallsPerSecond, 1)} (${n(r[key].throttled429PerSecond, 1)})`,
     baseline: (r) => ok(r, key) && `RunPod's /status limit ${r[key].runpodStatusLimitPerSecond}/s per endpoint`,
   },
+  {
+    needs: key,
+    item: `3 Scale (${label})`,
+    figure: 'status requests per endpoint (runpod-local): most at once / most in 1 s / most in 10 s',
+    value: (r) => ok(r, key) && r[key].statusLimits && `${r[key].statusLimits.maxInFlight} / ${r[key].statusLimits.maxPerSecond} / ${r[key].statusLimits.maxPerWindow}`,
+    baseline: (r) => ok(r, key) && r[key].statusLimits && `RunPod's limits ${r[key].statusLimits.limitConcurrent} at once, ${r[key].statusLimits.limitPerWindow} per 10 s (200/s); poller budget ${r[key].pollers?.[0] ? `${r[key].pollers[0].concurrent} at once, ${r[key].pollers[0].perSecond}/s` : 'none'}`,
+    target: '≤ 400 / ≤ 200 / ≤ 2000',
+    meets: (r) => ok(r, key) && r[key].statusLimits && r[key].statusLimits.maxInFlight <= 400 && r[key].statusLimits.maxPerSecond <= 200 && r[key].statusLimits.maxPerWindow <= 2000,
+  },
+  {
+    needs: key,
+    item: `3 Scale (${label})`,
+    figure: 'status requests answered 429 in the window (rate / concurrency)',
+    value: (r) => ok(r, key) && r[key].statusLimits && `${r[key].statusLimits.refusedRate} / ${r[key].statusLimits.refusedConcurrency}`,
+    baseline: (r) => ok(r, key) && r[key].statusLimits && `of ${r[key].statusLimits.admitted + r[key].statusLimits.refusedRate + r[key].statusLimits.refusedConcurrency} status requests`,
+    target: '0',
+    meets: (r) => ok(r, key) && r[key].statusLimits && r[key].statusLimits.refusedRate + r[key].statusLimits.refusedConcurrency === 0,
+  },
+  {
+    needs: key,
+    item: `3 Scale (${label})`,
+    figure: 'job finished → pipeline noticed (publish starts), p50 / max (s)',
+    value: (r) => ok(r, key) && r[key].completionNoticedSeconds && `${n(r[key].completionNoticedSeconds.p50)} / ${n(r[key].completionNoticedSeconds.max)}`,
+    baseline: (r) => ok(r, key) && r[key].finished && `endpoint's finishedAt of ${r[key].finished.noticed} of ${r[key].finished.chosen} jobs finished during the window while the rest waited`,
+    target: 'p50 ≤ 1 s',
+    meets: (r) => ok(r, key) && r[key].completionNoticedSeconds && r[key].completionNoticedSeconds.p50 <= 1,
+  },
+  {
+    needs: key,
+    item: `3 Scale (${label})`,
+    figure: 'RSS per parked pipeline (MiB): worker / all processes; worker RSS at 10,000 (MiB)',
+    value: (r) => ok(r, key) && r[key].extrapolated && `${n(r[key].extrapolated.workerMiBPerPipeline, 3)} / ${n(r[key].extrapolated.allProcessesMiBPerPipeline, 3)}; ${r[key].extrapolated.workerRssAt10000MiB}`,
+    baseline: (r) => ok(r, key) && r[key].extrapolated && `idle worker; the 1 GiB target holds ${r[key].extrapolated.workerWithin1GiB} pipelines; ${r[key].extrapolated.machineFreeMiBAfter} MiB free after, room for ${r[key].extrapolated.machineHoldsMore} more`,
+    target: '≤ 1024 MiB',
+    meets: (r) => ok(r, key) && r[key].extrapolated && r[key].extrapolated.workerRssAt10000MiB <= 1024,
+  },
+  ];
+}
+
+function pollingRows(key: string, label: string): Row[] {
+  const lim = (r: Results) => ok(r, key) && r[key].statusLimits;
+  return [
+    {
+      needs: key,
+      item: `3 Status polling (${label})`,
+      figure: 'status requests per endpoint: most at once / most in 1 s / most in 10 s; 429s (rate / concurrency)',
+      value: (r) => lim(r) && `${r[key].statusLimits.maxInFlight} / ${r[key].statusLimits.maxPerSecond} / ${r[key].statusLimits.maxPerWindow}; ${r[key].statusLimits.refusedRate} / ${r[key].statusLimits.refusedConcurrency}`,
+      baseline: (r) => lim(r) && `RunPod's limits 400 at once, 2000 per 10 s (200/s), runpod-local's counts over ${r[key].windowSeconds} s, ${r[key].n} jobs waiting`,
+      target: '≤ 400 / ≤ 200 / ≤ 2000; 0 / 0',
+      meets: (r) => lim(r) && r[key].statusLimits.maxInFlight <= 400 && r[key].statusLimits.maxPerSecond <= 200 && r[key].statusLimits.refusedRate + r[key].statusLimits.refusedConcurrency === 0,
+    },
+    {
+      needs: key,
+      item: `3 Status polling (${label})`,
+      figure: 'job final → its waiter noticed, p50 / max (s)',
+      value: (r) => ok(r, key) && `${n(r[key].completionNoticedSeconds.p50)} / ${n(r[key].completionNoticedSeconds.max)}`,
+      baseline: (r) => ok(r, key) && `the cancel's time, ${r[key].finished.noticed} of ${r[key].finished.chosen} jobs ended during the window`,
+      target: 'p50 ≤ 1 s',
+      meets: (r) => ok(r, key) && r[key].completionNoticedSeconds.p50 <= 1,
+    },
   ];
 }
 
@@ -80,9 +140,14 @@ const rows: Row[] = [
     target: '≤ 6',
     meets: (r) => ok(r, 'latency') && r.latency.statusCallsPerJobMinute <= 6,
   },
+  ...pollingRows('pollingBaseline', 'baseline: a long-poll per waiter'),
+  ...pollingRows('pollingShared', 'shared poller'),
+  ...pollingRows('pollingLarge', 'shared poller, the large N'),
   ...scaleRows('scale', 'as worker.ts'),
+  ...scaleRows('scaleBaseline', 'baseline: a long-poll per stage'),
   ...scaleRows('scaleSlots', 'slot per pipeline'),
   ...scaleRows('scaleCache', 'slot per pipeline, small workflow cache'),
+  ...scaleRows('scaleLarge', 'the largest N tried'),
   {
     item: '4 Ingest',
     figure: 'ingest MB/s ÷ raw S3 PUT MB/s (same bytes)',

@@ -2,7 +2,8 @@
 // It is worker.ts with the same workflows, activities and options, plus a fetch wrapper that
 // counts RunPod API calls by operation and HTTP status. The parent asks for the counts over IPC.
 // BENCH_MAX_ACTIVITIES and BENCH_MAX_CACHED_WORKFLOWS override maxConcurrentActivityTaskExecutions
-// and maxCachedWorkflows (unset: what worker.ts uses).
+// and maxCachedWorkflows (unset: what worker.ts uses). BENCH_STATUS_PER_STAGE=1 is the baseline of
+// the scale benchmark: every waiting stage long-polls on its own, without the shared poller.
 // One difference from worker.ts: GPU stages get as many slots as activities (BENCH_MAX_GPU_JOBS
 // overrides), not LORAFLOW_MAX_GPU_JOBS, because the scale benchmark measures 1,000 pipelines each
 // waiting on its own GPU job; with the shipped cap of 10, the rest would wait in Temporal's queue.
@@ -17,6 +18,8 @@ export interface CallCounts {
   /** e.g. "status 200": count */
   byOp: Record<string, number>;
   total: number;
+  /** Each endpoint's shared status poller: its budget and what it sent (EndpointRouter.pollerStats). */
+  pollers?: unknown[];
 }
 
 const counts: CallCounts = { byOp: {}, total: 0 };
@@ -43,13 +46,24 @@ async function run() {
   const config = loadConfig();
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const maxActivities = process.env.BENCH_MAX_ACTIVITIES ? Number(process.env.BENCH_MAX_ACTIVITIES) : config.LORAFLOW_MAX_ACTIVITIES;
+  const client = RunpodClient.fromConfig(config, countingFetch);
+  const deps = activityDepsFrom(config, { runpod: client });
+  if (process.env.BENCH_STATUS_PER_STAGE === '1') {
+    // The baseline: each waiting stage holds its own long-poll, as before the shared poller; a
+    // failed one waits out the poll interval before the next, as that loop did.
+    deps.runpod.watch = (id) =>
+      client.waitForStatus(id, config.LORAFLOW_STATUS_WAIT_MS).catch(async (err: unknown) => {
+        await new Promise((r) => setTimeout(r, config.LORAFLOW_POLL_MS));
+        throw err;
+      });
+  }
   const worker = await createWorkers({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LORAFLOW_TASK_QUEUE,
     workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
     // The worker's own dependencies, with a RunPod client whose requests are counted.
-    activities: createActivities(activityDepsFrom(config, { runpod: RunpodClient.fromConfig(config, countingFetch) })),
+    activities: createActivities(deps),
     maxHeartbeatThrottleInterval: '2 seconds',
     ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
     // The benchmarks measure orchestration at scale: GPU stages are not capped below the activity slots.
@@ -57,7 +71,7 @@ async function run() {
     ...(process.env.BENCH_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) } : {}),
   });
   process.on('message', (msg: unknown) => {
-    if (msg === 'counts') process.send?.({ counts });
+    if (msg === 'counts') process.send?.({ counts: { ...counts, byOp: { ...counts.byOp }, pollers: deps.runpod.pollerStats() } });
     if (msg === 'stop') worker.shutdown();
   });
   process.send?.({ ready: true });

@@ -116,6 +116,12 @@ const Env = z.object({
     .max(90_000)
     .default(10_000)
     .describe('wait for GPU jobs with `/status-sync` long-polls of this length (0: poll): completion is seen at once, a running job costs about 6 status calls a minute, progress refreshes at this pace'),
+  LORAFLOW_STATUS_SHARE: z.coerce
+    .number()
+    .gt(0)
+    .max(1)
+    .default(0.75)
+    .describe("share of each endpoint's status limits (RunPod allows 2,000 requests per 10 s and 400 at once, a held long-poll counting) that one worker process spends watching its GPU jobs: 0.75 is 136 requests/s (under 150 in any second) and 300 at once per endpoint; the limits are the endpoint's, so with several worker processes on one endpoint give each its part (e.g. 0.3 each for 3; docs/operations.md)"),
   LORAFLOW_CHECKPOINT_EVERY: z.coerce.number().int().min(1).default(50).describe('training steps between checkpoints: at most this many steps are redone after a lost GPU worker'),
   LORAFLOW_ENCODING_CACHE: z
     .stringbool()

@@ -188,6 +188,14 @@ export function createApp(o: AppOptions): Hono<Env> {
     const e = adminEndpoint(c);
     return e ? c.json(e.workers()) : notFound(c, 'endpoint not found');
   });
+  // What the rate and concurrency limits saw (status counts status-sync); ?reset=1 starts the counts again.
+  app.get('/admin/:eid/limits', (c) => {
+    const e = adminEndpoint(c);
+    if (!e) return notFound(c, 'endpoint not found');
+    const stats = { status: e.limiter?.stats('status') ?? null, run: e.limiter?.stats('run') ?? null, cancel: e.limiter?.stats('cancel') ?? null };
+    if (c.req.query('reset') === '1') e.limiter?.resetStats();
+    return c.json(stats);
+  });
   app.get('/admin/:eid/faults', (c) => {
     const e = adminEndpoint(c);
     return e ? c.json(e.faults.get()) : notFound(c, 'endpoint not found');

@@ -158,10 +158,26 @@ export const RATE_WINDOW_MS = 10_000;
  * concurrent status request). */
 const bucketOf = (op: Operation): Operation => (op === 'status-sync' ? 'status' : op);
 
+/** What one limit bucket saw since the last reset: benchmarks report these against the limits. */
+export interface LimitStats {
+  /** Requests admitted, and answered 429 for the rate or the concurrency limit. */
+  admitted: number;
+  refusedRate: number;
+  refusedConcurrency: number;
+  /** The most in flight at once, the most admitted in one clock second, and in any 10 s window. */
+  maxInFlight: number;
+  maxPerSecond: number;
+  maxPerWindow: number;
+  /** The limits themselves (absent: none). */
+  limitPerWindow?: number;
+  limitConcurrent?: number;
+}
+
 /** A sliding-window counter and an in-flight count per operation. */
 export class RateLimiter {
   private readonly hits = new Map<Operation, number[]>();
   private readonly inFlight = new Map<Operation, number>();
+  private readonly seen = new Map<Operation, LimitStats & { second: number; inSecond: number }>();
   /** Requests answered 429, by reason. */
   readonly refused = { rate: 0, concurrency: 0 };
 
@@ -176,22 +192,35 @@ export class RateLimiter {
    */
   admit(op: Operation, now = Date.now()): (() => void) | undefined {
     const bucket = bucketOf(op);
+    const seen = this.statsOf(bucket);
     const limit = this.limits[bucket];
     const list = this.hits.get(bucket) ?? [];
     while (list.length > 0 && list[0]! <= now - RATE_WINDOW_MS) list.shift();
     this.hits.set(bucket, list);
     if (limit !== undefined && list.length >= limit) {
       this.refused.rate++;
+      seen.refusedRate++;
       return undefined;
     }
     const open = this.inFlight.get(bucket) ?? 0;
     const most = this.concurrency[bucket];
     if (most !== undefined && open >= most) {
       this.refused.concurrency++;
+      seen.refusedConcurrency++;
       return undefined;
     }
     list.push(now);
     this.inFlight.set(bucket, open + 1);
+    const second = Math.floor(now / 1000);
+    if (second !== seen.second) {
+      seen.second = second;
+      seen.inSecond = 0;
+    }
+    seen.admitted++;
+    seen.inSecond++;
+    seen.maxPerSecond = Math.max(seen.maxPerSecond, seen.inSecond);
+    seen.maxPerWindow = Math.max(seen.maxPerWindow, list.length);
+    seen.maxInFlight = Math.max(seen.maxInFlight, open + 1);
     let released = false;
     return () => {
       if (released) return;
@@ -203,5 +232,32 @@ export class RateLimiter {
   /** Requests of `op`'s bucket in flight now (the most seen is what a test compares with the limit). */
   open(op: Operation): number {
     return this.inFlight.get(bucketOf(op)) ?? 0;
+  }
+
+  /** What `op`'s bucket (status for status-sync) saw since the last reset. */
+  stats(op: Operation): LimitStats {
+    const { second: _s, inSecond: _i, ...stats } = this.statsOf(bucketOf(op));
+    return stats;
+  }
+
+  /** Starts the counts again (a benchmark's window); the limits' own windows go on. */
+  resetStats(): void {
+    this.seen.clear();
+  }
+
+  private statsOf(bucket: Operation) {
+    let s = this.seen.get(bucket);
+    if (!s) {
+      const limitPerWindow = this.limits[bucket];
+      const limitConcurrent = this.concurrency[bucket];
+      s = {
+        admitted: 0, refusedRate: 0, refusedConcurrency: 0, maxInFlight: this.inFlight.get(bucket) ?? 0, maxPerSecond: 0, maxPerWindow: 0,
+        ...(limitPerWindow !== undefined ? { limitPerWindow } : {}),
+        ...(limitConcurrent !== undefined ? { limitConcurrent } : {}),
+        second: 0, inSecond: 0,
+      };
+      this.seen.set(bucket, s);
+    }
+    return s;
   }
 }

@@ -6,14 +6,14 @@ import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { createApp } from './app.js';
 import { LocalEndpoint, type EndpointHealth, type EndpointOptions } from './endpoint.js';
-import type { FaultConfig, Faults } from './faults.js';
+import type { FaultConfig, Faults, LimitStats, Operation } from './faults.js';
 import type { LedgerEntry } from './jobs.js';
 import type { WorkerInfo } from './supervisor.js';
 
 export type { LedgerEntry, LedgerAttempt, JobState } from './jobs.js';
 export type { WorkerInfo, WorkerState } from './supervisor.js';
 export type { EndpointOptions, EndpointHealth } from './endpoint.js';
-export type { FaultConfig } from './faults.js';
+export type { FaultConfig, LimitStats } from './faults.js';
 
 export interface RunpodLocalOptions extends EndpointOptions {
   /** 0 picks a free port. */
@@ -39,6 +39,10 @@ export interface RunpodLocalEndpoint {
   faults(): ReturnType<Faults['get']>;
   /** /status and /status-sync requests being answered now (the service allows 400 at once). */
   openStatusRequests(): number;
+  /** What an operation's limits saw since the last reset (status covers status-sync); undefined without limits. */
+  limitStats(op?: Operation): LimitStats | undefined;
+  /** Starts those counts again. */
+  resetLimitStats(): void;
 }
 
 export interface RunpodLocal {
@@ -102,6 +106,8 @@ export async function startRunpodLocal(options: RunpodLocalOptions): Promise<Run
     patchFaults: (change) => e.faults.patch(change),
     faults: () => e.faults.get(),
     openStatusRequests: () => e.limiter?.open('status') ?? 0,
+    limitStats: (op = 'status') => e.limiter?.stats(op),
+    resetLimitStats: () => e.limiter?.resetStats(),
   });
   let stopped: Promise<void> | undefined;
   return {

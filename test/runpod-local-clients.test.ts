@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import runpodSdk from 'runpod-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RunpodClient, RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
+import { StatusPoller } from '../lib/status-poller.js';
 import { startRunpodLocal, type RunpodLocal } from '../runpod-local/index.js';
 import { until } from '../testkit/wait.js';
 
@@ -47,6 +48,9 @@ beforeAll(async () => {
       // No workers and the service's own limits: the concurrency test must not meet the /run
       // window the rate-limit test on 'idle' has just used up.
       { endpointId: 'queued', workerCommand: [], workers: 0 },
+      // Each limit test gets its own endpoint's windows: the service's defaults, no workers.
+      { endpointId: 'limits', workerCommand: [], workers: 0 },
+      { endpointId: 'polled', workerCommand: [], workers: 0 },
     ],
   });
 }, 30_000);
@@ -258,6 +262,68 @@ describe('client API', () => {
     expect((await c.status(id)).status).toBe('IN_QUEUE'); // free again once they return
   });
 
+  it('answers 429 past the service’s 2,000 status requests per 10 s, and counts what it admitted and refused', async () => {
+    const c = client('limits');
+    const { id } = await c.run({ held: true });
+    rl.endpoint('limits').resetLimitStats();
+    // Plain fetches, 200 at a time (half the concurrency limit): fast enough to fill one window.
+    const url = `${rl.url}/limits/status/${id}`;
+    let next = 0;
+    const codes: number[] = [];
+    await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        while (next++ < 2_600) codes.push((await fetch(url, { headers: { authorization: `Bearer ${API_KEY}` } }).then(async (r) => (await r.arrayBuffer(), r.status))));
+      }),
+    );
+    const seen = rl.endpoint('limits').limitStats('status')!;
+    expect(seen).toMatchObject({ maxPerWindow: 2_000, refusedConcurrency: 0, limitPerWindow: 2_000, limitConcurrent: 400 });
+    expect(seen.refusedRate).toBeGreaterThan(0);
+    expect(codes.filter((s) => s === 429)).toHaveLength(seen.refusedRate);
+    expect(codes.filter((s) => s === 200)).toHaveLength(seen.admitted);
+    expect(seen.maxInFlight).toBeLessThanOrEqual(200);
+    // The same counts over the admin route.
+    const base = rl.url.replace(/\/v2$/, '');
+    const admin = (await (await fetch(`${base}/admin/limits/limits?reset=1`, { headers: { authorization: `Bearer ${API_KEY}` } })).json()) as { status: { refusedRate: number } };
+    expect(admin.status.refusedRate).toBe(seen.refusedRate);
+    expect(rl.endpoint('limits').limitStats('status')).toMatchObject({ admitted: 0, refusedRate: 0 });
+  });
+
+  it('one StatusPoller watching 600 jobs stays within the endpoint’s status limits and hears of each cancel', async () => {
+    const c = client('polled');
+    let made = 0;
+    const ids: string[] = [];
+    await Promise.all(Array.from({ length: 20 }, async () => {
+      while (made++ < 600) ids.push((await c.run({ i: made })).id);
+    }));
+    const stats = rl.endpoint('polled');
+    stats.resetLimitStats();
+    // The whole of the limits (share 1): a long-poll each would be 600 at once, 200 past the 400.
+    const poller = new StatusPoller(c, { share: 1, longPollMs: 10_000, minIntervalMs: 1_000 });
+    const noticed = new Map<string, string>();
+    const done = new AbortController();
+    const waiters = ids.map(async (id) => {
+      let seen: RunpodJobStatus | undefined;
+      while (!done.signal.aborted) {
+        const s = await poller.watch(id, seen, { maxWaitMs: 10_000, signal: done.signal }).catch(() => undefined);
+        if (s) seen = s;
+        if (s && final(s)) return noticed.set(id, s.status);
+      }
+    });
+    await sleep(3_000);
+    const cancelled = ids.filter((_, i) => i % 30 === 7); // 20 jobs, long-polled or not
+    for (const id of cancelled) await c.cancel(id);
+    await until(() => cancelled.filter((id) => noticed.get(id) === 'CANCELLED').length, (n) => n === cancelled.length, 20_000);
+    const seen = stats.limitStats('status')!;
+    expect(seen.refusedConcurrency + seen.refusedRate).toBe(0);
+    expect(seen.maxInFlight).toBeLessThanOrEqual(400);
+    expect(seen.maxPerSecond).toBeLessThanOrEqual(200);
+    expect(seen.maxInFlight).toBeGreaterThan(300); // the long-polls were held
+    expect(poller.stats()).toMatchObject({ throttled: 0 });
+    done.abort();
+    await Promise.all(waiters);
+    await c.purgeQueue();
+  }, 60_000);
+
   it('injects 429s, 5xx and latency through the admin route, and turns them off again', async () => {
     const base = rl.url.replace(/\/v2$/, '');
     const put = (body: unknown) =>
@@ -287,7 +353,7 @@ describe('client API', () => {
   it('hosts several endpoints, each with its own jobs, workers and ledger', async () => {
     expect(rl.workers().map((w) => `${w.endpointId}/${w.workerId}`).sort()).toEqual(['local/w-1', 'stream-agg/w-1', 'stream/w-1']);
     const eps = new Set(rl.ledger().map((e) => e.endpointId));
-    expect([...eps].sort()).toEqual(['idle', 'local', 'queued', 'stream', 'stream-agg']);
+    expect([...eps].sort()).toEqual(['idle', 'limits', 'local', 'polled', 'queued', 'stream', 'stream-agg']);
     for (const e of rl.endpoint('stream').ledger()) expect(e.endpointId).toBe('stream');
     const other = await client('nope').health().catch((e: unknown) => e);
     expect((other as RunpodHttpError).status).toBe(404);
