@@ -1,10 +1,12 @@
 // One status poller per endpoint per worker process: every GPU stage waiting on a job registers
 // the job here, and the poller spends a fixed share of the endpoint's status limits (RunPod
 // allows 2,000 status requests per 10 s and 400 at once per endpoint; a held /status-sync counts
-// as one of the 400) on all of them together. Held long-polls go to as many jobs as the
-// concurrency share allows (completion is then seen at once); every other job is asked with a
-// plain /status, round-robin at the rate share. A waiter is woken when its job's state or
-// progress changes, or after its own wait with the latest status known.
+// as one of the 400) on all of them together. Held long-polls (completion is then seen at once)
+// go first to the jobs expected to finish soonest, by the ETA a training reports in its status
+// output; every job is also asked in turn, round-robin at the rate share, so a failure, requeue or
+// cancel of any of them is seen. A waiter is woken when its job's state or progress changes, or
+// after its own wait with the latest status known.
+import { MinHeap } from './min-heap.js';
 import { isFinalState, RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from './runpod-client.js';
 
 /** What the poller asks an endpoint (RunpodClient has both). */
@@ -46,6 +48,27 @@ const fingerprint = (s: RunpodJobStatus | undefined) => (s ? `${s.status}|${JSON
 /** An entry that no stage has asked about for this long is dropped. */
 const KEEP_MS = 30_000;
 
+/**
+ * A job expected to finish within this long is ranked by its estimate (long-polls go to the
+ * soonest); later ones wait their turn with the jobs that have none. Well above a long-poll's
+ * length, so a job holds one before its estimate comes.
+ */
+const NEAR_MS = 60_000;
+
+/**
+ * When a job expects to finish, from its status read at `readAt` (contract/gpu-job.ts GpuProgress
+ * in `output` while IN_PROGRESS): the read time plus the training's etaSeconds; past training
+ * (sample images, upload) the end is near, so the read time itself. Undefined without an
+ * estimate (queued, loading, captioning, an output of another shape).
+ */
+export function expectedFinish(s: RunpodJobStatus | undefined, readAt: number): number | undefined {
+  if (s?.status !== 'IN_PROGRESS' || typeof s.output !== 'object' || s.output === null) return undefined;
+  const p = s.output as { phase?: unknown; etaSeconds?: unknown };
+  if (p.phase === 'generating' || p.phase === 'upload') return readAt;
+  const eta = p.etaSeconds;
+  return typeof eta === 'number' && Number.isFinite(eta) && eta >= 0 ? readAt + eta * 1000 : undefined;
+}
+
 interface Listener {
   since: string;
   resolve: (s: RunpodJobStatus | undefined) => void;
@@ -61,8 +84,12 @@ interface Entry {
   wantedAt: number;
   /** The next plain poll of this job not before this time. */
   readyAt: number;
+  /** expectedFinish of the latest status; undefined: no estimate. */
+  expectedAt?: number;
   inFlight: boolean;
+  /** In the round-robin queue, and in the heap by expectedAt. */
   queued: boolean;
+  inHeap: boolean;
   /** Final or gone: nothing more to ask. */
   done: boolean;
 }
@@ -72,6 +99,8 @@ export interface PollerStats {
   waiting: number;
   inFlight: number;
   longPolls: number;
+  /** Jobs with an estimate of when they finish (the heap, with stale items not dropped yet). */
+  ranked: number;
   /** Requests sent, and answered 429, since the start. */
   sent: number;
   throttled: number;
@@ -82,8 +111,10 @@ export class StatusPoller {
   readonly budget: ReturnType<typeof budgetOf>;
   private readonly entries = new Map<string, Entry>();
   /** Round-robin order of jobs to ask next. */
-  private readonly ready: string[] = [];
+  private readonly ready: Entry[] = [];
   private head = 0;
+  /** Jobs with an estimate, soonest first (stale items are dropped when they reach the top). */
+  private readonly soon = new MinHeap<Entry>();
   private tokens: number;
   private refilledAt = Date.now();
   private inFlight = 0;
@@ -109,7 +140,7 @@ export class StatusPoller {
   watch(id: string, since: RunpodJobStatus | undefined, o: { maxWaitMs: number; signal?: AbortSignal }): Promise<RunpodJobStatus | undefined> {
     let e = this.entries.get(id);
     if (!e) {
-      e = { id, listeners: new Set(), wantedAt: Date.now(), readyAt: 0, inFlight: false, queued: false, done: false };
+      e = { id, listeners: new Set(), wantedAt: Date.now(), readyAt: 0, inFlight: false, queued: false, inHeap: false, done: false };
       this.entries.set(id, e);
     }
     const entry = e;
@@ -120,6 +151,7 @@ export class StatusPoller {
       // Gone (404) or final and already delivered: ask once more, plainly.
       entry.done = false;
       entry.latest = undefined;
+      entry.expectedAt = undefined;
     }
     return new Promise((resolve, reject) => {
       const listener: Listener = {
@@ -146,13 +178,19 @@ export class StatusPoller {
   }
 
   stats(): PollerStats {
-    return { waiting: [...this.entries.values()].filter((e) => e.listeners.size > 0).length, inFlight: this.inFlight, longPolls: this.longPolls, ...this.counts };
+    return { waiting: [...this.entries.values()].filter((e) => e.listeners.size > 0).length, inFlight: this.inFlight, longPolls: this.longPolls, ranked: this.soon.size, ...this.counts };
   }
 
   private enqueue(e: Entry): void {
-    if (e.queued || e.inFlight || e.done) return;
-    e.queued = true;
-    this.ready.push(e.id);
+    if (e.inFlight || e.done) return;
+    if (!e.queued) {
+      e.queued = true;
+      this.ready.push(e);
+    }
+    if (!e.inHeap && e.expectedAt !== undefined) {
+      e.inHeap = true;
+      this.soon.push(e.expectedAt, e);
+    }
   }
 
   /** Sends what the budget allows now, and sets a timer for when it allows more. */
@@ -162,32 +200,68 @@ export class StatusPoller {
     this.tokens = Math.min(this.budget.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.budget.perSecond);
     this.refilledAt = now;
     if (now < this.pausedUntil) return this.later(this.pausedUntil - now);
-    while (this.head < this.ready.length && this.inFlight < this.budget.concurrent) {
-      const e = this.entries.get(this.ready[this.head]!);
-      if (!e || e.inFlight || e.done) {
-        this.head++;
-        continue;
-      }
-      if (e.listeners.size === 0 && now - e.wantedAt > KEEP_MS) {
-        this.head++;
-        e.queued = false;
-        this.entries.delete(e.id);
-        continue;
-      }
-      // A job's first question is a plain /status, so its stage hears its state at once; later ones hold a long-poll where a slot is free.
-      const longPoll = e.latest !== undefined && this.longPolls < this.budget.longPolls;
-      if (!longPoll && e.readyAt > now) return this.later(e.readyAt - now);
-      if (this.tokens < 1) return this.later(((1 - this.tokens) / this.budget.perSecond) * 1000);
-      this.head++;
-      e.queued = false;
-      this.tokens -= 1;
-      this.send(e, longPoll);
-    }
     // Keep the queue array from growing without end.
     if (this.head > 1024 && this.head * 2 > this.ready.length) {
       this.ready.splice(0, this.head);
       this.head = 0;
     }
+    while (this.inFlight < this.budget.concurrent) {
+      const soon = this.soonest(now);
+      const turn = this.nextInTurn(now);
+      const slotFree = this.longPolls < this.budget.longPolls;
+      let pick: Entry;
+      let longPoll = false;
+      if (soon && slotFree) [pick, longPoll] = [soon, true];
+      // A job's first question is a plain /status, so its stage hears its state at once; later ones
+      // hold a long-poll where a slot is free (no job with a near estimate is waiting for it).
+      else if (turn && ((turn.latest !== undefined && slotFree) || turn.readyAt <= now)) [pick, longPoll] = [turn, turn.latest !== undefined && slotFree];
+      // Budget the round-robin does not need yet goes to the soonest job not long-polled.
+      else if (soon && soon.readyAt <= now) pick = soon;
+      else if (turn || soon) return this.later(Math.min(turn?.readyAt ?? Infinity, soon?.readyAt ?? Infinity) - now);
+      else return;
+      if (this.tokens < 1) return this.later(((1 - this.tokens) / this.budget.perSecond) * 1000);
+      if (pick === soon) {
+        this.soon.pop();
+        pick.inHeap = false;
+      } else {
+        this.head++;
+        pick.queued = false;
+      }
+      this.tokens -= 1;
+      this.send(pick, longPoll);
+    }
+  }
+
+  /** The waiting job expected to finish soonest, if that is near; drops stale heap items on the way. */
+  private soonest(now: number): Entry | undefined {
+    for (let top = this.soon.peek(); top; top = this.soon.peek()) {
+      const e = top.value;
+      const live = !e.inFlight && !e.done && this.entries.get(e.id) === e && this.wanted(e, now);
+      if (live && top.key === e.expectedAt) return top.key <= now + NEAR_MS ? e : undefined;
+      this.soon.pop();
+      e.inHeap = false;
+      // Its estimate changed while it was in the heap: back in at the new one.
+      if (live) this.enqueue(e);
+    }
+    return undefined;
+  }
+
+  /** Someone waits on the job, or did within KEEP_MS (a woken waiter asks again a moment later). */
+  private wanted(e: Entry, now: number): boolean {
+    return e.listeners.size > 0 || now - e.wantedAt <= KEEP_MS;
+  }
+
+  /** The head of the round-robin queue, past jobs in flight, final, or no longer asked about. */
+  private nextInTurn(now: number): Entry | undefined {
+    for (; this.head < this.ready.length; this.head++) {
+      const e = this.ready[this.head]!;
+      if (!e.inFlight && !e.done && this.entries.get(e.id) === e) {
+        if (this.wanted(e, now)) return e;
+        this.entries.delete(e.id);
+      }
+      e.queued = false;
+    }
+    return undefined;
   }
 
   private later(ms: number): void {
@@ -216,7 +290,7 @@ export class StatusPoller {
         this.inFlight--;
         if (longPoll) this.longPolls--;
         e.readyAt = asked + this.options.minIntervalMs;
-        if (!e.done && (e.listeners.size > 0 || Date.now() - e.wantedAt <= KEEP_MS)) this.enqueue(e);
+        if (!e.done && this.wanted(e, Date.now())) this.enqueue(e);
         else if (!e.done) this.entries.delete(e.id);
         this.pump();
       });
@@ -225,8 +299,11 @@ export class StatusPoller {
   private answered(e: Entry, status: RunpodJobStatus): void {
     this.throttledInARow = 0;
     e.latest = status;
+    e.expectedAt = expectedFinish(status, Date.now());
     e.lastError = undefined;
     const key = fingerprint(status);
+    // A waiter woken here still wants the job (it asks again a moment later): keep its place.
+    if (e.listeners.size > 0) e.wantedAt = Date.now();
     for (const l of [...e.listeners]) if (l.since !== key) l.resolve(status);
     if (isFinalState(status.status)) {
       e.done = true;

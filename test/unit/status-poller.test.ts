@@ -1,21 +1,25 @@
 // The shared status poller (lib/status-poller.ts) against an in-memory endpoint that counts what
 // it is asked: many waiters stay within the share of the limits, every job gets asked in turn,
-// waiters wake on a change (not on the ticking clock), long-polls go to the first jobs, a gone
-// job rejects, and a 429 pauses the poller instead of starting a storm.
+// waiters wake on a change (not on the ticking clock), long-polls go to the jobs expected to finish
+// soonest (else the first jobs) while the others are still asked in turn, a gone job rejects, and
+// a 429 pauses the poller instead of starting a storm.
 import { describe, expect, it } from 'vitest';
 import { RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from '../../lib/runpod-client.js';
-import { budgetOf, StatusPoller, type StatusSource } from '../../lib/status-poller.js';
+import { MinHeap } from '../../lib/min-heap.js';
+import { budgetOf, expectedFinish, StatusPoller, type StatusSource } from '../../lib/status-poller.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** An endpoint in memory: jobs by id, long-polls held until final, counts of what it was asked. */
+/** An endpoint in memory: jobs by id (an output may be a function, read at each answer), long-polls
+ * held until final, counts of what it was asked. */
 function fakeEndpoint(latencyMs = 2) {
   const jobs = new Map<string, RunpodJobStatus>();
   const held = new Map<string, Set<() => void>>();
-  const counts = { requests: 0, longPolls: 0, inFlight: 0, maxInFlight: 0, perSecond: new Map<number, number>(), asked: new Map<string, number>(), throttleNext: 0, throttled: 0 };
+  const counts = { requests: 0, longPolls: 0, inFlight: 0, maxInFlight: 0, perSecond: new Map<number, number>(), asked: new Map<string, number>(), askedAt: new Map<string, number[]>(), holding: new Map<string, number>(), throttleNext: 0, throttled: 0 };
   const answer = async <T>(id: string, wait: () => Promise<void>): Promise<T> => {
     counts.requests++;
     counts.asked.set(id, (counts.asked.get(id) ?? 0) + 1);
+    counts.askedAt.set(id, [...(counts.askedAt.get(id) ?? []), Date.now()]);
     const sec = Math.floor(Date.now() / 1000);
     counts.perSecond.set(sec, (counts.perSecond.get(sec) ?? 0) + 1);
     counts.inFlight++;
@@ -30,7 +34,7 @@ function fakeEndpoint(latencyMs = 2) {
       await wait();
       const job = jobs.get(id);
       if (!job) throw new RunpodJobNotFound(id, 'HTTP 404');
-      return { ...job } as T;
+      return { ...job, output: typeof job.output === 'function' ? (job.output as () => unknown)() : job.output } as T;
     } finally {
       counts.inFlight--;
     }
@@ -39,14 +43,16 @@ function fakeEndpoint(latencyMs = 2) {
     status: (id) => answer(id, async () => {}),
     waitForStatus: (id, ms) => {
       counts.longPolls++;
-      return answer(id, () =>
+      counts.holding.set(id, (counts.holding.get(id) ?? 0) + 1);
+      const released = () => counts.holding.set(id, counts.holding.get(id)! - 1);
+      return answer<RunpodJobStatus>(id, () =>
         new Promise<void>((resolve) => {
           if (['COMPLETED', 'FAILED', 'CANCELLED'].includes(jobs.get(id)?.status ?? '')) return resolve();
           const done = () => (clearTimeout(t), resolve());
           const t = setTimeout(() => (held.get(id)?.delete(done), resolve()), ms);
           held.set(id, (held.get(id) ?? new Set()).add(done));
         }),
-      );
+      ).finally(released);
     },
   };
   const set = (id: string, status: string, output?: unknown) => {
@@ -111,6 +117,80 @@ describe('StatusPoller', () => {
     ep.jobs.delete('a');
     await expect(gone).rejects.toBeInstanceOf(RunpodJobNotFound);
   });
+
+  it('ranks a job by the ETA its training reports: read time + etaSeconds, now past training, none without one', () => {
+    const at = 1_000_000;
+    const running = (output: unknown) => ({ id: 'a', status: 'IN_PROGRESS', output }) as RunpodJobStatus;
+    expect(expectedFinish(running({ phase: 'training', step: 10, totalSteps: 100, itPerSec: 2, etaSeconds: 45 }), at)).toBe(at + 45_000);
+    expect(expectedFinish(running({ phase: 'upload' }), at)).toBe(at);
+    expect(expectedFinish(running({ phase: 'generating', step: 1 }), at)).toBe(at);
+    for (const output of [{ phase: 'captioning' }, { phase: 'training', etaSeconds: Number.NaN }, { phase: 'training', etaSeconds: -1 }, 'text', null, undefined]) {
+      expect(expectedFinish(running(output), at), JSON.stringify(output)).toBeUndefined();
+    }
+    expect(expectedFinish({ id: 'a', status: 'IN_QUEUE' } as RunpodJobStatus, at)).toBeUndefined();
+    expect(expectedFinish({ id: 'a', status: 'COMPLETED', output: { etaSeconds: 5 } } as RunpodJobStatus, at)).toBeUndefined();
+    expect(expectedFinish(undefined, at)).toBeUndefined();
+    // The heap it ranks with pops in key order.
+    const heap = new MinHeap<number>();
+    const keys = Array.from({ length: 200 }, (_, i) => (i * 7919) % 1009);
+    for (const k of keys) heap.push(k, k);
+    const popped = keys.map(() => heap.pop()!.key);
+    expect(popped).toEqual([...keys].sort((a, b) => a - b));
+    expect(heap.pop()).toBeUndefined();
+  });
+
+  it('gives its long-polls to the jobs expected to finish soonest, and still asks every other job in turn', async () => {
+    const ep = fakeEndpoint();
+    const opts = { share: 0.05, longPollMs: 5_000, minIntervalMs: 200 }; // 9/s, 20 at once, 16 long-polls
+    expect(budgetOf(opts)).toMatchObject({ perSecond: 9, concurrent: 20, longPolls: 16 });
+    const poller = new StatusPoller(ep.source, opts);
+    const t0 = Date.now();
+    // 24 trainings ending 20..43 s from now, listed farthest first (first-come would pick the wrong
+    // ones); 8 ending in an hour; 8 queued with no estimate.
+    const near = Array.from({ length: 24 }, (_, i) => `near-${23 - i}`);
+    const far = Array.from({ length: 8 }, (_, i) => `far-${i}`);
+    const queued = Array.from({ length: 8 }, (_, i) => `queued-${i}`);
+    const training = (endsAt: number) => () => ({ phase: 'training', etaSeconds: Math.max(0, (endsAt - Date.now()) / 1000) });
+    for (const id of near) ep.set(id, 'IN_PROGRESS', training(t0 + 20_000 + Number(id.split('-')[1]) * 1_000));
+    for (const id of far) ep.set(id, 'IN_PROGRESS', training(t0 + 3_600_000));
+    for (const id of queued) ep.set(id, 'IN_QUEUE');
+    const ids = [...near, ...far, ...queued];
+    const noticed = new Map<string, number>();
+    const waiters = ids.map(async (id) => {
+      let seen: RunpodJobStatus | undefined;
+      for (;;) {
+        const s = await poller.watch(id, seen, { maxWaitMs: 2_000 });
+        if (s) seen = s;
+        if (s?.status === 'COMPLETED') return noticed.set(id, Date.now());
+      }
+    });
+    // Every job asked once (40 at 9/s), and the long-polls the first-read jobs took have ended (a
+    // held long-poll is not taken back).
+    await sleep(5_000 + opts.longPollMs);
+    // From then on the long-polls are held by the 16 nearest, whenever one looks (one may be between
+    // two long-polls, waiting for a token).
+    const nearest = Array.from({ length: 16 }, (_, i) => `near-${i}`);
+    for (let i = 0; i < 8; i++, await sleep(1_000)) {
+      const holding = [...ep.counts.holding].filter(([, n]) => n > 0).map(([id]) => id);
+      expect(holding.filter((id) => !nearest.includes(id))).toEqual([]);
+      expect(holding.length).toBeGreaterThanOrEqual(14);
+    }
+    // The others are still asked in turn (none waits more than a bounded time between two questions).
+    // (In turn, about every 4 s here: 24 jobs share what 9/s leaves after the long-polls' 3/s.)
+    const from = Date.now() - 8_000;
+    for (const id of [...far, ...queued, 'near-23']) {
+      const times = [from, ...ep.counts.askedAt.get(id)!.filter((t) => t >= from), Date.now()];
+      const gaps = times.slice(1).map((t, i) => t - times[i]!);
+      expect(Math.max(...gaps), id).toBeLessThan(7_000);
+    }
+    // The nearest job ends: its held long-poll answers at once.
+    const endedAt = Date.now();
+    ep.set('near-0', 'COMPLETED', { ok: true });
+    await sleep(300);
+    expect(noticed.get('near-0')! - endedAt).toBeLessThan(200);
+    for (const id of ids) ep.set(id, 'COMPLETED');
+    await Promise.all(waiters);
+  }, 30_000);
 
   it('pauses after a 429 instead of asking again at once', async () => {
     const ep = fakeEndpoint();
