@@ -95,11 +95,14 @@ const gpu = (results.gpu ?? (only.has('cost') && existsSync(gpuFile) ? JSON.pars
   | undefined;
 if (gpu && !('error' in gpu)) await step('cost', async () => costOf(gpu, sizes.gpuPricePerHour));
 if (only.has('polling')) {
-  for (const name of ['pollingBaseline', 'pollingShared', 'pollingLarge']) only.add(name);
+  for (const name of ['pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge']) only.add(name);
   const w = { windowSeconds: sizes.pollingWindowSeconds, finish: 40, log };
   await step('pollingBaseline', () => benchStatusPolling({ n: sizes.pollingN, perStage: true, ...w }));
   await step('pollingShared', () => benchStatusPolling({ n: sizes.pollingN, ...w }));
   await step('pollingLarge', () => benchStatusPolling({ n: sizes.pollingLargeN, ...w }));
+  // The same sizes as running trainings that report an ETA (what the poller ranks by).
+  await step('pollingTrainings', () => benchStatusPolling({ n: sizes.pollingN, trainings: true, ...w }));
+  await step('pollingTrainingsLarge', () => benchStatusPolling({ n: sizes.pollingLargeN, trainings: true, ...w }));
 }
 await step('scale', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, log }));
 if (sizes.scaleBaseline > 0 && only.has('scale')) {
@@ -124,7 +127,7 @@ if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
 // The summary covers every result file present (a partial run keeps the others' last figures).
 const load = (dir: string) =>
   Object.fromEntries(
-    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'scale', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
+    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'scale', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
       .map((n) => [n, path.join(dir, `${n}.json`)] as const)
       .filter(([, f]) => existsSync(f))
       .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),

@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import { createApp } from './app.js';
 import { LocalEndpoint, type EndpointHealth, type EndpointOptions } from './endpoint.js';
 import type { FaultConfig, Faults, LimitStats, Operation } from './faults.js';
-import type { LedgerEntry } from './jobs.js';
+import type { DoneBody, LedgerEntry } from './jobs.js';
 import type { WorkerInfo } from './supervisor.js';
 
 export type { LedgerEntry, LedgerAttempt, JobState } from './jobs.js';
@@ -43,6 +43,20 @@ export interface RunpodLocalEndpoint {
   limitStats(op?: Operation): LimitStats | undefined;
   /** Starts those counts again. */
   resetLimitStats(): void;
+  /** Benchmarks and tests: a worker with no process, driven from this one (see InProcessWorker). */
+  inProcessWorker(workerId: string): InProcessWorker;
+}
+
+/**
+ * A worker with no process, for benchmarks and tests that need many running jobs at once without
+ * starting workers: what job-take and job-done do, called in-process. Its jobs are held by no
+ * supervised worker, so no heartbeat or restart touches them; cancel and timeouts still apply.
+ */
+export interface InProcessWorker {
+  /** Up to `max` queued jobs, now IN_PROGRESS on this worker (none when the queue is empty). */
+  take(max: number): Promise<string[]>;
+  /** As job-done: `{status: 'IN_PROGRESS', output}` is a progress update (the /status output), `{output}` the result, `{error}` a failure. */
+  report(id: string, body: DoneBody): 'progress' | 'finished' | 'ignored';
 }
 
 export interface RunpodLocal {
@@ -108,6 +122,13 @@ export async function startRunpodLocal(options: RunpodLocalOptions): Promise<Run
     openStatusRequests: () => e.limiter?.open('status') ?? 0,
     limitStats: (op = 'status') => e.limiter?.stats(op),
     resetLimitStats: () => e.limiter?.resetStats(),
+    inProcessWorker: (workerId) => {
+      const holder = `in-process:${workerId}`;
+      return {
+        take: async (max) => (await e.store.take(holder, workerId, () => max, 0)).map((j) => j.id),
+        report: (id, body) => e.store.report(id, holder, body, false),
+      };
+    },
   });
   let stopped: Promise<void> | undefined;
   return {
