@@ -113,7 +113,16 @@ export async function acquireGpuSlot(endpointId: string, holder: string, slots: 
   const ctx = Context.current();
   const taskQueue = pipelineQueue();
   const requests = slotRequests(ctx.client, gpuSlotsWorkflowId(taskQueue, endpointId), taskQueue, versioned);
-  const ask = () => requests.ask(holder, slots);
+  // The answer can wait behind a burst of workflow tasks (the lease list runs on the pipelines'
+  // queue): heartbeat meanwhile, or a thousand stages starting at once all time out.
+  const ask = async () => {
+    const keepAlive = setInterval(beat, ASK_EVERY_MS * 5);
+    try {
+      return await requests.ask(holder, slots);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  };
   let waited = false;
   while (!(await ask())) {
     if (!waited) log.info('every GPU slot of the endpoint is in use; waiting for one', { endpointId, slots });
