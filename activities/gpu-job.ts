@@ -95,7 +95,8 @@ export async function runGpuJob<T>(
       const endpoint = endpoints[at]!;
       if (slot?.endpointId !== endpoint.id) {
         await slot?.release();
-        slot = await acquireGpuSlot(endpoint.id, holder, deps.gpuJobs.slots, () => ctx.heartbeat(beat(gpuJobId ? { gpuJobId } : {})), deps.gpuJobs.versioned);
+        const known = gpuJobId ? { gpuJobId } : {};
+        slot = await acquireGpuSlot(endpoint.id, holder, deps.gpuJobs.slots, (waiting) => ctx.heartbeat(beat(waiting ? { ...known, waitingForSlot: endpoint.id } : known)), deps.gpuJobs.versioned);
       }
       // Which endpoint is named only where there is a choice of them.
       const reporter = progressReporter({ runpod: endpoint.client }, deps.endpoints.length > 1 ? endpoint.id : undefined, moved?.reason);

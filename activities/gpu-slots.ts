@@ -108,26 +108,29 @@ export function slotRequests(client: Client, workflowId: string, taskQueue: stri
   return requests;
 }
 
-/** Waits (heartbeating, cancellable) until `holder` holds one of the endpoint's `slots`. */
-export async function acquireGpuSlot(endpointId: string, holder: string, slots: number, beat: () => void, versioned = false): Promise<GpuSlot> {
+/**
+ * Waits (heartbeating, cancellable) until `holder` holds one of the endpoint's `slots`; `beat(true)`
+ * while it has been refused, so `loraflow status` can say why the stage does nothing yet.
+ */
+export async function acquireGpuSlot(endpointId: string, holder: string, slots: number, beat: (waiting: boolean) => void, versioned = false): Promise<GpuSlot> {
   const ctx = Context.current();
   const taskQueue = pipelineQueue();
   const requests = slotRequests(ctx.client, gpuSlotsWorkflowId(taskQueue, endpointId), taskQueue, versioned);
   // The answer can wait behind a burst of workflow tasks (the lease list runs on the pipelines'
   // queue): heartbeat meanwhile, or a thousand stages starting at once all time out.
+  let waited = false;
   const ask = async () => {
-    const keepAlive = setInterval(beat, ASK_EVERY_MS * 5);
+    const keepAlive = setInterval(() => beat(waited), ASK_EVERY_MS * 5);
     try {
       return await requests.ask(holder, slots);
     } finally {
       clearInterval(keepAlive);
     }
   };
-  let waited = false;
   while (!(await ask())) {
     if (!waited) log.info('every GPU slot of the endpoint is in use; waiting for one', { endpointId, slots });
     waited = true;
-    beat();
+    beat(true);
     await ctx.sleep(ASK_EVERY_MS);
   }
   return {
