@@ -95,7 +95,8 @@ export async function runGpuJob<T>(
       const endpoint = endpoints[at]!;
       if (slot?.endpointId !== endpoint.id) {
         await slot?.release();
-        slot = await acquireGpuSlot(endpoint.id, holder, deps.gpuJobs.slots, () => ctx.heartbeat(beat()), deps.gpuJobs.versioned);
+        const known = gpuJobId ? { gpuJobId } : {};
+        slot = await acquireGpuSlot(endpoint.id, holder, deps.gpuJobs.slots, (waiting) => ctx.heartbeat(beat(waiting ? { ...known, waitingForSlot: endpoint.id } : known)), deps.gpuJobs.versioned);
       }
       // Which endpoint is named only where there is a choice of them.
       const reporter = progressReporter({ runpod: endpoint.client }, deps.endpoints.length > 1 ? endpoint.id : undefined, moved?.reason);
@@ -113,7 +114,7 @@ export async function runGpuJob<T>(
           at++;
           continue;
         }
-        gpuJobId = owner ?? (await submit(deps, opts, generation, makeInput, endpoint, moved));
+        gpuJobId = owner ?? (await submit(deps, opts, generation, makeInput, endpoint, () => ctx.heartbeat(beat()), moved));
         if (owner) await record(deps, opts, owner, generation, endpoint.id, moved);
         deps.runpod.remember(gpuJobId, endpoint.id);
       }
@@ -254,6 +255,8 @@ async function submit(
   generation: number,
   makeInput: (s: Submission) => Promise<GpuJobInput>,
   endpoint: GpuEndpoint,
+  /** Heartbeats: a burst of stages waits out /run's rate limit (429s) here, for longer than the heartbeat timeout. */
+  keepAlive: () => void,
   moved?: MoveReason,
 ): Promise<string> {
   await opts.budget?.beforeSubmit();
@@ -262,7 +265,7 @@ async function submit(
   // Sized to the work, not the endpoint's default (10 minutes): setup, a whole segment, wrap-up.
   const executionTimeout = Math.round((deps.gpuJobs.setupSeconds + deps.gpuJobs.segmentSeconds) * 1000) + WRAP_UP_MS;
   const gpuJobId = await endpoint.client
-    .submit(input, { policy: { executionTimeout, ttl: executionTimeout + QUEUE_ALLOWANCE_MS } }, { sleep: (ms) => ctx.sleep(ms), onRetry: (_what, attempt, error) => log.warn('RunPod /run failed; retrying', { attempt, error: String(error) }) })
+    .submit(input, { policy: { executionTimeout, ttl: executionTimeout + QUEUE_ALLOWANCE_MS } }, { sleep: (ms) => (keepAlive(), ctx.sleep(ms)), onRetry: (_what, attempt, error) => log.warn('RunPod /run failed; retrying', { attempt, error: String(error) }) })
     .catch((err: unknown) => {
       if (!(err instanceof RunpodPayloadTooLarge)) throw err;
       const images = 'images' in input ? input.images.length : 0;

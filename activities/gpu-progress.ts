@@ -28,6 +28,8 @@ export interface GpuHeartbeat {
   /** The endpoint the stage is on (LORAFLOW_ENDPOINTS), and why it left the one before. */
   endpointId?: string;
   moved?: { from: string; gpuJobId?: string; reason: string };
+  /** The endpoint whose GPU slots are all held (by every worker's stages): this stage waits for one. */
+  waitingForSlot?: string;
 }
 
 /** What is known about the endpoint while a job waits. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import proto from '@temporalio/proto';
-import type { GpuProgress } from '../contract/gpu-job.js';
+import type { GpuHeartbeat } from '../activities/gpu-progress.js';
 import { isSkipped, type LoraMetadata, type PipelineProgress, type PublishedLora, type TrainOutcome } from '../contract/pipeline.js';
 import type { Config } from '../lib/config.js';
 import { sha256 } from '../lib/hash.js';
@@ -34,16 +34,19 @@ export async function status(client: Client, id: string): Promise<PipelineProgre
     (a) => GPU_STAGE_ACTIVITIES.includes(a.activityType?.name ?? '') && a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
   );
   if (gpuStageQueued && !p.gpuState) state = `${p.stage}: waiting for a GPU slot (all LORAFLOW_MAX_GPU_JOBS in use; higher-priority runs go first)`;
+  // Started, but every slot of its endpoint is held by the stages of all workers together.
+  else if (live?.waitingForSlot) state = `${p.stage}: waiting for a GPU slot on ${live.waitingForSlot} (its LORAFLOW_MAX_GPU_JOBS are all in use, across every worker)`;
   return { ...p, workflowId: id, status: description.status.name, state };
 }
 
-/** The step, loss and speed in a running GPU stage's last heartbeat, if any. */
-async function liveGpuProgress(client: Client, pending: proto.temporal.api.workflow.v1.IPendingActivityInfo[]): Promise<Partial<PipelineProgress> | undefined> {
+/** The step, loss and speed in a running GPU stage's last heartbeat, if any, or the endpoint whose slots it waits for. */
+async function liveGpuProgress(client: Client, pending: proto.temporal.api.workflow.v1.IPendingActivityInfo[]): Promise<(Partial<PipelineProgress> & { waitingForSlot?: string }) | undefined> {
   const stage = pending.find((a) => GPU_STAGE_ACTIVITIES.includes(a.activityType?.name ?? '') && a.heartbeatDetails?.payloads?.length);
   if (!stage) return undefined;
-  const beat = (await decodeFromPayloadsAtIndex<{ progress?: GpuProgress }>(client.options.loadedDataConverter, 0, stage.heartbeatDetails!.payloads).catch(() => undefined))?.progress;
-  if (!beat) return undefined;
-  const { phase, step, totalSteps, loss } = beat;
+  const details = await decodeFromPayloadsAtIndex<Pick<GpuHeartbeat, 'progress' | 'waitingForSlot'>>(client.options.loadedDataConverter, 0, stage.heartbeatDetails!.payloads).catch(() => undefined);
+  if (details?.waitingForSlot) return { waitingForSlot: details.waitingForSlot };
+  if (!details?.progress) return undefined;
+  const { phase, step, totalSteps, loss } = details.progress;
   return { ...(phase ? { phase } : {}), ...(step !== undefined ? { step } : {}), ...(totalSteps !== undefined ? { totalSteps } : {}), ...(loss !== undefined ? { loss } : {}) };
 }
 

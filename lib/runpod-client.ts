@@ -179,7 +179,9 @@ export class RunpodClient {
         const retryable = !(err instanceof RunpodHttpError) || err.status === 0 || err.status === 429 || err.status >= 500;
         if (!retryable || attempt === SUBMIT_ATTEMPTS) throw err;
         hooks.onRetry?.('run', attempt, err);
-        await (hooks.sleep ?? defaultSleep)(Math.min(10_000, 500 * 2 ** attempt));
+        // Jittered: a burst of stages refused together (429) must not all come back in the same instant.
+        const backoff = Math.min(10_000, 500 * 2 ** attempt);
+        await (hooks.sleep ?? defaultSleep)(backoff / 2 + Math.random() * (backoff / 2));
       }
     }
   }

@@ -28,6 +28,9 @@ export interface Storage {
   bucket: string;
 }
 
+/** Sockets per S3 client (the SDK defaults to 50): requests past them wait in the pool. */
+const S3_MAX_SOCKETS = 256;
+
 export function makeStorage(
   config: Pick<Config, 'LORAFLOW_S3_ENDPOINT' | 'LORAFLOW_S3_BUCKET' | 'AWS_REGION' | 'AWS_ACCESS_KEY_ID' | 'AWS_SECRET_ACCESS_KEY' | 'LORAFLOW_S3_TIMEOUT_MS'>,
 ): Storage {
@@ -41,7 +44,15 @@ export function makeStorage(
     responseChecksumValidation: 'WHEN_REQUIRED',
     // A store that accepts connections but never answers must not hang an activity: the request
     // fails (and is retried) after this long without progress.
-    requestHandler: { connectionTimeout: Math.min(10_000, config.LORAFLOW_S3_TIMEOUT_MS), requestTimeout: config.LORAFLOW_S3_TIMEOUT_MS },
+    // The connection timer starts while a request still waits for a free socket of the pool, so a
+    // burst (a thousand GPU stages starting at once) behind the SDK's 50 sockets timed out as if
+    // the store were unreachable; a larger pool keeps that wait short.
+    requestHandler: {
+      connectionTimeout: Math.min(10_000, config.LORAFLOW_S3_TIMEOUT_MS),
+      requestTimeout: config.LORAFLOW_S3_TIMEOUT_MS,
+      httpAgent: { maxSockets: S3_MAX_SOCKETS },
+      httpsAgent: { maxSockets: S3_MAX_SOCKETS },
+    },
     maxAttempts: 3,
   });
   return { client, bucket: config.LORAFLOW_S3_BUCKET };

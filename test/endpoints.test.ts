@@ -6,6 +6,7 @@ import path from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateRun } from '../cli/estimate.js';
+import { status } from '../cli/inspect.js';
 import { startTraining } from '../cli/train.js';
 import { type LoraMetadata, TrainRequest } from '../contract/pipeline.js';
 import { loadConfig } from '../lib/config.js';
@@ -145,6 +146,9 @@ describe('several GPU endpoints', () => {
     const running = workers.map((w) => w.run());
     try {
       const handles = await Promise.all([0, 1, 2, 3].map((i) => f.start(taskQueue, request(`slots-${i}`, 8 + i))));
+      // A stage a worker started, refused by the lease: `loraflow status` names the full endpoint.
+      const states = () => Promise.all(handles.map(async (h) => (await status(f.env.client, h.workflowId)).state));
+      await until(states, (s) => s.some((x) => /^train: waiting for a GPU slot on spare \(/.test(x)), 30_000, 250);
       await Promise.all(handles.map((h) => h.result()));
     } finally {
       for (const w of workers) w.shutdown();

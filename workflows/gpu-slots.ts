@@ -5,9 +5,12 @@
 // task queue's rate limit bounds starts per second, not jobs at once. A workflow is one
 // serialised, durable owner of the count, so two workers can never both take the last slot (S3
 // leases would need a conditional delete to take back a dead holder's slot, which not every
-// store has). `acquire` is an Update whose validator refuses when the slots are full: a refused
-// Update leaves nothing in history, so stages waiting for a slot ask again cheaply, and no handler
-// is left blocked when the lease list continues as new.
+// store has). Each worker process sends its stages' requests together in one `slots` Update at a
+// time (activities/gpu-slots.ts): hundreds of concurrent Updates on one workflow abort each
+// other's speculative workflow tasks and barely progress. Its validator refuses a batch with
+// nothing to grant or give back: a refused Update leaves nothing in history, so stages waiting for
+// a slot ask again cheaply, and no handler is left blocked when the lease list continues as new.
+// `acquire` and `release` (one holder each) stay for histories recorded before the batch.
 //
 // A holder is a run's GPU stage (`runKey/stage`): a retried activity asks again under the same
 // name and keeps its slot. Holders renew their lease while their job runs; one not renewed for
@@ -28,6 +31,13 @@ export interface GpuSlotsState {
 /** A holder that has not renewed for this long has lost its slot. */
 export const LEASE_MS = 10 * 60_000;
 
+/** One worker process's requests at once: slots to take (or renew) and slots to give back. */
+export interface SlotBatch {
+  acquire: SlotRequest[];
+  release: string[];
+}
+
+export const slotsUpdate = defineUpdate<string[], [SlotBatch]>('slots');
 export const acquireSlotUpdate = defineUpdate<true, [SlotRequest]>('acquire');
 export const releaseSlotSignal = defineSignal<[string]>('release');
 export const slotHoldersQuery = defineQuery<string[]>('holders');
@@ -40,6 +50,29 @@ export async function gpuSlots(state: GpuSlotsState = { holders: {} }): Promise<
   const expire = () => {
     for (const [h, at] of holders) if (Date.now() - at > LEASE_MS) holders.delete(h);
   };
+  const live = () => [...holders].filter(([, at]) => Date.now() - at <= LEASE_MS).length;
+  /** Whether `r` may hold a slot now: it holds one already, or one is free. */
+  const grantable = (r: SlotRequest, used: number) => holders.has(r.holder) || used < r.slots;
+  setHandler(
+    slotsUpdate,
+    ({ acquire, release }) => {
+      for (const h of release) holders.delete(h);
+      expire();
+      const granted: string[] = [];
+      for (const r of acquire) {
+        if (!grantable(r, holders.size)) continue;
+        holders.set(r.holder, Date.now());
+        granted.push(r.holder);
+      }
+      return granted;
+    },
+    {
+      validator: ({ acquire, release }: SlotBatch) => {
+        const used = live() - release.filter((h) => holders.has(h)).length;
+        if (!release.length && !acquire.some((r) => grantable(r, used))) throw new Error('all GPU slots are in use');
+      },
+    },
+  );
   setHandler(
     acquireSlotUpdate,
     ({ holder }) => {
@@ -49,8 +82,7 @@ export async function gpuSlots(state: GpuSlotsState = { holders: {} }): Promise<
     },
     {
       validator: ({ holder, slots }) => {
-        const live = [...holders].filter(([h, at]) => h === holder || Date.now() - at <= LEASE_MS);
-        if (!holders.has(holder) && live.length >= slots) throw new Error(`all ${slots} GPU slots are in use`);
+        if (!holders.has(holder) && live() >= slots) throw new Error(`all ${slots} GPU slots are in use`);
       },
     },
   );
