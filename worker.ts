@@ -48,6 +48,7 @@ async function run() {
     // Heartbeats carry cancellation back to GPU activities: keep them frequent.
     maxHeartbeatThrottleInterval: '2 seconds',
     maxConcurrentActivityTaskExecutions: config.LORAFLOW_MAX_ACTIVITIES,
+    ...(config.LORAFLOW_MAX_CACHED_WORKFLOWS !== undefined ? { maxCachedWorkflows: config.LORAFLOW_MAX_CACHED_WORKFLOWS } : {}),
     maxGpuJobs: config.LORAFLOW_MAX_GPU_JOBS,
     ...(config.LORAFLOW_BUILD_ID ? { deploymentVersion: { deploymentName: config.LORAFLOW_DEPLOYMENT_NAME, buildId: config.LORAFLOW_BUILD_ID } } : {}),
   });

@@ -156,6 +156,9 @@ const Env = z.object({
     .min(1)
     .default(1000)
     .describe('activities one Temporal worker runs at once (each waiting GPU stage holds one)'),
+  LORAFLOW_MAX_CACHED_WORKFLOWS: optional(z.coerce.number().int().min(0)).describe(
+    "workflows one Temporal worker keeps in memory between their tasks (unset: the SDK's default, sized from the machine's memory); fewer saves about 0.13 MiB each, and an evicted one is replayed when it next wakes",
+  ),
 
   // --- what it costs ------------------------------------------------------------------------
   LORAFLOW_GPU_PRICE_PER_HOUR: z.coerce.number().nonnegative().default(2.49).describe('price of one GPU hour for GPUs not in `LORAFLOW_GPU_PRICES` (and CPU workers)'),
