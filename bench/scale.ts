@@ -146,6 +146,8 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
       statusLimits: limits,
       /** The worker's shared status poller per endpoint: its budget and what it sent since the start. */
       pollers: afterCounts.pollers,
+      /** The worker's V8 heap, external and array buffers at the window's end (MiB): what of its RSS is JS objects. */
+      workerMemoryMiB: afterCounts.memory ? Object.fromEntries(Object.entries(afterCounts.memory).map(([k, v]) => [k, round(v / 2 ** 20, 1)])) : undefined,
       /** Chosen jobs finished during the window, and how long until the pipeline noticed (s). */
       finished: { chosen: chosen.length, noticed: toWorkflow.length },
       completionNoticedSeconds: { p50: round(percentile(toWorkflow, 50)), p99: round(percentile(toWorkflow, 99)), max: round(Math.max(...toWorkflow)) },

@@ -20,6 +20,8 @@ export interface CallCounts {
   total: number;
   /** Each endpoint's shared status poller: its budget and what it sent (EndpointRouter.pollerStats). */
   pollers?: unknown[];
+  /** process.memoryUsage() when asked: how the RSS splits into V8 heap, external and the rest (native). */
+  memory?: NodeJS.MemoryUsage;
 }
 
 const counts: CallCounts = { byOp: {}, total: 0 };
@@ -71,7 +73,7 @@ async function run() {
     ...(process.env.BENCH_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) } : {}),
   });
   process.on('message', (msg: unknown) => {
-    if (msg === 'counts') process.send?.({ counts: { ...counts, byOp: { ...counts.byOp }, pollers: deps.runpod.pollerStats() } });
+    if (msg === 'counts') process.send?.({ counts: { ...counts, byOp: { ...counts.byOp }, pollers: deps.runpod.pollerStats(), memory: process.memoryUsage() } });
     if (msg === 'stop') worker.shutdown();
   });
   process.send?.({ ready: true });
