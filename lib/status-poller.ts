@@ -90,6 +90,8 @@ interface Entry {
   /** In the round-robin queue, and in the heap by expectedAt. */
   queued: boolean;
   inHeap: boolean;
+  /** The estimate its latest heap item was pushed at (older items are dropped when they surface). */
+  heapKey?: number;
   /** Final or gone: nothing more to ask. */
   done: boolean;
 }
@@ -187,8 +189,11 @@ export class StatusPoller {
       e.queued = true;
       this.ready.push(e);
     }
-    if (!e.inHeap && e.expectedAt !== undefined) {
+    // An estimate that moved earlier (a training that sped up) goes in at once: its old item, deeper
+    // in the heap, would keep it from being ranked until the time it first gave.
+    if (e.expectedAt !== undefined && (!e.inHeap || e.expectedAt < e.heapKey!)) {
       e.inHeap = true;
+      e.heapKey = e.expectedAt;
       this.soon.push(e.expectedAt, e);
     }
   }
@@ -239,8 +244,10 @@ export class StatusPoller {
       const live = !e.inFlight && !e.done && this.entries.get(e.id) === e && this.wanted(e, now);
       if (live && top.key === e.expectedAt) return top.key <= now + NEAR_MS ? e : undefined;
       this.soon.pop();
+      // An item older than the entry's latest one is only dropped.
+      if (top.key !== e.heapKey) continue;
       e.inHeap = false;
-      // Its estimate changed while it was in the heap: back in at the new one.
+      // Its estimate changed (later) while it was in the heap: back in at the new one.
       if (live) this.enqueue(e);
     }
     return undefined;

@@ -192,6 +192,37 @@ describe('StatusPoller', () => {
     await Promise.all(waiters);
   }, 30_000);
 
+  it('ranks a job anew when its ETA moves earlier (a training that sped up), not at the estimate it first gave', async () => {
+    const ep = fakeEndpoint();
+    const opts = { share: 0.05, longPollMs: 5_000, minIntervalMs: 200 }; // 9/s, 20 at once, 16 long-polls
+    const poller = new StatusPoller(ep.source, opts);
+    const training = (endsAt: number) => () => ({ phase: 'training', etaSeconds: Math.max(0, (endsAt - Date.now()) / 1000) });
+    // 60 trainings an hour from their end: long-polls go to whichever comes in turn.
+    const ids = Array.from({ length: 60 }, (_, i) => `job-${i}`);
+    for (const id of ids) ep.set(id, 'IN_PROGRESS', training(Date.now() + 3_600_000));
+    const noticed = new Map<string, number>();
+    const waiters = ids.map(async (id) => {
+      let seen: RunpodJobStatus | undefined;
+      for (;;) {
+        const s = await poller.watch(id, seen, { maxWaitMs: 2_000 });
+        if (s) seen = s;
+        if (s?.status === 'COMPLETED') return noticed.set(id, Date.now());
+      }
+    });
+    await sleep(10_000); // every job read, its hour-long estimate known
+    ep.set('job-30', 'IN_PROGRESS', training(Date.now() + 30_000));
+    await sleep(10_000); // read again in turn (or at the end of a long-poll) with the new estimate
+    let held = 0;
+    for (let i = 0; i < 5; i++, await sleep(1_000)) if ((ep.counts.holding.get('job-30') ?? 0) > 0) held++;
+    expect(held).toBeGreaterThanOrEqual(4);
+    const endedAt = Date.now();
+    ep.set('job-30', 'COMPLETED', { ok: true });
+    await sleep(300);
+    expect(noticed.get('job-30')! - endedAt).toBeLessThan(200);
+    for (const id of ids) ep.set(id, 'COMPLETED');
+    await Promise.all(waiters);
+  }, 40_000);
+
   it('pauses after a 429 instead of asking again at once', async () => {
     const ep = fakeEndpoint();
     const poller = new StatusPoller(ep.source, { share: 0.5, longPollMs: 0, minIntervalMs: 20 });
