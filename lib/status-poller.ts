@@ -55,6 +55,9 @@ const KEEP_MS = 30_000;
  */
 const NEAR_MS = 60_000;
 
+/** An estimate this much earlier than the one a job is ranked at re-ranks it (see enqueue). */
+const EARLIER_MS = 5_000;
+
 /**
  * When a job expects to finish, from its status read at `readAt` (contract/gpu-job.ts GpuProgress
  * in `output` while IN_PROGRESS): the read time plus the training's etaSeconds; past training
@@ -190,8 +193,9 @@ export class StatusPoller {
       this.ready.push(e);
     }
     // An estimate that moved earlier (a training that sped up) goes in at once: its old item, deeper
-    // in the heap, would keep it from being ranked until the time it first gave.
-    if (e.expectedAt !== undefined && (!e.inHeap || e.expectedAt < e.heapKey!)) {
+    // in the heap, would keep it from being ranked until the time it first gave. Not for the jitter
+    // of reading a progress report late, which would fill the heap with items to drop.
+    if (e.expectedAt !== undefined && (!e.inHeap || e.expectedAt < e.heapKey! - EARLIER_MS)) {
       e.inHeap = true;
       e.heapKey = e.expectedAt;
       this.soon.push(e.expectedAt, e);
