@@ -3,8 +3,9 @@
 // same run. Options:
 //   --quick              smaller sizes (a few minutes); also BENCH_QUICK=1
 //   --only a,b           run some of: overhead, latency, polling, scale, ingest, gpu, fixedOverhead, cost (derived from gpu.json;
-//                        scale runs twice: as worker.ts is configured, and with an activity slot per pipeline;
-//                        BENCH_SCALE_LARGE_N adds a third at that N)
+//                        scale runs as worker.ts is configured (jobs ending unannounced, and trainings reporting
+//                        an ETA), with a long-poll per stage, and with an activity slot per pipeline;
+//                        BENCH_SCALE_LARGE_N adds another at that N)
 //   --compare DIR        add an "after" column from the result files of another run (a patched copy)
 //   --compare-label TEXT what that other run changed
 import os from 'node:os';
@@ -50,6 +51,8 @@ const sizes = {
   scaleBaseline: env('BENCH_SCALE_BASELINE', 1),
   /** Jobs finished during each scale window (completion noticed). */
   scaleFinish: env('BENCH_SCALE_FINISH', quick ? 20 : 40),
+  /** The scale run at scaleN with trainings that report an ETA, as the real trainer does (0 skips it). */
+  scaleEta: env('BENCH_SCALE_ETA', 1),
   /** Another scale run at this N, a slot per pipeline (0, the default, skips it): the largest the machine fits. */
   scaleLargeN: env('BENCH_SCALE_LARGE_N', 0),
   /** A third scale run, with a slot per pipeline and this maxCachedWorkflows (0, the default, skips it). */
@@ -105,6 +108,10 @@ if (only.has('polling')) {
   await step('pollingTrainingsLarge', () => benchStatusPolling({ n: sizes.pollingLargeN, trainings: true, ...w }));
 }
 await step('scale', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, log }));
+if (sizes.scaleEta > 0 && only.has('scale')) {
+  only.add('scaleEta');
+  await step('scaleEta', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, eta: true, log }));
+}
 if (sizes.scaleBaseline > 0 && only.has('scale')) {
   only.add('scaleBaseline');
   await step('scaleBaseline', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, perStage: true, log }));
@@ -127,7 +134,7 @@ if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
 // The summary covers every result file present (a partial run keeps the others' last figures).
 const load = (dir: string) =>
   Object.fromEntries(
-    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'scale', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
+    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'scale', 'scaleEta', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
       .map((n) => [n, path.join(dir, `${n}.json`)] as const)
       .filter(([, f]) => existsSync(f))
       .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),

@@ -16,7 +16,20 @@ import { callsOf, descendants, diffCounts, percentile, pool, procSample, round, 
 
 const HANDLER = 'test/fixtures/bench_gpu_handler.py';
 
-export async function benchScale(o: { n: number; windowSeconds: number; maxActivities?: number; maxCachedWorkflows?: number; finish?: number; perStage?: boolean; log: (m: string) => void }) {
+/** How far a chosen training ends from the ETA it reported (as real step times vary). */
+const ETA_JITTER_MS = 2_000;
+
+export async function benchScale(o: {
+  n: number;
+  windowSeconds: number;
+  maxActivities?: number;
+  maxCachedWorkflows?: number;
+  finish?: number;
+  perStage?: boolean;
+  /** Trainings report an ETA, as the real trainer does; chosen ones end at it (± ETA_JITTER_MS), not unannounced. */
+  eta?: boolean;
+  log: (m: string) => void;
+}) {
   const gpuWorkers = Math.max(1, Math.ceil(o.n / 250));
   const finishDir = path.join(os.tmpdir(), `bench-finish-${randomUUID()}`);
   mkdirSync(finishDir, { recursive: true });
@@ -24,7 +37,7 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
     handler: HANDLER,
     gpuWorkers,
     // One job per pipeline, all at once; jobs run far longer than the measurement.
-    workerEnv: { BENCH_CONCURRENCY: String(Math.ceil(o.n / gpuWorkers) + 10), BENCH_FINISH_DIR: finishDir },
+    workerEnv: { BENCH_CONCURRENCY: String(Math.ceil(o.n / gpuWorkers) + 10), BENCH_FINISH_DIR: finishDir, ...(o.eta ? { BENCH_ETA: '1' } : {}) },
     runpodExtra: { concurrency: Math.ceil(o.n / gpuWorkers) + 10, executionTimeoutMs: 0 },
     ...(o.maxActivities ? { maxActivities: o.maxActivities } : {}),
     ...(o.maxCachedWorkflows ? { maxCachedWorkflows: o.maxCachedWorkflows } : {}),
@@ -80,10 +93,18 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
     o.log(`scale: ${chosen.length} of ${finishN} chosen jobs will finish during the window`);
     const endpoint = stack.runpod.endpoint();
     endpoint.resetLimitStats();
+    // Each chosen job's end, spread over the window; with ETAs, announced to its training first, as
+    // a real training's ETA is known long before its end: the training reports it every 10 s, the
+    // poller reads each job every ~7 s at 1,000 (then long-polls it, being within a minute of it).
+    const planStart = Date.now() + (o.eta ? 30_000 : 0);
+    const plannedAt = chosen.map((_, i) => planStart + ((i + 0.5) * o.windowSeconds * 1000) / chosen.length);
+    if (o.eta) for (const [i, c] of chosen.entries()) writeFileSync(path.join(finishDir, `${c.gpuJobId}.eta`), String(plannedAt[i]! / 1000));
+    await sleep(Math.max(0, planStart - Date.now()));
     const before = await stack.worker!.counts();
     const windowStart = Date.now();
     for (const [i, c] of chosen.entries()) {
-      await sleep(Math.max(0, windowStart + ((i + 0.5) * o.windowSeconds * 1000) / chosen.length - Date.now()));
+      const jitter = o.eta ? (Math.random() * 2 - 1) * ETA_JITTER_MS : 0;
+      await sleep(Math.max(0, plannedAt[i]! + jitter - Date.now()));
       writeFileSync(path.join(finishDir, c.gpuJobId), '');
     }
     await sleep(Math.max(0, windowStart + o.windowSeconds * 1000 - Date.now()));
@@ -96,13 +117,17 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
     // When each finished job's workflow noticed: its train activity completed, its publish stage began.
     const toActivity: number[] = [];
     const toWorkflow: number[] = [];
+    /** finishedAt → the endpoint first answered a status request with the final state (the poller's part). */
+    const toAnswer: number[] = [];
     const noticeDeadline = Date.now() + 60_000;
     for (const c of chosen) {
       for (;;) {
         const p = await stack.client.workflow.getHandle(c.workflowId).query(progressQuery).catch(() => undefined);
-        const finishedAt = stack.runpod.ledger().find((e) => e.id === c.gpuJobId)?.finishedAt;
+        const entry = stack.runpod.ledger().find((e) => e.id === c.gpuJobId);
+        const finishedAt = entry?.finishedAt;
         if (p?.stageStartedAt.publish && finishedAt) {
           toWorkflow.push((Date.parse(p.stageStartedAt.publish) - Date.parse(finishedAt)) / 1000);
+          if (entry.finalAnsweredAt) toAnswer.push((Date.parse(entry.finalAnsweredAt) - Date.parse(finishedAt)) / 1000);
           const t = await trainActivity(stack, c.workflowId);
           if (t) toActivity.push((t.completedAt - Date.parse(finishedAt)) / 1000);
           break;
@@ -121,6 +146,7 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
       n: o.n,
       /** The baseline: a long-poll per waiting stage (no shared poller). */
       statusPolling: o.perStage ? 'per stage (baseline)' : 'shared poller per endpoint',
+      jobs: o.eta ? `trainings reporting an ETA; chosen ones end at it ± ${ETA_JITTER_MS / 1000} s` : 'no ETA; chosen ones end unannounced',
       maxConcurrentActivityTaskExecutions: o.maxActivities ?? 'worker.ts default (LORAFLOW_MAX_ACTIVITIES, 1000; GPU stages uncapped here, see bench/worker.ts)',
       maxCachedWorkflows: o.maxCachedWorkflows ?? 'worker.ts default (SDK default, sized from memory)',
       gpuWorkerProcesses: gpuWorkers,
@@ -152,6 +178,8 @@ export async function benchScale(o: { n: number; windowSeconds: number; maxActiv
       finished: { chosen: chosen.length, noticed: toWorkflow.length },
       completionNoticedSeconds: { p50: round(percentile(toWorkflow, 50)), p99: round(percentile(toWorkflow, 99)), max: round(Math.max(...toWorkflow)) },
       completionToActivitySeconds: { p50: round(percentile(toActivity, 50)), max: round(Math.max(...toActivity)) },
+      /** Of that, until the endpoint first answered a status request with the final state. */
+      completionToFinalAnswerSeconds: { p50: round(percentile(toAnswer, 50)), max: round(Math.max(...toAnswer)) },
       runpodCallsPerSecond: round(calls.total / o.windowSeconds, 1),
       statusCallsPerSecond: round(statusCalls / o.windowSeconds, 1),
       throttled429PerSecond: round(throttled / o.windowSeconds, 1),

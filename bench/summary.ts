@@ -146,6 +146,7 @@ const rows: Row[] = [
   ...pollingRows('pollingTrainings', 'shared poller, running trainings with an ETA'),
   ...pollingRows('pollingTrainingsLarge', 'shared poller, running trainings with an ETA, the large N'),
   ...scaleRows('scale', 'as worker.ts'),
+  ...scaleRows('scaleEta', 'as worker.ts, trainings reporting an ETA'),
   ...scaleRows('scaleBaseline', 'baseline: a long-poll per stage'),
   ...scaleRows('scaleSlots', 'slot per pipeline'),
   ...scaleRows('scaleCache', 'slot per pipeline, small workflow cache'),

@@ -124,6 +124,7 @@ export function createApp(o: AppOptions): Hono<Env> {
     const job = store.get(c.req.param('id') ?? '');
     if (!job) return notFound(c);
     if (sync) await store.waitFor(job, terminal, waitParam(c), c.req.raw.signal);
+    if (terminal(job)) job.ledger.finalAnsweredAt ??= new Date().toISOString();
     return c.json(store.statusBody(job));
   };
   app.get('/v2/:eid/status/:id', op('status'), status(false));

@@ -33,6 +33,8 @@ export interface LedgerEntry {
   /** Chunks a generator handler streamed. */
   streamChunks: number;
   finishedAt?: string;
+  /** When a /status or /status-sync first answered with the final state: the first a client could know. */
+  finalAnsweredAt?: string;
   cancelledAt?: string;
   /** Set when the job's TTL ran out: it was removed (/status answers 404). */
   expiredAt?: string;
