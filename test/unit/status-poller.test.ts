@@ -62,6 +62,20 @@ function fakeEndpoint(latencyMs = 2) {
   return { source, counts, set, jobs };
 }
 
+/** Each waiter loops like waitUntilFinished: watch, note what it saw, watch again; `noticed` is when it saw COMPLETED. */
+function waitAll(poller: StatusPoller, ids: string[], maxWaitMs: number) {
+  const noticed = new Map<string, number>();
+  const waiters = ids.map(async (id) => {
+    let seen: RunpodJobStatus | undefined;
+    for (;;) {
+      const s = await poller.watch(id, seen, { maxWaitMs });
+      if (s) seen = s;
+      if (s?.status === 'COMPLETED') return noticed.set(id, Date.now());
+    }
+  });
+  return { noticed, waiters };
+}
+
 describe('StatusPoller', () => {
   it('keeps many waiting jobs within its share of the limits, asks each in turn, and wakes each waiter when its job ends', async () => {
     const ep = fakeEndpoint();
@@ -72,16 +86,7 @@ describe('StatusPoller', () => {
     const poller = new StatusPoller(ep.source, opts);
     const ids = Array.from({ length: 60 }, (_, i) => `job-${i}`);
     for (const id of ids) ep.set(id, 'IN_PROGRESS');
-    // Each waiter loops like waitUntilFinished: watch, note what it saw, watch again.
-    const noticed = new Map<string, number>();
-    const waiters = ids.map(async (id) => {
-      let seen: RunpodJobStatus | undefined;
-      for (;;) {
-        const s = await poller.watch(id, seen, { maxWaitMs: 1_000 });
-        if (s) seen = s;
-        if (s?.status === 'COMPLETED') return noticed.set(id, Date.now());
-      }
-    });
+    const { noticed, waiters } = waitAll(poller, ids, 1_000);
     await sleep(3_000);
     // The last ten jobs finish now: long-polled or not, their waiters hear of it.
     const finishedAt = Date.now();
@@ -155,15 +160,7 @@ describe('StatusPoller', () => {
     for (const id of far) ep.set(id, 'IN_PROGRESS', training(t0 + 3_600_000));
     for (const id of queued) ep.set(id, 'IN_QUEUE');
     const ids = [...near, ...far, ...queued];
-    const noticed = new Map<string, number>();
-    const waiters = ids.map(async (id) => {
-      let seen: RunpodJobStatus | undefined;
-      for (;;) {
-        const s = await poller.watch(id, seen, { maxWaitMs: 2_000 });
-        if (s) seen = s;
-        if (s?.status === 'COMPLETED') return noticed.set(id, Date.now());
-      }
-    });
+    const { noticed, waiters } = waitAll(poller, ids, 2_000);
     // Every job asked once (40 at 9/s), and the long-polls the first-read jobs took have ended (a
     // held long-poll is not taken back).
     await sleep(5_000 + opts.longPollMs);
@@ -200,15 +197,7 @@ describe('StatusPoller', () => {
     // 60 trainings an hour from their end: long-polls go to whichever comes in turn.
     const ids = Array.from({ length: 60 }, (_, i) => `job-${i}`);
     for (const id of ids) ep.set(id, 'IN_PROGRESS', training(Date.now() + 3_600_000));
-    const noticed = new Map<string, number>();
-    const waiters = ids.map(async (id) => {
-      let seen: RunpodJobStatus | undefined;
-      for (;;) {
-        const s = await poller.watch(id, seen, { maxWaitMs: 2_000 });
-        if (s) seen = s;
-        if (s?.status === 'COMPLETED') return noticed.set(id, Date.now());
-      }
-    });
+    const { noticed, waiters } = waitAll(poller, ids, 2_000);
     await sleep(10_000); // every job read, its hour-long estimate known
     ep.set('job-30', 'IN_PROGRESS', training(Date.now() + 30_000));
     await sleep(10_000); // read again in turn (or at the end of a long-poll) with the new estimate
