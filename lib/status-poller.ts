@@ -90,10 +90,9 @@ interface Entry {
   /** expectedFinish of the latest status; undefined: no estimate. */
   expectedAt?: number;
   inFlight: boolean;
-  /** In the round-robin queue, and in the heap by expectedAt. */
+  /** In the round-robin queue. */
   queued: boolean;
-  inHeap: boolean;
-  /** The estimate its latest heap item was pushed at (older items are dropped when they surface). */
+  /** In the heap by expectedAt: the estimate its latest item was pushed at (older items are dropped when they surface). */
   heapKey?: number;
   /** Final or gone: nothing more to ask. */
   done: boolean;
@@ -145,7 +144,7 @@ export class StatusPoller {
   watch(id: string, since: RunpodJobStatus | undefined, o: { maxWaitMs: number; signal?: AbortSignal }): Promise<RunpodJobStatus | undefined> {
     let e = this.entries.get(id);
     if (!e) {
-      e = { id, listeners: new Set(), wantedAt: Date.now(), readyAt: 0, inFlight: false, queued: false, inHeap: false, done: false };
+      e = { id, listeners: new Set(), wantedAt: Date.now(), readyAt: 0, inFlight: false, queued: false, done: false };
       this.entries.set(id, e);
     }
     const entry = e;
@@ -195,8 +194,7 @@ export class StatusPoller {
     // An estimate that moved earlier (a training that sped up) goes in at once: its old item, deeper
     // in the heap, would keep it from being ranked until the time it first gave. Not for the jitter
     // of reading a progress report late, which would fill the heap with items to drop.
-    if (e.expectedAt !== undefined && (!e.inHeap || e.expectedAt < e.heapKey! - EARLIER_MS)) {
-      e.inHeap = true;
+    if (e.expectedAt !== undefined && (e.heapKey === undefined || e.expectedAt < e.heapKey - EARLIER_MS)) {
       e.heapKey = e.expectedAt;
       this.soon.push(e.expectedAt, e);
     }
@@ -231,7 +229,7 @@ export class StatusPoller {
       if (this.tokens < 1) return this.later(((1 - this.tokens) / this.budget.perSecond) * 1000);
       if (pick === soon) {
         this.soon.pop();
-        pick.inHeap = false;
+        pick.heapKey = undefined;
       } else {
         this.head++;
         pick.queued = false;
@@ -250,7 +248,7 @@ export class StatusPoller {
       this.soon.pop();
       // An item older than the entry's latest one is only dropped.
       if (top.key !== e.heapKey) continue;
-      e.inHeap = false;
+      e.heapKey = undefined;
       // Its estimate changed (later) while it was in the heap: back in at the new one.
       if (live) this.enqueue(e);
     }
