@@ -2,8 +2,9 @@
 // It is worker.ts with the same workflows, activities and options, plus a fetch wrapper that
 // counts RunPod API calls by operation and HTTP status. The parent asks for the counts over IPC.
 // BENCH_MAX_ACTIVITIES and BENCH_MAX_CACHED_WORKFLOWS override maxConcurrentActivityTaskExecutions
-// and maxCachedWorkflows (unset: what worker.ts uses). BENCH_STATUS_PER_STAGE=1 is the baseline of
-// the scale benchmark: every waiting stage long-polls on its own, without the shared poller.
+// and maxCachedWorkflows (unset: what worker.ts uses, LORAFLOW_MAX_ACTIVITIES and
+// LORAFLOW_MAX_CACHED_WORKFLOWS). BENCH_STATUS_PER_STAGE=1 is the baseline of the scale benchmark:
+// every waiting stage long-polls on its own, without the shared poller.
 // One difference from worker.ts: GPU stages get as many slots as activities (BENCH_MAX_GPU_JOBS
 // overrides), not LORAFLOW_MAX_GPU_JOBS, because the scale benchmark measures 1,000 pipelines each
 // waiting on its own GPU job; with the shipped cap of 10, the rest would wait in Temporal's queue.
@@ -48,6 +49,7 @@ async function run() {
   const config = loadConfig();
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const maxActivities = process.env.BENCH_MAX_ACTIVITIES ? Number(process.env.BENCH_MAX_ACTIVITIES) : config.LORAFLOW_MAX_ACTIVITIES;
+  const maxCachedWorkflows = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : config.LORAFLOW_MAX_CACHED_WORKFLOWS;
   const client = RunpodClient.fromConfig(config, countingFetch);
   const deps = activityDepsFrom(config, { runpod: client });
   if (process.env.BENCH_STATUS_PER_STAGE === '1') {
@@ -70,7 +72,8 @@ async function run() {
     ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
     // The benchmarks measure orchestration at scale: GPU stages are not capped below the activity slots.
     maxGpuJobs: process.env.BENCH_MAX_GPU_JOBS ? Number(process.env.BENCH_MAX_GPU_JOBS) : maxActivities || config.LORAFLOW_MAX_ACTIVITIES,
-    ...(process.env.BENCH_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) } : {}),
+    // As worker.ts: LORAFLOW_MAX_CACHED_WORKFLOWS where set, else the SDK's default.
+    ...(maxCachedWorkflows !== undefined ? { maxCachedWorkflows } : {}),
   });
   process.on('message', (msg: unknown) => {
     if (msg === 'counts') process.send?.({ counts: { ...counts, byOp: { ...counts.byOp }, pollers: deps.runpod.pollerStats(), memory: process.memoryUsage() } });
