@@ -5,7 +5,8 @@
 // go first to the jobs expected to finish soonest, by the ETA a training reports in its status
 // output; every job is also asked in turn, round-robin at the rate share, so a failure, requeue or
 // cancel of any of them is seen. A waiter is woken when its job's state or progress changes, or
-// after its own wait with the latest status known.
+// after its own wait with the latest status known. A job said to be final (RunPod's completion
+// webhook, lib/completion-webhook.ts) is asked next, ahead of both, within the same budget.
 import { MinHeap } from './min-heap.js';
 import { isFinalState, RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from './runpod-client.js';
 
@@ -96,6 +97,8 @@ interface Entry {
   heapKey?: number;
   /** Final or gone: nothing more to ask. */
   done: boolean;
+  /** Said to be final (nudge): asked next, or again once the request in flight is answered. */
+  nudged?: boolean;
 }
 
 export interface PollerStats {
@@ -119,6 +122,8 @@ export class StatusPoller {
   private head = 0;
   /** Jobs with an estimate, soonest first (stale items are dropped when they reach the top). */
   private readonly soon = new MinHeap<Entry>();
+  /** Jobs said to be final, asked before any other. */
+  private urgent: Entry[] = [];
   private tokens: number;
   private refilledAt = Date.now();
   private inFlight = 0;
@@ -181,6 +186,23 @@ export class StatusPoller {
     });
   }
 
+  /**
+   * Someone said the job is final (a webhook, which anyone could send: the job's status is asked,
+   * not taken from them). It is asked ahead of every other job, within the same rate and
+   * concurrency budget. False when no stage here waits on it.
+   */
+  nudge(id: string): boolean {
+    const e = this.entries.get(id);
+    if (!e || e.done) return false;
+    if (!e.nudged && !e.inFlight) this.urgent.push(e);
+    e.nudged = true; // in flight: that answer may predate the end, so it is asked once more after it
+    // The timer set for the next turn may be far off: the pump decides again now (pauses hold).
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pump();
+    return true;
+  }
+
   stats(): PollerStats {
     return { waiting: [...this.entries.values()].filter((e) => e.listeners.size > 0).length, inFlight: this.inFlight, longPolls: this.longPolls, ranked: this.soon.size, ...this.counts };
   }
@@ -213,6 +235,16 @@ export class StatusPoller {
       this.head = 0;
     }
     while (this.inFlight < this.budget.concurrent) {
+      const live = (e: Entry) => !e.done && this.entries.get(e.id) === e;
+      const urgent = this.urgent.find((e) => live(e) && !e.inFlight);
+      if (urgent) {
+        if (this.tokens < 1) return this.later(((1 - this.tokens) / this.budget.perSecond) * 1000);
+        this.urgent = this.urgent.filter((e) => e !== urgent && live(e));
+        urgent.nudged = false;
+        this.tokens -= 1;
+        this.send(urgent, false);
+        continue;
+      }
       const soon = this.soonest(now);
       const turn = this.nextInTurn(now);
       const slotFree = this.longPolls < this.budget.longPolls;
@@ -299,6 +331,7 @@ export class StatusPoller {
         this.inFlight--;
         if (longPoll) this.longPolls--;
         e.readyAt = asked + this.options.minIntervalMs;
+        if (e.nudged && !e.done) this.urgent.push(e);
         if (!e.done && this.wanted(e, Date.now())) this.enqueue(e);
         else if (!e.done) this.entries.delete(e.id);
         this.pump();

@@ -1,8 +1,8 @@
 // The shared status poller (lib/status-poller.ts) against an in-memory endpoint that counts what
 // it is asked: many waiters stay within the share of the limits, every job gets asked in turn,
 // waiters wake on a change (not on the ticking clock), long-polls go to the jobs expected to finish
-// soonest (else the first jobs) while the others are still asked in turn, a gone job rejects, and
-// a 429 pauses the poller instead of starting a storm.
+// soonest (else the first jobs) while the others are still asked in turn, a job said to be final
+// is asked next, a gone job rejects, and a 429 pauses the poller instead of starting a storm.
 import { describe, expect, it } from 'vitest';
 import { RunpodHttpError, RunpodJobNotFound, type RunpodJobStatus } from '../../lib/runpod-client.js';
 import { MinHeap } from '../../lib/min-heap.js';
@@ -211,6 +211,34 @@ describe('StatusPoller', () => {
     for (const id of ids) ep.set(id, 'COMPLETED');
     await Promise.all(waiters);
   }, 40_000);
+
+  it('asks a job said to be final (a completion webhook) ahead of its turn, within the budget', async () => {
+    const ep = fakeEndpoint();
+    // Plain polls only, and none of a job again for a minute: only a nudge brings its end in sooner.
+    const opts = { share: 0.75, longPollMs: 0, minIntervalMs: 60_000 }; // 136/s, burst 13
+    const budget = budgetOf(opts);
+    const poller = new StatusPoller(ep.source, opts);
+    const ids = Array.from({ length: 200 }, (_, i) => `job-${i}`);
+    for (const id of ids) ep.set(id, 'IN_PROGRESS');
+    const { noticed, waiters } = waitAll(poller, ids, 5_000);
+    await sleep(2_500); // every job asked once
+    expect(ids.every((id) => ep.counts.asked.get(id) === 1)).toBe(true);
+    const endedAt = Date.now();
+    for (const id of ids.slice(0, 5)) ep.set(id, 'COMPLETED', { ok: true });
+    for (const id of ids.slice(0, 3)) expect(poller.nudge(id)).toBe(true);
+    expect(poller.nudge('not-watched-here')).toBe(false);
+    await sleep(1_000);
+    for (const id of ids.slice(0, 3)) expect(noticed.get(id)! - endedAt, id).toBeLessThan(200);
+    // Not nudged: still waiting for its turn.
+    for (const id of ids.slice(3, 5)) expect(noticed.has(id), id).toBe(false);
+    // A burst of nudges is paced like any other request.
+    ep.counts.perSecond.clear();
+    for (const id of ids) ep.set(id, 'COMPLETED');
+    for (const id of ids.slice(3)) poller.nudge(id);
+    await Promise.all(waiters);
+    expect(Math.max(...ep.counts.perSecond.values())).toBeLessThanOrEqual(budget.perSecond + budget.burst);
+    expect(ep.counts.maxInFlight).toBeLessThanOrEqual(budget.concurrent);
+  }, 20_000);
 
   it('pauses after a 429 instead of asking again at once', async () => {
     const ep = fakeEndpoint();
