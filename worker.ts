@@ -6,6 +6,7 @@ import { NativeConnection, Runtime } from '@temporalio/worker';
 import { activityDepsFrom } from './activities/deps.js';
 import { createActivities } from './activities/index.js';
 import { dataConverterFor } from './lib/codec.js';
+import { serveCompletionWebhook } from './lib/completion-webhook.js';
 import { loadConfig } from './lib/config.js';
 import { makeLogger, temporalLogger } from './lib/logger.js';
 import { ensureJanitorSchedule } from './lib/janitor-schedule.js';
@@ -33,6 +34,12 @@ async function run() {
       const client = new Client({ connection: await Connection.connect(temporalConnectionOptions(config)), namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFor(config) });
       await ensureJanitorSchedule(client, config.LORAFLOW_TASK_QUEUE, config.LORAFLOW_JANITOR_MINUTES).finally(() => client.connection.close());
     })().catch((err: unknown) => logger.warn({ error: String(err) }, 'the janitor schedule could not be created now'));
+  }
+  // RunPod's completion webhooks: an end is asked about at once, not at its turn among the waiting jobs.
+  const hook = deps.gpuJobs.completionWebhook;
+  if (hook) {
+    const { port } = await serveCompletionWebhook(hook, (jobId) => deps.runpod.nudge(jobId));
+    logger.info({ listen: hook.listen, port, path: new URL(hook.url).pathname }, 'serving the completion webhook');
   }
   const workers = await createWorkers({
     // TLS / mTLS / API key when configured; a server that is not up yet is waited for.

@@ -2,6 +2,7 @@
 // (worker.ts and the tests call it; defaults live only in lib/config.ts).
 import os from 'node:os';
 import path from 'node:path';
+import { type CompletionWebhook, completionWebhookFor } from '../lib/completion-webhook.js';
 import { type Config, endpointSpecs } from '../lib/config.js';
 import type { EndpointSpec } from '../lib/endpoints.js';
 import type { GpuPricing } from '../lib/pricing.js';
@@ -45,6 +46,8 @@ export interface ActivityDeps {
     slots: number;
     /** Workers poll as a Worker Deployment version (LORAFLOW_BUILD_ID). */
     versioned?: boolean;
+    /** RunPod POSTs each job's end here (LORAFLOW_RUNPOD_WEBHOOK_URL); worker.ts serves it. */
+    completionWebhook?: CompletionWebhook;
   };
   pricing: GpuPricing;
   /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
@@ -125,6 +128,13 @@ export class EndpointRouter implements RunpodEndpoint {
   /** The job's status once it changes from `since`, through its endpoint's shared poller (StatusPoller.watch). */
   watch = async (id: string, since: RunpodJobStatus | undefined, o: { maxWaitMs: number; signal?: AbortSignal }) => this.pollerOf(await this.ownerOf(id)).watch(id, since, o);
 
+  /** A job is said to be final (its completion webhook): its poller asks it next. False when no stage here watches it. */
+  nudge(jobId: string): boolean {
+    const owner = this.owners.get(jobId);
+    const pollers = owner ? [this.pollers.get(owner)] : [...this.pollers.values()];
+    return pollers.some((p) => p?.nudge(jobId) ?? false);
+  }
+
   endpoint(id: string): GpuEndpoint {
     const e = this.endpoints.find((x) => x.id === id);
     if (!e) throw new Error(`no GPU endpoint ${id} is configured (LORAFLOW_ENDPOINTS)`);
@@ -181,6 +191,7 @@ export function activityDepsFrom(config: Config, clients: { storage?: Storage; r
       queueWaitMs: config.LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS * 1000,
       slots: config.LORAFLOW_MAX_GPU_JOBS,
       versioned: config.LORAFLOW_BUILD_ID !== undefined,
+      ...(config.LORAFLOW_RUNPOD_WEBHOOK_URL ? { completionWebhook: completionWebhookFor(config.LORAFLOW_RUNPOD_WEBHOOK_URL, config.LORAFLOW_RUNPOD_WEBHOOK_LISTEN) } : {}),
     },
     pricing: {
       defaultPerHour: config.LORAFLOW_GPU_PRICE_PER_HOUR,

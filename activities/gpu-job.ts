@@ -265,7 +265,7 @@ async function submit(
   // Sized to the work, not the endpoint's default (10 minutes): setup, a whole segment, wrap-up.
   const executionTimeout = Math.round((deps.gpuJobs.setupSeconds + deps.gpuJobs.segmentSeconds) * 1000) + WRAP_UP_MS;
   const gpuJobId = await endpoint.client
-    .submit(input, { policy: { executionTimeout, ttl: executionTimeout + QUEUE_ALLOWANCE_MS } }, { sleep: (ms) => (keepAlive(), ctx.sleep(ms)), onRetry: (_what, attempt, error) => log.warn('RunPod /run failed; retrying', { attempt, error: String(error) }) })
+    .submit(input, { policy: { executionTimeout, ttl: executionTimeout + QUEUE_ALLOWANCE_MS }, ...(deps.gpuJobs.completionWebhook ? { webhook: deps.gpuJobs.completionWebhook.url } : {}) }, { sleep: (ms) => (keepAlive(), ctx.sleep(ms)), onRetry: (_what, attempt, error) => log.warn('RunPod /run failed; retrying', { attempt, error: String(error) }) })
     .catch((err: unknown) => {
       if (!(err instanceof RunpodPayloadTooLarge)) throw err;
       const images = 'images' in input ? input.images.length : 0;

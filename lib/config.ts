@@ -122,6 +122,18 @@ const Env = z.object({
     .max(1)
     .default(0.75)
     .describe("share of each endpoint's status limits (RunPod allows 2,000 requests per 10 s and 400 at once, a held long-poll counting) that one worker process spends watching its GPU jobs: 0.75 is 136 requests/s (under 150 in any second) and 300 at once per endpoint; the limits are the endpoint's, so with several worker processes on one endpoint give each its part (e.g. 0.3 each for 3; docs/operations.md)"),
+  LORAFLOW_RUNPOD_WEBHOOK_URL: optional(
+    z
+      .url({ protocol: /^https?$/ })
+      .refine((u) => !new URL(u).searchParams.has('key'), 'the worker adds its own `key` parameter'),
+  ).describe(
+    "URL at which RunPod reaches this worker's completion webhook (e.g. `https://gpu-worker-1.example.com/runpod-webhook`): every GPU job names it with a key of the process's own, and its POST has the job's status asked at once instead of at its turn; unset: ends are seen by polling alone (lib/completion-webhook.ts)",
+  ),
+  LORAFLOW_RUNPOD_WEBHOOK_LISTEN: z
+    .string()
+    .regex(/^(\[[^\]]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port')
+    .default('0.0.0.0:8790')
+    .describe('`host:port` the completion webhook is served on, at the path of LORAFLOW_RUNPOD_WEBHOOK_URL (only when that is set)'),
   LORAFLOW_CHECKPOINT_EVERY: z.coerce.number().int().min(1).default(50).describe('training steps between checkpoints: at most this many steps are redone after a lost GPU worker'),
   LORAFLOW_ENCODING_CACHE: z
     .stringbool()

@@ -11,7 +11,7 @@ import { keyOfUri, runKeyOf, runKeys } from '../lib/keys.js';
 import { getJson, listKeys, sha256OfObject } from '../lib/s3.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { recordHistory } from '../testkit/histories.js';
-import { type PipelineFixture, startPipelineFixture, testConfig } from '../testkit/services.js';
+import { freePort, type PipelineFixture, startPipelineFixture, testConfig } from '../testkit/services.js';
 import { until } from '../testkit/wait.js';
 import { watchedFetch } from '../testkit/watched-fetch.js';
 import { startHubRecorder } from './hub-recorder.js';
@@ -251,6 +251,27 @@ describe('trainLora workflow', () => {
     expect(calls.statusSync).toBeGreaterThanOrEqual(2); // caption and train jobs
     // Plain /status only to read finished jobs' timings for the run's cost.
     expect(calls.status + calls.statusSync).toBeLessThanOrEqual(8);
+  });
+
+  it("sees a GPU job's end at once from RunPod's completion webhook, though its status is asked only every 30 s", async () => {
+    const port = await freePort();
+    const config = { LORAFLOW_POLL_MS: '30000', LORAFLOW_RUNPOD_WEBHOOK_URL: `http://127.0.0.1:${port}/runpod-webhook`, LORAFLOW_RUNPOD_WEBHOOK_LISTEN: `127.0.0.1:${port}` };
+    const { published, progress } = await f.withWorkers(
+      async (tq) => {
+        const handle = await f.start(tq, request('lfrobot', 20, 100));
+        return { published: await handle.result(), progress: await handle.query(progressQuery) };
+      },
+      { config },
+    );
+    expect(published.uri).toContain('/loras/robot/');
+    // Both jobs (caption, train) were delivered to the worker's webhook and their end was asked
+    // about at once, where the next plain poll of each would have come 30 s after its first.
+    const [caption, train] = ['caption', 'train'].map((task) => f.gpu.endpoint.ledger().filter((e) => e.task === task && e.webhook).at(-1)!);
+    for (const job of [caption!, train!]) {
+      expect(job.webhook, job.task).toMatchObject({ delivered: true, attempts: 1 });
+      expect(Date.parse(job.finalAnsweredAt!) - Date.parse(job.finishedAt!), job.task).toBeLessThan(1_000);
+    }
+    expect(Date.parse(progress.stageStartedAt.publish!) - Date.parse(train!.finishedAt!)).toBeLessThan(5_000);
   });
 
   it('keeps at most LORAFLOW_MAX_GPU_JOBS GPU jobs on the endpoint, dispatching queued runs by priority', async () => {

@@ -20,6 +20,7 @@ import { createWorkers, type LoraflowWorkerOptions, type LoraflowWorkers } from 
 import { type EndpointOptions, type RunpodLocalOptions, startRunpodLocal } from '../runpod-local/index.js';
 import { startS3Server } from '../stack/s3.js';
 import { freePort, stopService } from '../stack/services.js';
+import { serveCompletionWebhook } from '../lib/completion-webhook.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions.js';
 import type { PublishingTrainLora } from '../workflows/index.js';
 
@@ -115,6 +116,7 @@ export async function startPipelineFixture(name: string, opts: { endpoint?: Para
   const [s3, gpu, env] = await Promise.all([startS3(tmp.dir), startGpuEndpoint(tmp.dir, handler, opts.workerEnv, opts.endpoint), startTemporal()]);
   const created: LoraflowWorkers[] = [];
   const serving: Promise<void>[] = [];
+  const webhooks: (() => Promise<void>)[] = [];
 
   // With LORAFLOW_ENDPOINTS, each listed endpoint of the local RunPod server gets its own client.
   const deps = (config: Record<string, string> = {}, overrides: FixtureWorkers['deps'] = {}): ActivityDeps => {
@@ -123,11 +125,15 @@ export async function startPipelineFixture(name: string, opts: { endpoint?: Para
     return { ...activityDepsFrom(loadConfig({ ...TEST_ENV, ...config }), { storage: s3.storage, ...clients }), ...rest };
   };
   const workers = async (taskQueue: string, o: FixtureWorkers = {}): Promise<LoraflowWorkers> => {
+    const d = deps(o.config, o.deps);
+    // As worker.ts: RunPod's completion webhook where LORAFLOW_RUNPOD_WEBHOOK_URL is set.
+    const hook = d.gpuJobs.completionWebhook;
+    if (hook) webhooks.push((await serveCompletionWebhook(hook, (id) => d.runpod.nudge(id))).close);
     const w = await createWorkers({
       connection: env.nativeConnection,
       taskQueue,
       ...workflowCode(),
-      activities: createActivities(deps(o.config, o.deps)),
+      activities: createActivities(d),
       maxHeartbeatThrottleInterval: '1 second',
       maxGpuJobs: o.maxGpuJobs ?? 10,
       ...o.worker,
@@ -158,6 +164,7 @@ export async function startPipelineFixture(name: string, opts: { endpoint?: Para
     async stop() {
       for (const w of created) w.shutdown();
       await Promise.allSettled(serving);
+      await Promise.allSettled(webhooks.map((close) => close()));
       await env.teardown();
       await gpu.endpoint.stop();
       await s3.stop();
