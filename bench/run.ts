@@ -53,6 +53,8 @@ const sizes = {
   scaleFinish: env('BENCH_SCALE_FINISH', quick ? 20 : 40),
   /** The scale run at scaleN with trainings that report an ETA, as the real trainer does (0 skips it). */
   scaleEta: env('BENCH_SCALE_ETA', 1),
+  /** The scale run again with the worker's completion webhook (unannounced ends, seen at once). */
+  scaleWebhook: env('BENCH_SCALE_WEBHOOK', 1),
   /** Another scale run at this N, a slot per pipeline (0, the default, skips it): the largest the machine fits. */
   scaleLargeN: env('BENCH_SCALE_LARGE_N', 0),
   /** A third scale run, with a slot per pipeline and this maxCachedWorkflows (0, the default, skips it). */
@@ -98,7 +100,7 @@ const gpu = (results.gpu ?? (only.has('cost') && existsSync(gpuFile) ? JSON.pars
   | undefined;
 if (gpu && !('error' in gpu)) await step('cost', async () => costOf(gpu, sizes.gpuPricePerHour));
 if (only.has('polling')) {
-  for (const name of ['pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge']) only.add(name);
+  for (const name of ['pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'pollingNoEta', 'pollingWebhook', 'pollingWebhookLarge']) only.add(name);
   const w = { windowSeconds: sizes.pollingWindowSeconds, finish: 40, log };
   await step('pollingBaseline', () => benchStatusPolling({ n: sizes.pollingN, perStage: true, ...w }));
   await step('pollingShared', () => benchStatusPolling({ n: sizes.pollingN, ...w }));
@@ -106,11 +108,19 @@ if (only.has('polling')) {
   // The same sizes as running trainings that report an ETA (what the poller ranks by).
   await step('pollingTrainings', () => benchStatusPolling({ n: sizes.pollingN, trainings: true, ...w }));
   await step('pollingTrainingsLarge', () => benchStatusPolling({ n: sizes.pollingLargeN, trainings: true, ...w }));
+  // Trainings that report no ETA end unannounced: polling alone, then with completion webhooks.
+  await step('pollingNoEta', () => benchStatusPolling({ n: sizes.pollingN, trainings: true, noEta: true, ...w }));
+  await step('pollingWebhook', () => benchStatusPolling({ n: sizes.pollingN, trainings: true, noEta: true, webhook: true, ...w }));
+  await step('pollingWebhookLarge', () => benchStatusPolling({ n: sizes.pollingLargeN, trainings: true, noEta: true, webhook: true, ...w }));
 }
 await step('scale', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, log }));
 if (sizes.scaleEta > 0 && only.has('scale')) {
   only.add('scaleEta');
   await step('scaleEta', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, eta: true, log }));
+}
+if (sizes.scaleWebhook > 0 && only.has('scale')) {
+  only.add('scaleWebhook');
+  await step('scaleWebhook', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, webhook: true, log }));
 }
 if (sizes.scaleBaseline > 0 && only.has('scale')) {
   only.add('scaleBaseline');
@@ -134,7 +144,7 @@ if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
 // The summary covers every result file present (a partial run keeps the others' last figures).
 const load = (dir: string) =>
   Object.fromEntries(
-    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'scale', 'scaleEta', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
+    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'pollingNoEta', 'pollingWebhook', 'pollingWebhookLarge', 'scale', 'scaleEta', 'scaleWebhook', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
       .map((n) => [n, path.join(dir, `${n}.json`)] as const)
       .filter(([, f]) => existsSync(f))
       .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../stack/services.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { progressQuery } from '../workflows/definitions.js';
 import { trainLora } from '../workflows/index.js';
@@ -28,6 +29,8 @@ export async function benchScale(o: {
   perStage?: boolean;
   /** Trainings report an ETA, as the real trainer does; chosen ones end at it (± ETA_JITTER_MS), not unannounced. */
   eta?: boolean;
+  /** The worker serves RunPod's completion webhook (LORAFLOW_RUNPOD_WEBHOOK_URL) and every job names it. */
+  webhook?: boolean;
   log: (m: string) => void;
 }) {
   const gpuWorkers = Math.max(1, Math.ceil(o.n / 250));
@@ -42,7 +45,7 @@ export async function benchScale(o: {
     ...(o.maxActivities ? { maxActivities: o.maxActivities } : {}),
     ...(o.maxCachedWorkflows ? { maxCachedWorkflows: o.maxCachedWorkflows } : {}),
     // Every pipeline holds a GPU job at once: the endpoint's lease (LORAFLOW_MAX_GPU_JOBS, 10 by default) is not the subject here.
-    env: { LORAFLOW_MAX_GPU_JOBS: String(o.n + 50), ...(o.perStage ? { BENCH_STATUS_PER_STAGE: '1' } : {}) },
+    env: { LORAFLOW_MAX_GPU_JOBS: String(o.n + 50), ...(o.perStage ? { BENCH_STATUS_PER_STAGE: '1' } : {}), ...(o.webhook ? await webhookEnv() : {}) },
     log: o.log,
   });
   try {
@@ -147,6 +150,7 @@ export async function benchScale(o: {
       /** The baseline: a long-poll per waiting stage (no shared poller). */
       statusPolling: o.perStage ? 'per stage (baseline)' : 'shared poller per endpoint',
       jobs: o.eta ? `trainings reporting an ETA; chosen ones end at it ± ${ETA_JITTER_MS / 1000} s` : 'no ETA; chosen ones end unannounced',
+      completionWebhook: o.webhook === true,
       maxConcurrentActivityTaskExecutions: o.maxActivities ?? 'worker.ts default (LORAFLOW_MAX_ACTIVITIES, 1000; GPU stages uncapped here, see bench/worker.ts)',
       maxCachedWorkflows: o.maxCachedWorkflows ?? 'worker.ts default (SDK default, sized from memory)',
       gpuWorkerProcesses: gpuWorkers,
@@ -211,4 +215,10 @@ function extrapolate(n: number, held: number, stats: Record<string, ReturnType<R
     machineHoldsMore: all > 0 ? Math.floor((freeMiB * 0.8) / all) : undefined,
     workerRssAt10000MiB: round(idleWorker + worker * 10_000, 0),
   };
+}
+
+/** The worker's completion webhook on a free loopback port, where runpod-local delivers it. */
+async function webhookEnv(): Promise<Record<string, string>> {
+  const port = await freePort();
+  return { LORAFLOW_RUNPOD_WEBHOOK_URL: `http://127.0.0.1:${port}/runpod-webhook`, LORAFLOW_RUNPOD_WEBHOOK_LISTEN: `127.0.0.1:${port}` };
 }

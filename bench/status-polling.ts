@@ -9,11 +9,15 @@
 //   training progress as the GPU worker does (contract/gpu-job.ts GpuProgress, every 5 s per job)
 //   with an etaSeconds that points at when it will end; chosen jobs then end (COMPLETED) at their
 //   ETA ± up to 2 s (uniform: an estimate from measured it/s is that close near the end), spread
-//   over the window; the others' ETAs lie 10 s to 30 min past it.
+//   over the window; the others' ETAs lie 10 s to 30 min past it. Without ETAs (noEta) their
+//   ends are unannounced, and with `webhook` each job names a completion webhook that nudges
+//   the poller (lib/completion-webhook.ts), as the worker's does.
 // Reported: how long until a chosen job's waiter noticed its end, runpod-local's counts of the
 // status requests against the limits, and this process's RSS per waiting job.
 import { RunpodClient, RunpodHttpError, type RunpodJobStatus, isFinalState } from '../lib/runpod-client.js';
 import { StatusPoller } from '../lib/status-poller.js';
+import { completionWebhookFor, serveCompletionWebhook } from '../lib/completion-webhook.js';
+import { freePort } from '../stack/services.js';
 import type { GpuProgress } from '../contract/gpu-job.js';
 import { startRunpodLocal, type InProcessWorker } from '../runpod-local/index.js';
 import { setMaxListeners } from 'node:events';
@@ -26,7 +30,19 @@ const POLL_MS = 1_000;
 const PROGRESS_MS = 5_000;
 const ETA_JITTER_MS = 2_000;
 
-export async function benchStatusPolling(o: { n: number; windowSeconds: number; finish: number; trainings?: boolean; perStage?: boolean; share?: number; log: (m: string) => void }) {
+export async function benchStatusPolling(o: {
+  n: number;
+  windowSeconds: number;
+  finish: number;
+  trainings?: boolean;
+  /** Trainings report no ETA (default: they do): their ends are unannounced. */
+  noEta?: boolean;
+  /** Jobs name a completion webhook (lib/completion-webhook.ts) that nudges the shared poller. */
+  webhook?: boolean;
+  perStage?: boolean;
+  share?: number;
+  log: (m: string) => void;
+}) {
   const rl = await startRunpodLocal({
     port: 0,
     apiKey: API_KEY,
@@ -37,16 +53,21 @@ export async function benchStatusPolling(o: { n: number; windowSeconds: number; 
     logger: pino({ level: 'silent' }),
   });
   const timers = new Set<NodeJS.Timeout>();
+  const closers: (() => Promise<void>)[] = [];
   try {
     const client = new RunpodClient({ baseUrl: rl.url, apiKey: API_KEY, endpointId: rl.endpointId });
-    const ids = await pool(Array.from({ length: o.n }, (_, i) => i), 100, async (i) => (await client.run({ i })).id);
     const poller = new StatusPoller(client, { share: o.share ?? 0.75, longPollMs: LONG_POLL_MS, minIntervalMs: POLL_MS });
+    const port = o.webhook ? await freePort() : 0;
+    const hook = o.webhook ? completionWebhookFor(`http://127.0.0.1:${port}/runpod-webhook`, `127.0.0.1:${port}`) : undefined;
+    const receiver = hook ? await serveCompletionWebhook(hook, (id) => poller.nudge(id)) : undefined;
+    if (receiver) closers.push(receiver.close);
+    const ids = await pool(Array.from({ length: o.n }, (_, i) => i), 100, async (i) => (await client.run({ i }, hook ? { webhook: hook.url } : {})).id);
     // Every job asked at least once before the window (a worker that has been up a while).
     const warmupMs = 5_000 + (o.n / poller.budget.perSecond) * 1000;
     const chosen = Array.from({ length: Math.min(o.finish, o.n) }, (_, i) => ids[Math.floor(((i + 0.5) * o.n) / Math.min(o.finish, o.n))]!);
     const windowStart = Date.now() + warmupMs;
     const finishedAt = new Map<string, number>();
-    if (o.trainings) startTrainings(rl.endpoint().inProcessWorker('bench'), ids, chosen, windowStart, o.windowSeconds * 1000, finishedAt, timers);
+    if (o.trainings) startTrainings(rl.endpoint().inProcessWorker('bench'), ids, chosen, windowStart, o.windowSeconds * 1000, finishedAt, timers, !o.noEta);
     global.gc?.();
     const rssBefore = procSample(process.pid)?.rss ?? 0;
     const stop = new AbortController();
@@ -94,7 +115,8 @@ export async function benchStatusPolling(o: { n: number; windowSeconds: number; 
     const result = {
       n: o.n,
       statusPolling: o.perStage ? 'a long-poll per waiter (baseline)' : `shared poller, share ${o.share ?? 0.75}`,
-      jobs: o.trainings ? `running trainings reporting an ETA; chosen ones end at it ± ${ETA_JITTER_MS / 1000} s` : 'queued; chosen ones cancelled',
+      jobs: !o.trainings ? 'queued; chosen ones cancelled' : o.noEta ? 'running trainings reporting no ETA; chosen ones end unannounced' : `running trainings reporting an ETA; chosen ones end at it ± ${ETA_JITTER_MS / 1000} s`,
+      completionWebhook: o.webhook === true,
       windowSeconds: o.windowSeconds,
       poller: o.perStage ? undefined : { ...poller.budget, ...poller.stats() },
       /** runpod-local's counts of /status + /status-sync in the window, against RunPod's limits. */
@@ -112,6 +134,7 @@ export async function benchStatusPolling(o: { n: number; windowSeconds: number; 
     return result;
   } finally {
     for (const t of timers) clearTimeout(t);
+    await Promise.all(closers.map((close) => close()));
     await rl.stop();
   }
 }
@@ -129,6 +152,7 @@ function startTrainings(
   windowMs: number,
   finishedAt: Map<string, number>,
   timers: Set<NodeJS.Timeout>,
+  eta: boolean,
 ): void {
   const startedAt = Date.now();
   const plannedAt = new Map<string, number>();
@@ -140,7 +164,7 @@ function startTrainings(
     const itPerSec = totalSteps / ((plannedAt.get(id)! - startedAt) / 1000);
     const step = Math.min(totalSteps, Math.round(((now - startedAt) / 1000) * itPerSec));
     const etaSeconds = Math.max(0, (plannedAt.get(id)! - now) / 1000);
-    worker.report(id, { status: 'IN_PROGRESS', output: { phase: 'training', step, totalSteps, itPerSec, etaSeconds } satisfies GpuProgress });
+    worker.report(id, { status: 'IN_PROGRESS', output: { phase: 'training', step, totalSteps, itPerSec, ...(eta ? { etaSeconds } : {}) } satisfies GpuProgress });
   };
   const later = (ms: number, f: () => void) => {
     const t = setTimeout(() => (timers.delete(t), f()), Math.max(0, ms));

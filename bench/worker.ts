@@ -11,6 +11,7 @@
 import { fileURLToPath } from 'node:url';
 import { NativeConnection } from '@temporalio/worker';
 import { createWorkers } from '../lib/workers.js';
+import { serveCompletionWebhook } from '../lib/completion-webhook.js';
 import { activityDepsFrom, createActivities } from '../activities/index.js';
 import { loadConfig } from '../lib/config.js';
 import { RunpodClient } from '../lib/runpod-client.js';
@@ -61,6 +62,9 @@ async function run() {
         throw err;
       });
   }
+  // As worker.ts: RunPod's completion webhook where LORAFLOW_RUNPOD_WEBHOOK_URL is set.
+  const hook = deps.gpuJobs.completionWebhook;
+  if (hook) await serveCompletionWebhook(hook, (id) => deps.runpod.nudge(id));
   const worker = await createWorkers({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
