@@ -3,9 +3,10 @@
 // same run. Options:
 //   --quick              smaller sizes (a few minutes); also BENCH_QUICK=1
 //   --only a,b           run some of: overhead, latency, polling, scale, ingest, gpu, fixedOverhead, cost (derived from gpu.json;
-//                        scale runs as worker.ts is configured (jobs ending unannounced, and trainings reporting
-//                        an ETA), with a long-poll per stage, and with an activity slot per pipeline;
-//                        BENCH_SCALE_LARGE_N adds another at that N)
+//                        scale runs as worker.ts is configured (jobs ending unannounced, with and without completion
+//                        webhooks, and trainings reporting an ETA), with a long-poll per stage, and with an activity slot per pipeline;
+//                        BENCH_SCALE_LARGE_N adds another at that N; polling's steps, e.g. pollingWebhook,
+//                        also run one by one)
 //   --compare DIR        add an "after" column from the result files of another run (a patched copy)
 //   --compare-label TEXT what that other run changed
 import os from 'node:os';
@@ -99,8 +100,10 @@ const gpu = (results.gpu ?? (only.has('cost') && existsSync(gpuFile) ? JSON.pars
   | { error: string }
   | undefined;
 if (gpu && !('error' in gpu)) await step('cost', async () => costOf(gpu, sizes.gpuPricePerHour));
-if (only.has('polling')) {
-  for (const name of ['pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'pollingNoEta', 'pollingWebhook', 'pollingWebhookLarge']) only.add(name);
+// `--only polling` runs every polling step; `--only pollingWebhook` (any step's name) that one alone.
+const pollingSteps = ['pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'pollingNoEta', 'pollingWebhook', 'pollingWebhookLarge'];
+if (only.has('polling')) for (const name of pollingSteps) only.add(name);
+if (pollingSteps.some((name) => only.has(name))) {
   const w = { windowSeconds: sizes.pollingWindowSeconds, finish: 40, log };
   await step('pollingBaseline', () => benchStatusPolling({ n: sizes.pollingN, perStage: true, ...w }));
   await step('pollingShared', () => benchStatusPolling({ n: sizes.pollingN, ...w }));
@@ -118,10 +121,9 @@ if (sizes.scaleEta > 0 && only.has('scale')) {
   only.add('scaleEta');
   await step('scaleEta', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, eta: true, log }));
 }
-if (sizes.scaleWebhook > 0 && only.has('scale')) {
-  only.add('scaleWebhook');
-  await step('scaleWebhook', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, webhook: true, log }));
-}
+// With `--only scale`, or alone with `--only scaleWebhook`.
+if (sizes.scaleWebhook > 0 && only.has('scale')) only.add('scaleWebhook');
+await step('scaleWebhook', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, webhook: true, log }));
 if (sizes.scaleBaseline > 0 && only.has('scale')) {
   only.add('scaleBaseline');
   await step('scaleBaseline', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, perStage: true, log }));
