@@ -5,6 +5,7 @@ import path from 'node:path';
 import { type CompletionWebhook, completionWebhookFor } from '../lib/completion-webhook.js';
 import { type Config, endpointSpecs } from '../lib/config.js';
 import type { EndpointSpec } from '../lib/endpoints.js';
+import { KeepAlivePacer } from '../lib/keep-alive.js';
 import type { GpuPricing } from '../lib/pricing.js';
 import { RunpodClient, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { makeStorage, type Storage } from '../lib/s3.js';
@@ -48,6 +49,8 @@ export interface ActivityDeps {
     versioned?: boolean;
     /** RunPod POSTs each job's end here (LORAFLOW_RUNPOD_WEBHOOK_URL); worker.ts serves it. */
     completionWebhook?: CompletionWebhook;
+    /** Paces the keep-alive heartbeats of this process's waiting stages (lib/keep-alive.ts). */
+    keepAlive: KeepAlivePacer;
   };
   pricing: GpuPricing;
   /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
@@ -191,6 +194,7 @@ export function activityDepsFrom(config: Config, clients: { storage?: Storage; r
       queueWaitMs: config.LORAFLOW_ENDPOINT_QUEUE_WAIT_SECONDS * 1000,
       slots: config.LORAFLOW_MAX_GPU_JOBS,
       versioned: config.LORAFLOW_BUILD_ID !== undefined,
+      keepAlive: new KeepAlivePacer(),
       ...(config.LORAFLOW_RUNPOD_WEBHOOK_URL ? { completionWebhook: completionWebhookFor(config.LORAFLOW_RUNPOD_WEBHOOK_URL, config.LORAFLOW_RUNPOD_WEBHOOK_LISTEN) } : {}),
     },
     pricing: {

@@ -8,13 +8,15 @@
 // Endpoints are tried in order of preference: a job still queued for capacity past the limit, or
 // on an endpoint that allows no workers, is cancelled (it never ran) and the next generation goes
 // to the next endpoint; a slot (gpu-slots.ts) caps each endpoint's jobs across every worker.
+// The wait on each job (poller, heartbeats, budget, queue limit) is gpu-wait.ts.
 import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/activity';
 import type { z } from 'zod';
-import { GpuProgress, type GpuJobInput } from '../contract/gpu-job.js';
-import { isFinalState, isRunningState, RunpodJobNotFound, RunpodPayloadTooLarge, type RunpodJobStatus } from '../lib/runpod-client.js';
+import type { GpuJobInput } from '../contract/gpu-job.js';
+import { RunpodPayloadTooLarge, type RunpodJobStatus } from '../lib/runpod-client.js';
 import type { ActivityDeps, GpuEndpoint } from './deps.js';
 import { type GpuHeartbeat, progressReporter } from './gpu-progress.js';
-import { acquireGpuSlot, type GpuSlot, RENEW_EVERY_MS } from './gpu-slots.js';
+import { acquireGpuSlot, type GpuSlot } from './gpu-slots.js';
+import { allowsNoWorkers, MoveOn, waitUntilFinished } from './gpu-wait.js';
 import { recordFinal, recordJob } from './gpu-records.js';
 import { classify, failureOf, type GpuJobTiming, parseOutput, timingOf } from './gpu-result.js';
 import { abandonGeneration, claimedElsewhere, isAbandoned, claimOwner, type StageKeys, storedResult, type Submission, submissionFor } from './gpu-submission.js';
@@ -46,10 +48,6 @@ export interface GpuJobResult<T> {
   timings: GpuJobTiming[];
 }
 
-/** How often a queued job's endpoint is asked whether it allows any worker (the REST API). */
-const WORKERS_CHECK_MS = 10_000;
-/** Heartbeats sent while a long-poll is open, so cancellation still reaches the activity. */
-const HEARTBEAT_EVERY_MS = 2_000;
 /** The job's TTL beyond its execution budget: as long as the service's default queue allowance. */
 const QUEUE_ALLOWANCE_MS = 24 * 3_600_000;
 /** Checkpoint upload and result after the segment's last step. */
@@ -218,22 +216,11 @@ export function stageEndpoints(deps: Pick<ActivityDeps, 'endpoints'>, run: RunSh
   return choice.eligible as GpuEndpoint[];
 }
 
-/** waitUntilFinished's answer for a job that should leave its endpoint's queue. */
-class MoveOn {
-  constructor(readonly reason: string) {}
-}
-
 /** Why a stage left an endpoint: recorded on the next job, shown by status and the report. */
 export interface MoveReason {
   from: string;
   gpuJobId?: string;
   reason: string;
-}
-
-/** The REST API says the endpoint may start no worker (an endpoint scaled to 0 after idle days). */
-async function allowsNoWorkers(endpoint: GpuEndpoint): Promise<boolean> {
-  const config = await endpoint.client.endpointConfig().catch(() => undefined);
-  return config?.workers?.max === 0;
 }
 
 /** One more failure in a row; past maxFailures the stage fails with the last one's message. */
@@ -310,88 +297,5 @@ export async function cancelGpuJob(deps: Pick<ActivityDeps, 'runpod' | 'storage'
   } catch (err) {
     log.warn('could not confirm the GPU job was cancelled; cleanup will try again', { gpuJobId, error: String(err) });
     return false;
-  }
-}
-
-/** Waits until the job is final, heartbeating and reporting progress; undefined when the endpoint no longer knows it. */
-async function waitUntilFinished(
-  deps: ActivityDeps,
-  runKey: string,
-  gpuJobId: string,
-  start: GpuHeartbeat,
-  reporter: ReturnType<typeof progressReporter>,
-  budget?: Awaited<ReturnType<BudgetGuard['forJob']>>,
-  queueLimit?: { endpoint: GpuEndpoint; waitMs: number },
-  slot?: GpuSlot,
-): Promise<RunpodJobStatus | undefined | MoveOn> {
-  const ctx = Context.current();
-  let last: GpuHeartbeat = start;
-  let runningSince: number | undefined;
-  let seenRunning = false;
-  const queuedSince = Date.now();
-  let renewedAt = Date.now();
-  let askedWorkersAt = 0;
-  /** The last status read: the endpoint's poller wakes this stage when the job's differs. */
-  let seen: RunpodJobStatus | undefined;
-  for (;;) {
-    if (slot && Date.now() - renewedAt > RENEW_EVERY_MS) {
-      renewedAt = Date.now();
-      await slot.renew();
-    }
-    const asked = Date.now();
-    const status = await statusOnce(deps, gpuJobId, seen, () => last);
-    if (status === 'lost') return undefined;
-    if (status) {
-      seen = status;
-      const progress = GpuProgress.safeParse(status.output);
-      const running = isRunningState(status.status);
-      // Queued again after running: the service is retrying the job after its worker died.
-      const retried = last.retried === true || (seenRunning && status.status === 'IN_QUEUE');
-      seenRunning ||= running;
-      last = { ...start, gpuStatus: running ? 'IN_PROGRESS' : status.status, ...(progress.success ? { progress: progress.data } : {}), ...(retried && !running ? { retried } : {}) };
-      ctx.heartbeat(last);
-      await reporter(last);
-      if (status.status === 'CANCELLED') throw ApplicationFailure.nonRetryable(`GPU job ${gpuJobId} was cancelled outside loraflow`, 'GpuJobCancelled');
-      if (isFinalState(status.status)) {
-        await recordFinal(deps, runKey, gpuJobId, { ...timingOf(status), seenAt: new Date().toISOString(), timing: 'endpoint', ...(status.error ? { error: status.error } : {}) });
-        return status;
-      }
-      // Never taken by a worker: past the limit, or where no worker may start, the job moves on.
-      if (queueLimit && !seenRunning && status.status === 'IN_QUEUE') {
-        const waitedMs = Date.now() - queuedSince;
-        if (waitedMs > queueLimit.waitMs) return new MoveOn(`queued ${Math.round(waitedMs / 1000)} s for capacity on ${queueLimit.endpoint.id} (limit ${Math.round(queueLimit.waitMs / 1000)} s)`);
-        if (Date.now() - askedWorkersAt > WORKERS_CHECK_MS) {
-          askedWorkersAt = Date.now();
-          if (await allowsNoWorkers(queueLimit.endpoint)) return new MoveOn(`${queueLimit.endpoint.id} allows no workers (max workers 0)`);
-        }
-      }
-      // The endpoint's executionTime is the billed clock; our own count is the fallback.
-      if (running) runningSince ??= asked;
-      if (runningSince !== undefined) budget?.check(Math.max(status.executionTime ?? 0, Date.now() - runningSince));
-    }
-    // No sleep here: the endpoint's poller paces the requests, and answers at the latest after a tick.
-  }
-}
-
-/**
- * The job's next status from the endpoint's shared poller (activities/deps.ts, lib/status-poller.ts):
- * as soon as its state or progress differs from `since`, else after one tick (the long-poll's
- * length, or the poll interval) with the latest known, so budget, queue and slot checks still run.
- * Heartbeats go on while it waits, so cancellation still reaches the activity. Transport errors
- * and 5xx are logged and retried by the poller; 'lost' when the endpoint no longer knows the job.
- */
-async function statusOnce(deps: ActivityDeps, gpuJobId: string, since: RunpodJobStatus | undefined, beat: () => GpuHeartbeat): Promise<RunpodJobStatus | 'lost' | undefined> {
-  const ctx = Context.current();
-  const keepAlive = setInterval(() => ctx.heartbeat(beat()), HEARTBEAT_EVERY_MS);
-  const tickMs = Math.max(deps.gpuJobs.statusWaitMs, deps.gpuJobs.pollIntervalMs);
-  try {
-    return await Promise.race([deps.runpod.watch(gpuJobId, since, { maxWaitMs: tickMs, signal: ctx.cancellationSignal }), ctx.cancelled]);
-  } catch (err) {
-    if (err instanceof CancelledFailure) throw err;
-    if (err instanceof RunpodJobNotFound) return 'lost';
-    log.warn('GPU status poll failed; will retry', { gpuJobId, error: err instanceof Error ? err.message : String(err) });
-    return undefined;
-  } finally {
-    clearInterval(keepAlive);
   }
 }
