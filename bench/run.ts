@@ -132,9 +132,10 @@ if (sizes.scaleSlots > 0 && only.has('scale')) {
   only.add('scaleSlots');
   await step('scaleSlots', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleSlots, finish: sizes.scaleFinish, log }));
 }
-if (sizes.scaleLargeN > 0 && only.has('scale')) {
-  only.add('scaleLarge');
-  await step('scaleLarge', () => benchScale({ n: sizes.scaleLargeN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleLargeN + 50, finish: sizes.scaleFinish, log }));
+// With `--only scale`, or alone with `--only scaleLarge`; either way only where BENCH_SCALE_LARGE_N is set.
+if (sizes.scaleLargeN > 0 && only.has('scale')) only.add('scaleLarge');
+if (sizes.scaleLargeN > 0) {
+  await step('scaleLarge', () => benchScale({ n: sizes.scaleLargeN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleLargeN + 50, finish: sizes.scaleFinish, webhook: sizes.scaleWebhook > 0, log }));
 }
 if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
   only.add('scaleCache');

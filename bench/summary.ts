@@ -154,7 +154,7 @@ const rows: Row[] = [
   ...scaleRows('scaleBaseline', 'baseline: a long-poll per stage'),
   ...scaleRows('scaleSlots', 'slot per pipeline'),
   ...scaleRows('scaleCache', 'slot per pipeline, small workflow cache'),
-  ...scaleRows('scaleLarge', 'the largest N tried'),
+  ...scaleRows('scaleLarge', 'the largest N tried, with completion webhooks unless BENCH_SCALE_WEBHOOK=0'),
   {
     item: '4 Ingest',
     figure: 'ingest MB/s ÷ raw S3 PUT MB/s (same bytes)',

@@ -4,11 +4,13 @@
 // BENCH_MAX_ACTIVITIES and BENCH_MAX_CACHED_WORKFLOWS override maxConcurrentActivityTaskExecutions
 // and maxCachedWorkflows (unset: what worker.ts uses, LORAFLOW_MAX_ACTIVITIES and
 // LORAFLOW_MAX_CACHED_WORKFLOWS). BENCH_STATUS_PER_STAGE=1 is the baseline of the scale benchmark:
-// every waiting stage long-polls on its own, without the shared poller.
+// every waiting stage long-polls on its own, without the shared poller. BENCH_HEARTBEAT_THROTTLE
+// (e.g. "10 seconds") overrides worker.ts's maxHeartbeatThrottleInterval of 2 s.
 // One difference from worker.ts: GPU stages get as many slots as activities (BENCH_MAX_GPU_JOBS
 // overrides), not LORAFLOW_MAX_GPU_JOBS, because the scale benchmark measures 1,000 pipelines each
 // waiting on its own GPU job; with the shipped cap of 10, the rest would wait in Temporal's queue.
 import { fileURLToPath } from 'node:url';
+import type { Duration } from '@temporalio/common';
 import { NativeConnection } from '@temporalio/worker';
 import { createWorkers } from '../lib/workers.js';
 import { serveCompletionWebhook } from '../lib/completion-webhook.js';
@@ -72,7 +74,7 @@ async function run() {
     workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
     // The worker's own dependencies, with a RunPod client whose requests are counted.
     activities: createActivities(deps),
-    maxHeartbeatThrottleInterval: '2 seconds',
+    maxHeartbeatThrottleInterval: (process.env.BENCH_HEARTBEAT_THROTTLE as Duration | undefined) ?? '2 seconds',
     ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
     // The benchmarks measure orchestration at scale: GPU stages are not capped below the activity slots.
     maxGpuJobs: process.env.BENCH_MAX_GPU_JOBS ? Number(process.env.BENCH_MAX_GPU_JOBS) : maxActivities || config.LORAFLOW_MAX_ACTIVITIES,
