@@ -6,7 +6,7 @@ import type { ActivityDeps } from '../../activities/deps.js';
 import type { GpuHeartbeat } from '../../activities/gpu-progress.js';
 import { waitUntilFinished } from '../../activities/gpu-wait.js';
 import { KeepAlivePacer } from '../../lib/keep-alive.js';
-import { RunpodJobNotFound, type RunpodJobStatus } from '../../lib/runpod-client.js';
+import { RunpodJobNotFound, RunpodJobStatus } from '../../lib/runpod-client.js';
 
 /** A job whose status is answered every 10 ms for `ms`, its step moving once halfway, then gone. */
 function depsFor(ms: number): ActivityDeps {
@@ -14,8 +14,8 @@ function depsFor(ms: number): ActivityDeps {
   const watch = async (id: string): Promise<RunpodJobStatus> => {
     await new Promise((r) => setTimeout(r, 10));
     const at = Date.now() - started;
-    if (at > ms) throw new RunpodJobNotFound(id);
-    return { id, status: 'IN_PROGRESS', output: { phase: 'training', step: at > ms / 2 ? 2 : 1, totalSteps: 10 } };
+    if (at > ms) throw new RunpodJobNotFound(id, `job ${id} is not known`);
+    return RunpodJobStatus.parse({ id, status: 'IN_PROGRESS', output: { phase: 'training', step: at > ms / 2 ? 2 : 1, totalSteps: 10 } });
   };
   return {
     runpod: { watch },
