@@ -273,9 +273,11 @@ export const drills: Record<DrillName, Drill> = {
       if (!target) return { drill: 'cancel-in-429-storm', fired: false, evidence: 'no training to cancel' };
       const { job, id } = target;
       ctx.hit.add(job.id);
-      const endpoint = ctx.stack.runpod.endpoint(job.endpointId); // where its /cancel goes
-      const before = endpoint.faults().injected.throttled;
-      endpoint.patchFaults({ api: { throttleNext: 2, operations: ['cancel'] } });
+      // On every endpoint: by the time the cancel reaches the stage, its training may hold a job on
+      // the other one (a segment queued past the limit moves; a CI run missed the drill so).
+      const throttled = () => sumOf(ctx, (e) => e.faults().injected.throttled);
+      const before = throttled();
+      for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ api: { throttleNext: 2, operations: ['cancel'] } });
       ctx.cancelled.add(id);
       await ctx.client.workflow.getHandle(id).cancel().catch(() => undefined);
       // The cancel reaches whichever job holds the training by then (segments are short): wait for
@@ -289,8 +291,8 @@ export const drills: Record<DrillName, Drill> = {
         const jobs = ctx.stack.runpod.ledger().filter((e) => mine.has(e.id));
         return jobs.some((e) => e.status === 'IN_QUEUE' || e.status === 'IN_PROGRESS') ? undefined : jobs;
       }, 90_000);
-      endpoint.patchFaults({ api: { throttleNext: undefined, operations: undefined } });
-      const refused = endpoint.faults().injected.throttled - before;
+      for (const e of ctx.stack.runpod.endpoints()) e.patchFaults({ api: { throttleNext: undefined, operations: undefined } });
+      const refused = throttled() - before;
       const cancelledJobs = ended?.filter((e) => e.status === 'CANCELLED').length ?? 0;
       return {
         drill: 'cancel-in-429-storm',
