@@ -39,6 +39,7 @@ export async function waitUntilFinished(
 ): Promise<RunpodJobStatus | undefined | MoveOn> {
   const ctx = Context.current();
   let last: GpuHeartbeat = start;
+  let lastKey = JSON.stringify(last);
   // Each heartbeat is an RPC the Temporal server pays for: new details go at once, the same ones
   // only as a keep-alive, at the pace set for this process's waiting stages (lib/keep-alive.ts).
   let beatAt = 0;
@@ -71,8 +72,9 @@ export async function waitUntilFinished(
       const retried = last.retried === true || (seenRunning && status.status === 'IN_QUEUE');
       seenRunning ||= running;
       const next: GpuHeartbeat = { ...start, gpuStatus: running ? 'IN_PROGRESS' : status.status, ...(progress.success ? { progress: progress.data } : {}), ...(retried && !running ? { retried } : {}) };
-      const changed = JSON.stringify(next) !== JSON.stringify(last);
-      last = next;
+      const key = JSON.stringify(next);
+      const changed = key !== lastKey;
+      [last, lastKey] = [next, key];
       if (changed) heartbeat(last);
       else keepAlive();
       await reporter(last);
