@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../stack/services.js';
+import { loopbackWebhookEnv } from '../testkit/services.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { progressQuery } from '../workflows/definitions.js';
 import { trainLora } from '../workflows/index.js';
@@ -45,7 +45,7 @@ export async function benchScale(o: {
     ...(o.maxActivities ? { maxActivities: o.maxActivities } : {}),
     ...(o.maxCachedWorkflows ? { maxCachedWorkflows: o.maxCachedWorkflows } : {}),
     // Every pipeline holds a GPU job at once: the endpoint's lease (LORAFLOW_MAX_GPU_JOBS, 10 by default) is not the subject here.
-    env: { LORAFLOW_MAX_GPU_JOBS: String(o.n + 50), ...(o.perStage ? { BENCH_STATUS_PER_STAGE: '1' } : {}), ...(o.webhook ? await webhookEnv() : {}) },
+    env: { LORAFLOW_MAX_GPU_JOBS: String(o.n + 50), ...(o.perStage ? { BENCH_STATUS_PER_STAGE: '1' } : {}), ...(o.webhook ? await loopbackWebhookEnv() : {}) },
     log: o.log,
   });
   try {
@@ -215,10 +215,4 @@ function extrapolate(n: number, held: number, stats: Record<string, ReturnType<R
     machineHoldsMore: all > 0 ? Math.floor((freeMiB * 0.8) / all) : undefined,
     workerRssAt10000MiB: round(idleWorker + worker * 10_000, 0),
   };
-}
-
-/** The worker's completion webhook on a free loopback port, where runpod-local delivers it. */
-async function webhookEnv(): Promise<Record<string, string>> {
-  const port = await freePort();
-  return { LORAFLOW_RUNPOD_WEBHOOK_URL: `http://127.0.0.1:${port}/runpod-webhook`, LORAFLOW_RUNPOD_WEBHOOK_LISTEN: `127.0.0.1:${port}` };
 }

@@ -17,7 +17,7 @@
 import { RunpodClient, RunpodHttpError, type RunpodJobStatus, isFinalState } from '../lib/runpod-client.js';
 import { StatusPoller } from '../lib/status-poller.js';
 import { completionWebhookFor, serveCompletionWebhook } from '../lib/completion-webhook.js';
-import { freePort } from '../stack/services.js';
+import { loopbackWebhookEnv } from '../testkit/services.js';
 import type { GpuProgress } from '../contract/gpu-job.js';
 import { startRunpodLocal, type InProcessWorker } from '../runpod-local/index.js';
 import { setMaxListeners } from 'node:events';
@@ -57,8 +57,8 @@ export async function benchStatusPolling(o: {
   try {
     const client = new RunpodClient({ baseUrl: rl.url, apiKey: API_KEY, endpointId: rl.endpointId });
     const poller = new StatusPoller(client, { share: o.share ?? 0.75, longPollMs: LONG_POLL_MS, minIntervalMs: POLL_MS });
-    const port = o.webhook ? await freePort() : 0;
-    const hook = o.webhook ? completionWebhookFor(`http://127.0.0.1:${port}/runpod-webhook`, `127.0.0.1:${port}`) : undefined;
+    const env = o.webhook ? await loopbackWebhookEnv() : undefined;
+    const hook = env && completionWebhookFor(env.LORAFLOW_RUNPOD_WEBHOOK_URL, env.LORAFLOW_RUNPOD_WEBHOOK_LISTEN);
     const receiver = hook ? await serveCompletionWebhook(hook, (id) => poller.nudge(id)) : undefined;
     if (receiver) closers.push(receiver.close);
     const ids = await pool(Array.from({ length: o.n }, (_, i) => i), 100, async (i) => (await client.run({ i }, hook ? { webhook: hook.url } : {})).id);

@@ -11,7 +11,7 @@ import { keyOfUri, runKeyOf, runKeys } from '../lib/keys.js';
 import { getJson, listKeys, sha256OfObject } from '../lib/s3.js';
 import { makeDataset } from '../testkit/datasets.js';
 import { recordHistory } from '../testkit/histories.js';
-import { freePort, type PipelineFixture, startPipelineFixture, testConfig } from '../testkit/services.js';
+import { loopbackWebhookEnv, type PipelineFixture, startPipelineFixture, testConfig } from '../testkit/services.js';
 import { until } from '../testkit/wait.js';
 import { watchedFetch } from '../testkit/watched-fetch.js';
 import { startHubRecorder } from './hub-recorder.js';
@@ -254,8 +254,7 @@ describe('trainLora workflow', () => {
   });
 
   it("sees a GPU job's end at once from RunPod's completion webhook, though its status is asked only every 30 s", async () => {
-    const port = await freePort();
-    const config = { LORAFLOW_POLL_MS: '30000', LORAFLOW_RUNPOD_WEBHOOK_URL: `http://127.0.0.1:${port}/runpod-webhook`, LORAFLOW_RUNPOD_WEBHOOK_LISTEN: `127.0.0.1:${port}` };
+    const config = { LORAFLOW_POLL_MS: '30000', ...(await loopbackWebhookEnv()) };
     const { published, progress } = await f.withWorkers(
       async (tq) => {
         const handle = await f.start(tq, request('lfrobot', 20, 100));

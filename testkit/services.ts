@@ -56,6 +56,12 @@ export async function stackEnv(dir: string): Promise<Record<string, string>> {
   };
 }
 
+/** LORAFLOW_RUNPOD_WEBHOOK_URL and _LISTEN for a worker's completion webhook on a free loopback port, where runpod-local delivers it. */
+export async function loopbackWebhookEnv(): Promise<{ LORAFLOW_RUNPOD_WEBHOOK_URL: string; LORAFLOW_RUNPOD_WEBHOOK_LISTEN: string }> {
+  const port = await freePort();
+  return { LORAFLOW_RUNPOD_WEBHOOK_URL: `http://127.0.0.1:${port}/runpod-webhook`, LORAFLOW_RUNPOD_WEBHOOK_LISTEN: `127.0.0.1:${port}` };
+}
+
 export async function startS3(dir: string) {
   const s3 = await startS3Server({ port: await freePort(), dir: path.join(dir, 's3'), logDir: path.join(dir, 'logs'), config: testConfig });
   return { ...s3, stop: () => stopService(s3.service) };
