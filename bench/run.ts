@@ -4,8 +4,7 @@
 //   --quick              smaller sizes (a few minutes); also BENCH_QUICK=1
 //   --only a,b           run some of: overhead, latency, polling, scale, ingest, gpu, fixedOverhead, cost (derived from gpu.json;
 //                        scale runs as worker.ts is configured (jobs ending unannounced, with and without completion
-//                        webhooks, and trainings reporting an ETA), with GPU stages held instead of parked (scaleHeld),
-//                        with a long-poll per stage, and with an activity slot per pipeline;
+//                        webhooks, and trainings reporting an ETA), with a long-poll per stage, and with an activity slot per pipeline;
 //                        BENCH_SCALE_LARGE_N adds another at that N; polling's steps, e.g. pollingWebhook,
 //                        also run one by one)
 //   --compare DIR        add an "after" column from the result files of another run (a patched copy)
@@ -57,8 +56,6 @@ const sizes = {
   scaleEta: env('BENCH_SCALE_ETA', 1),
   /** The scale run again with the worker's completion webhook (unannounced ends, seen at once). */
   scaleWebhook: env('BENCH_SCALE_WEBHOOK', 1),
-  /** The scale run with webhooks again, each GPU stage holding its activity while it waits: the baseline of parking (0 skips it). */
-  scaleHeld: env('BENCH_SCALE_HELD', 1),
   /** Another scale run at this N, a slot per pipeline (0, the default, skips it): the largest the machine fits. */
   scaleLargeN: env('BENCH_SCALE_LARGE_N', 0),
   /** A third scale run, with a slot per pipeline and this maxCachedWorkflows (0, the default, skips it). */
@@ -127,9 +124,6 @@ if (sizes.scaleEta > 0 && only.has('scale')) {
 // With `--only scale`, or alone with `--only scaleWebhook`.
 if (sizes.scaleWebhook > 0 && only.has('scale')) only.add('scaleWebhook');
 await step('scaleWebhook', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, webhook: true, log }));
-// With `--only scale`, or alone with `--only scaleHeld`: the same run as scaleWebhook, stages held.
-if (sizes.scaleHeld > 0 && only.has('scale')) only.add('scaleHeld');
-await step('scaleHeld', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, maxActivities: sizes.scaleN + 50, finish: sizes.scaleFinish, webhook: true, held: true, log }));
 if (sizes.scaleBaseline > 0 && only.has('scale')) {
   only.add('scaleBaseline');
   await step('scaleBaseline', () => benchScale({ n: sizes.scaleN, windowSeconds: sizes.scaleWindowSeconds, finish: sizes.scaleFinish, perStage: true, log }));
@@ -153,7 +147,7 @@ if (sizes.scaleSlots > 0 && sizes.scaleCache > 0 && only.has('scale')) {
 // The summary covers every result file present (a partial run keeps the others' last figures).
 const load = (dir: string) =>
   Object.fromEntries(
-    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'pollingNoEta', 'pollingWebhook', 'pollingWebhookLarge', 'scale', 'scaleEta', 'scaleWebhook', 'scaleHeld', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
+    ['overhead', 'latency', 'pollingBaseline', 'pollingShared', 'pollingLarge', 'pollingTrainings', 'pollingTrainingsLarge', 'pollingNoEta', 'pollingWebhook', 'pollingWebhookLarge', 'scale', 'scaleEta', 'scaleWebhook', 'scaleBaseline', 'scaleSlots', 'scaleCache', 'scaleLarge', 'ingest', 'gpu', 'fixedOverhead', 'cost']
       .map((n) => [n, path.join(dir, `${n}.json`)] as const)
       .filter(([, f]) => existsSync(f))
       .map(([n, f]) => [n, JSON.parse(readFileSync(f, 'utf8')) as unknown]),
