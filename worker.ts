@@ -57,7 +57,6 @@ async function run() {
     maxConcurrentActivityTaskExecutions: config.LORAFLOW_MAX_ACTIVITIES,
     ...(config.LORAFLOW_MAX_CACHED_WORKFLOWS !== undefined ? { maxCachedWorkflows: config.LORAFLOW_MAX_CACHED_WORKFLOWS } : {}),
     maxGpuJobs: config.LORAFLOW_MAX_GPU_JOBS,
-    parkedStages: deps.gpuJobs.parked,
     ...(config.LORAFLOW_BUILD_ID ? { deploymentVersion: { deploymentName: config.LORAFLOW_DEPLOYMENT_NAME, buildId: config.LORAFLOW_BUILD_ID } } : {}),
   });
   await workers.run();

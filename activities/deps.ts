@@ -6,7 +6,6 @@ import { type CompletionWebhook, completionWebhookFor } from '../lib/completion-
 import { type Config, endpointSpecs } from '../lib/config.js';
 import type { EndpointSpec } from '../lib/endpoints.js';
 import { KeepAlivePacer } from '../lib/keep-alive.js';
-import { ParkedStages } from './gpu-stage.js';
 import type { GpuPricing } from '../lib/pricing.js';
 import { RunpodClient, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import { makeStorage, type Storage } from '../lib/s3.js';
@@ -52,8 +51,6 @@ export interface ActivityDeps {
     completionWebhook?: CompletionWebhook;
     /** Paces the keep-alive heartbeats of this process's waiting stages (lib/keep-alive.ts). */
     keepAlive: KeepAlivePacer;
-    /** This process's parked GPU stages (activities/gpu-stage.ts); absent: a stage holds its activity while it waits. */
-    parked?: ParkedStages;
   };
   pricing: GpuPricing;
   /** The captioner the endpoint's GPU worker runs: cached captions of it are reused. */
@@ -198,7 +195,6 @@ export function activityDepsFrom(config: Config, clients: { storage?: Storage; r
       slots: config.LORAFLOW_MAX_GPU_JOBS,
       versioned: config.LORAFLOW_BUILD_ID !== undefined,
       keepAlive: new KeepAlivePacer(),
-      parked: new ParkedStages(),
       ...(config.LORAFLOW_RUNPOD_WEBHOOK_URL ? { completionWebhook: completionWebhookFor(config.LORAFLOW_RUNPOD_WEBHOOK_URL, config.LORAFLOW_RUNPOD_WEBHOOK_LISTEN) } : {}),
     },
     pricing: {

@@ -9,14 +9,13 @@
 // on an endpoint that allows no workers, is cancelled (it never ran) and the next generation goes
 // to the next endpoint; a slot (gpu-slots.ts) caps each endpoint's jobs across every worker.
 // The wait on each job (poller, heartbeats, budget, queue limit) is gpu-wait.ts.
-import { ApplicationFailure, CancelledFailure, log } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/activity';
 import type { z } from 'zod';
 import type { GpuJobInput } from '../contract/gpu-job.js';
 import { RunpodPayloadTooLarge, type RunpodJobStatus } from '../lib/runpod-client.js';
 import type { ActivityDeps, GpuEndpoint } from './deps.js';
 import { type GpuHeartbeat, progressReporter } from './gpu-progress.js';
 import { acquireGpuSlot, type GpuSlot } from './gpu-slots.js';
-import { gpuStage } from './gpu-stage.js';
 import { allowsNoWorkers, MoveOn, waitUntilFinished } from './gpu-wait.js';
 import { recordFinal, recordJob } from './gpu-records.js';
 import { classify, failureOf, type GpuJobTiming, parseOutput, timingOf } from './gpu-result.js';
@@ -60,7 +59,7 @@ export async function runGpuJob<T>(
   outputSchema: z.ZodType<T>,
   opts: GpuJobOptions<T>,
 ): Promise<GpuJobResult<T>> {
-  const ctx = gpuStage();
+  const ctx = Context.current();
   const recorded = ctx.info.heartbeatDetails as GpuHeartbeat | undefined;
   let generation = recorded?.generation ?? 0;
   let failures = recorded?.failures ?? 0;
@@ -232,7 +231,7 @@ function countFailure(opts: Pick<GpuJobOptions<unknown>, 'maxFailures'>, failure
 
 /** Records a job of this generation (submitted here, or followed through its claim). */
 async function record(deps: ActivityDeps, opts: StageKeys, gpuJobId: string, generation: number, endpointId: string, moved?: MoveReason): Promise<void> {
-  const { workflowId, runId } = gpuStage().info.workflowExecution ?? { workflowId: opts.runKey, runId: '' };
+  const { workflowId, runId } = Context.current().info.workflowExecution ?? { workflowId: opts.runKey, runId: '' };
   await recordJob(deps, opts.runKey, { gpuJobId, stage: opts.stage, generation, workflowId, runId, submittedAt: new Date().toISOString(), endpointId, ...(moved ? { movedFrom: moved } : {}) });
 }
 
@@ -249,7 +248,7 @@ async function submit(
 ): Promise<string> {
   await opts.budget?.beforeSubmit();
   const input = await makeInput(await submissionFor(deps, opts, generation, deps.gpuJobs.attempts));
-  const ctx = gpuStage();
+  const ctx = Context.current();
   // Sized to the work, not the endpoint's default (10 minutes): setup, a whole segment, wrap-up.
   const executionTimeout = Math.round((deps.gpuJobs.setupSeconds + deps.gpuJobs.segmentSeconds) * 1000) + WRAP_UP_MS;
   const gpuJobId = await endpoint.client
@@ -290,7 +289,7 @@ async function lostJob(deps: ActivityDeps, opts: StageKeys, gpuJobId: string, ge
  * cleanup and then the janitor keep trying. */
 export async function cancelGpuJob(deps: Pick<ActivityDeps, 'runpod' | 'storage'>, runKey: string, gpuJobId: string): Promise<boolean> {
   try {
-    const outcome = await deps.runpod.cancelJob(gpuJobId, { onRetry: () => gpuStage().heartbeat() });
+    const outcome = await deps.runpod.cancelJob(gpuJobId, { onRetry: () => Context.current().heartbeat() });
     log.info(outcome === 'not-found' ? 'GPU job to cancel is no longer known to the endpoint' : `GPU job ${outcome}`, { gpuJobId });
     if (outcome === 'not-found') await recordFinal(deps, runKey, gpuJobId, { gpuJobId, status: 'PURGED', seenAt: new Date().toISOString(), timing: 'unknown' });
     else await recordFinal(deps, runKey, gpuJobId, { ...timingOf(await deps.runpod.status(gpuJobId).catch(() => ({ id: gpuJobId, status: outcome === 'cancelled' ? 'CANCELLED' : 'COMPLETED' }) as RunpodJobStatus)), seenAt: new Date().toISOString(), timing: 'endpoint' });

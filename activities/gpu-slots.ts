@@ -6,7 +6,6 @@
 import { Context, log } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { gpuSlots, gpuSlotsWorkflowId, LEASE_MS, type SlotBatch, slotsUpdate } from '../workflows/gpu-slots.js';
-import { gpuStage } from './gpu-stage.js';
 
 /** How often a stage waiting for a slot asks again. */
 const ASK_EVERY_MS = 1_000;
@@ -132,7 +131,7 @@ export async function acquireGpuSlot(endpointId: string, holder: string, slots: 
     if (!waited) log.info('every GPU slot of the endpoint is in use; waiting for one', { endpointId, slots });
     waited = true;
     beat(true);
-    await gpuStage().sleep(ASK_EVERY_MS);
+    await ctx.sleep(ASK_EVERY_MS);
   }
   return {
     endpointId,

@@ -2,13 +2,12 @@
 // tick), and each answer is heartbeated when new, reported as progress, checked against the
 // run's budget, the endpoint's queue limit and the GPU slot's lease. Keep-alive heartbeats go on
 // meanwhile (they carry a cancel back to the activity), paced by lib/keep-alive.ts.
-import { ApplicationFailure, CancelledFailure, log } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context, log } from '@temporalio/activity';
 import { GpuProgress } from '../contract/gpu-job.js';
 import { isFinalState, isRunningState, RunpodJobNotFound, type RunpodJobStatus } from '../lib/runpod-client.js';
 import type { ActivityDeps, GpuEndpoint } from './deps.js';
 import type { GpuHeartbeat, progressReporter } from './gpu-progress.js';
 import { type GpuSlot, RENEW_EVERY_MS } from './gpu-slots.js';
-import { gpuStage } from './gpu-stage.js';
 import { recordFinal } from './gpu-records.js';
 import { timingOf } from './gpu-result.js';
 import type { BudgetGuard } from './usage.js';
@@ -38,9 +37,7 @@ export async function waitUntilFinished(
   queueLimit?: { endpoint: GpuEndpoint; waitMs: number },
   slot?: GpuSlot,
 ): Promise<RunpodJobStatus | undefined | MoveOn> {
-  const ctx = gpuStage();
-  // From here the stage only waits: its activity's task is handed back (activities/gpu-stage.ts).
-  ctx.park();
+  const ctx = Context.current();
   let last: GpuHeartbeat = start;
   let lastKey = JSON.stringify(last);
   // Each heartbeat is an RPC the Temporal server pays for: new details go at once, the same ones
@@ -111,7 +108,7 @@ export async function waitUntilFinished(
  * and 5xx are logged and retried by the poller; 'lost' when the endpoint no longer knows the job.
  */
 async function statusOnce(deps: ActivityDeps, gpuJobId: string, since: RunpodJobStatus | undefined, keepAlive: () => void): Promise<RunpodJobStatus | 'lost' | undefined> {
-  const ctx = gpuStage();
+  const ctx = Context.current();
   // Heartbeats go on while the status is awaited, so cancellation still reaches the activity;
   // their pace follows how many stages of this process wait (nearly all of their time is here).
   const left = deps.gpuJobs.keepAlive.enter();

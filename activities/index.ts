@@ -2,7 +2,6 @@
 import { captionDataset } from './caption.js';
 import { cancelGpuJobs } from './cleanup.js';
 import type { ActivityDeps } from './deps.js';
-import { runGpuStage } from './gpu-stage.js';
 import { generateOnGpu, resolveLoras, storeGeneration } from './generate.js';
 import { pushToHub } from './hub.js';
 import { ingestDataset } from './ingest.js';
@@ -19,16 +18,8 @@ const STAGES = { ingestDataset, captionDataset, trainOnGpu, publishLora, latestP
 type Bound<F> = F extends (deps: ActivityDeps, input: infer I) => infer R ? (input: I) => R : never;
 export type Activities = { [K in keyof typeof STAGES]: Bound<(typeof STAGES)[K]> };
 
-/** The stages that wait on a GPU job: they park while they wait (activities/gpu-stage.ts). */
-const GPU_STAGES = new Set<string>(['captionDataset', 'trainOnGpu', 'generateOnGpu'] satisfies (keyof typeof STAGES)[]);
-
 export function createActivities(deps: ActivityDeps): Activities {
-  return Object.fromEntries(
-    Object.entries(STAGES).map(([name, fn]) => {
-      const run = (input: never): Promise<unknown> => fn(deps, input);
-      return [name, GPU_STAGES.has(name) ? (input: never) => runGpuStage(deps.gpuJobs.parked, () => run(input)) : run];
-    }),
-  ) as Activities;
+  return Object.fromEntries(Object.entries(STAGES).map(([name, fn]) => [name, (input: never) => fn(deps, input)])) as Activities;
 }
 
 export { activityDepsFrom, type ActivityDeps } from './deps.js';

@@ -31,8 +31,6 @@ export async function benchScale(o: {
   eta?: boolean;
   /** The worker serves RunPod's completion webhook (LORAFLOW_RUNPOD_WEBHOOK_URL) and every job names it. */
   webhook?: boolean;
-  /** The baseline of parked waits: each GPU stage holds its activity while its job runs (BENCH_HOLD_GPU_WAITS). */
-  held?: boolean;
   log: (m: string) => void;
 }) {
   const gpuWorkers = Math.max(1, Math.ceil(o.n / 250));
@@ -47,7 +45,7 @@ export async function benchScale(o: {
     ...(o.maxActivities ? { maxActivities: o.maxActivities } : {}),
     ...(o.maxCachedWorkflows ? { maxCachedWorkflows: o.maxCachedWorkflows } : {}),
     // Every pipeline holds a GPU job at once: the endpoint's lease (LORAFLOW_MAX_GPU_JOBS, 10 by default) is not the subject here.
-    env: { LORAFLOW_MAX_GPU_JOBS: String(o.n + 50), ...(o.perStage ? { BENCH_STATUS_PER_STAGE: '1' } : {}), ...(o.held ? { BENCH_HOLD_GPU_WAITS: '1' } : {}), ...(o.webhook ? await loopbackWebhookEnv() : {}) },
+    env: { LORAFLOW_MAX_GPU_JOBS: String(o.n + 50), ...(o.perStage ? { BENCH_STATUS_PER_STAGE: '1' } : {}), ...(o.webhook ? await loopbackWebhookEnv() : {}) },
     log: o.log,
   });
   try {
@@ -153,7 +151,6 @@ export async function benchScale(o: {
       statusPolling: o.perStage ? 'per stage (baseline)' : 'shared poller per endpoint',
       jobs: o.eta ? `trainings reporting an ETA; chosen ones end at it ± ${ETA_JITTER_MS / 1000} s` : 'no ETA; chosen ones end unannounced',
       completionWebhook: o.webhook === true,
-      gpuWaits: o.held ? 'held: an activity per waiting stage (baseline)' : 'parked: no activity while the job runs',
       maxConcurrentActivityTaskExecutions: o.maxActivities ?? 'worker.ts default (LORAFLOW_MAX_ACTIVITIES, 1000; GPU stages uncapped here, see bench/worker.ts)',
       maxCachedWorkflows: o.maxCachedWorkflows ?? 'worker.ts default (SDK default, sized from memory)',
       gpuWorkerProcesses: gpuWorkers,

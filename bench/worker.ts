@@ -5,8 +5,7 @@
 // and maxCachedWorkflows (unset: what worker.ts uses, LORAFLOW_MAX_ACTIVITIES and
 // LORAFLOW_MAX_CACHED_WORKFLOWS). BENCH_STATUS_PER_STAGE=1 is the baseline of the scale benchmark:
 // every waiting stage long-polls on its own, without the shared poller. BENCH_HEARTBEAT_THROTTLE
-// (e.g. "10 seconds") overrides worker.ts's maxHeartbeatThrottleInterval of 2 s. BENCH_HOLD_GPU_WAITS=1
-// is the baseline of parked GPU waits: a stage holds its activity (and slot) while its job runs.
+// (e.g. "10 seconds") overrides worker.ts's maxHeartbeatThrottleInterval of 2 s.
 // One difference from worker.ts: GPU stages get as many slots as activities (BENCH_MAX_GPU_JOBS
 // overrides), not LORAFLOW_MAX_GPU_JOBS, because the scale benchmark measures 1,000 pipelines each
 // waiting on its own GPU job; with the shipped cap of 10, the rest would wait in Temporal's queue.
@@ -65,8 +64,6 @@ async function run() {
         throw err;
       });
   }
-  // The baseline of the parked waits: each GPU stage holds its activity while its job runs, as before activities/gpu-stage.ts.
-  if (process.env.BENCH_HOLD_GPU_WAITS === '1') delete deps.gpuJobs.parked;
   // As worker.ts: RunPod's completion webhook where LORAFLOW_RUNPOD_WEBHOOK_URL is set.
   const hook = deps.gpuJobs.completionWebhook;
   if (hook) await serveCompletionWebhook(hook, (id) => deps.runpod.nudge(id));
@@ -80,7 +77,6 @@ async function run() {
     maxHeartbeatThrottleInterval: (process.env.BENCH_HEARTBEAT_THROTTLE as Duration | undefined) ?? '2 seconds',
     ...(maxActivities ? { maxConcurrentActivityTaskExecutions: maxActivities } : {}),
     // The benchmarks measure orchestration at scale: GPU stages are not capped below the activity slots.
-    parkedStages: deps.gpuJobs.parked,
     maxGpuJobs: process.env.BENCH_MAX_GPU_JOBS ? Number(process.env.BENCH_MAX_GPU_JOBS) : maxActivities || config.LORAFLOW_MAX_ACTIVITIES,
     // As worker.ts: LORAFLOW_MAX_CACHED_WORKFLOWS where set, else the SDK's default.
     ...(maxCachedWorkflows !== undefined ? { maxCachedWorkflows } : {}),

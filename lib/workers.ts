@@ -6,10 +6,7 @@
 // With a build id (LORAFLOW_BUILD_ID) both poll as one Worker Deployment version, and every run
 // they start stays PINNED to it: new workflow code ships as a new version (docs/operations.md).
 import { Worker, type WorkerOptions } from '@temporalio/worker';
-import type { ParkedStages } from '../activities/gpu-stage.js';
 import { gpuTaskQueue } from '../workflows/definitions.js';
-
-const fixed = (numSlots: number) => ({ type: 'fixed-size' as const, numSlots });
 
 export interface LoraflowWorkers {
   /** Runs both workers until shutdown() or until one of them fails (the other is then stopped). */
@@ -25,32 +22,22 @@ export interface LoraflowWorkerOptions extends WorkerOptions {
   maxGpuJobs: number;
   /** The Worker Deployment version both workers poll as; absent: unversioned. */
   deploymentVersion?: { deploymentName: string; buildId: string };
-  /** The activities' parked GPU stages (deps.gpuJobs.parked): handed back for a retry once the workers stop. */
-  parkedStages?: Pick<ParkedStages, 'handBack' | 'slotSupplier'> | undefined;
 }
 
 export async function createWorkers(options: LoraflowWorkerOptions): Promise<LoraflowWorkers> {
-  const { maxGpuJobs, deploymentVersion, parkedStages, ...mainOptions } = options;
+  const { maxGpuJobs, deploymentVersion, ...mainOptions } = options;
   const versioning: Partial<WorkerOptions> = deploymentVersion
     ? { workerDeploymentOptions: { useWorkerVersioning: true, version: deploymentVersion, defaultVersioningBehavior: 'PINNED' } }
     : {};
   const { workflowsPath: _w, workflowBundle: _b, ...activityOptions } = mainOptions;
   const main = await Worker.create({ ...mainOptions, ...versioning });
-  const { maxConcurrentActivityTaskExecutions: _a, maxConcurrentLocalActivityExecutions: _l, maxConcurrentWorkflowTaskExecutions: _wt, ...gpuOptions } = activityOptions;
-  // A parked GPU stage keeps its slot (activities/gpu-stage.ts); without parking, a fixed count.
-  const gpuSlots = parkedStages
-    ? { tuner: { activityTaskSlotSupplier: parkedStages.slotSupplier(maxGpuJobs), workflowTaskSlotSupplier: fixed(2), localActivityTaskSlotSupplier: fixed(1), nexusTaskSlotSupplier: fixed(1) } }
-    : { maxConcurrentActivityTaskExecutions: maxGpuJobs };
-  const gpu = await Worker.create({ ...gpuOptions, ...versioning, taskQueue: gpuTaskQueue(mainOptions.taskQueue), ...gpuSlots });
+  const gpu = await Worker.create({ ...activityOptions, ...versioning, taskQueue: gpuTaskQueue(mainOptions.taskQueue), maxConcurrentActivityTaskExecutions: maxGpuJobs });
   const shutdown = () => {
     for (const w of [main, gpu]) if (w.getState() === 'RUNNING') w.shutdown();
   };
   const run = async () => {
     const runs = [main, gpu].map((w) => w.run().catch((err: unknown) => (shutdown(), Promise.reject(err))));
     const results = await Promise.allSettled(runs);
-    // A parked stage waits on in this process after its activity's task: a stopped worker must
-    // not go on waiting (nor completing) for it, and its retry should not wait for the heartbeat timeout.
-    await parkedStages?.handBack();
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   };

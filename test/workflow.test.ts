@@ -326,26 +326,6 @@ describe('trainLora workflow', () => {
     const trainAttempts = history.events!.filter((e) => e.activityTaskStartedEventAttributes && e.activityTaskStartedEventAttributes.attempt! > 1);
     expect(trainAttempts.length).toBeGreaterThan(0);
   });
-
-  it('holds no activity while its GPU job runs: the stage parks, and completes its activity when the job ends', async () => {
-    // What the GPU worker has in flight while the training runs, parked (the default) or held.
-    const inFlightWhileTraining = async (held: boolean) => {
-      const workers = await f.workers(`park-${held}`, { maxGpuJobs: 1, ...(held ? { deps: { gpuJobs: { ...f.deps().gpuJobs, parked: undefined } } } : {}) });
-      return workers.runUntil(
-        (async () => {
-          const handle = await f.start(`park-${held}`, request(held ? 'lfheld' : 'lfparked', 100, 100)); // 10 s of training, its own (no checkpoint to resume)
-          await progressUntil(handle, (p) => p.stage === 'train' && p.gpuStatus === 'IN_PROGRESS');
-          // Parking hands the task back within milliseconds; the training runs on for seconds.
-          const stages = workers.workers[1];
-          const inFlight = await until(() => stages.getStatus().numInFlightActivities, (n) => n === (held ? 1 : 0), 2_000).catch(() => stages.getStatus().numInFlightActivities);
-          expect((await handle.result()).uri).toContain('/loras/robot/');
-          return inFlight;
-        })(),
-      );
-    };
-    expect(await inFlightWhileTraining(false)).toBe(0);
-    expect(await inFlightWhileTraining(true)).toBe(1);
-  });
 });
 
 /** Sizes of every payload an event carries (inputs, results, signals). */

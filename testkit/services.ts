@@ -142,7 +142,6 @@ export async function startPipelineFixture(name: string, opts: { endpoint?: Para
       activities: createActivities(d),
       maxHeartbeatThrottleInterval: '1 second',
       maxGpuJobs: o.maxGpuJobs ?? 10,
-      parkedStages: d.gpuJobs.parked,
       ...o.worker,
     });
     created.push(w);
